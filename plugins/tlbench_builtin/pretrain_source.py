@@ -1,0 +1,168 @@
+"""Source `pretrain`: a timm architecture trained on the spot on a target plugin's data.
+
+It makes sources with known relationships to a target, offline: pretrained on related
+classes (helpful), or on the same images with shuffled labels (meant to hurt). The
+weights are trained once, with tlbench's own training engine, and cached as
+safetensors under ``<cache>/pretrain/`` keyed by the whole pretraining config and the
+content hash of the data; later builds and other processes reuse the file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from pathlib import Path
+
+import tlbench
+from tlbench.api import Env, Source, SourceModel
+from tlbench.errors import ParamError, PluginError
+from tlbench.params import Param, resolve_params
+
+
+class Pretrain(Source):
+    name = "pretrain"
+    version = "1"
+    description = "a timm architecture pretrained here on a target plugin's data (optionally shuffled labels)"
+    params = {
+        "model": Param(str, help="timm architecture, e.g. resnet18"),
+        "input_size": Param(int, None, "square input size overriding the model's data config", min=8),
+        "target": Param(str, help="target plugin whose data the model is trained on"),
+        "target_params": Param(dict, {}, "parameters of that target plugin"),
+        "shuffle_labels": Param(bool, False, "train on randomly permuted labels (a source meant to hurt)"),
+        "epochs": Param(int, 15, "pretraining epochs", min=1),
+        "lr": Param(float, 2e-3, "pretraining learning rate (AdamW, cosine)", min=0),
+        "batch_size": Param(int, 64, "pretraining batch size", min=1),
+        "weight_decay": Param(float, 0.05, "pretraining weight decay", min=0),
+        "seed": Param(int, 0, "seed of the pretraining run (initialisation, order, shuffling)"),
+    }
+
+    def architecture(self, params: dict) -> dict:
+        return {"model": params["model"], "input_size": params["input_size"]}
+
+    # ------------------------------------------------------------------ config
+
+    def _target(self, params: dict, env: Env):
+        if env.registry is None:
+            raise PluginError("pretrain: needs the plugin registry to find its target")
+        item = env.registry.get("target", params["target"]).item
+        try:
+            target_params = resolve_params(item.params, params["target_params"], "target_params")
+        except ParamError as exc:
+            raise ParamError(f"pretrain {exc}") from None
+        return item, target_params
+
+    def check(self, params: dict, env: Env) -> None:
+        import timm
+
+        if not timm.is_model(params["model"]):
+            raise ParamError(f"model: timm has no architecture {params['model']!r}")
+        item, target_params = self._target(params, env)
+        item.check(target_params, env)
+
+    def _data(self, params: dict, env: Env):
+        """All examples of the pretraining target (seeded split, every part) and its hash."""
+        import numpy as np
+
+        from tlbench.api import Split
+        from tlbench.hashing import config_hash, splits_content_hash
+
+        item, target_params = self._target(params, env)
+        data = item.load(target_params, env)
+        splits = data.splits(params["seed"])
+        content_hash, _ = splits_content_hash(splits)
+        train = Split(examples=[*splits.train.examples, *splits.test.examples],
+                      labels=np.concatenate([splits.train.labels, splits.test.labels]))
+        if params["shuffle_labels"]:
+            train.labels = np.random.default_rng(params["seed"]).permutation(train.labels)
+        key = config_hash({"plugin_version": self.version, "params": params, "target_version": item.version,
+                           "target_params": target_params, "content_hash": content_hash}, 24)
+        return data, train, splits.val, key
+
+    def _paths(self, env: Env, key: str) -> tuple[Path, Path]:
+        folder = Path(env.cache_dir) / "pretrain"
+        return folder / f"{key}.safetensors", folder / f"{key}.json"
+
+    # ------------------------------------------------------------------ training
+
+    def prepare(self, params: dict, env: Env) -> None:
+        data, train, val, key = self._data(params, env)
+        weights, meta_path = self._paths(env, key)
+        if weights.exists():
+            return
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        with open(weights.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains, the others wait and reuse
+            if weights.exists():
+                return
+            env.log(f"pretrain: training {params['model']} on {params['target']}"
+                    f"{' (shuffled labels)' if params['shuffle_labels'] else ''} into {weights}")
+            self._train(params, env, data, train, val, weights, meta_path)
+
+    def _train(self, params, env, data, train, val, weights: Path, meta_path: Path) -> None:
+        import numpy as np
+        import torch
+        from safetensors.torch import save_file
+
+        from tlbench.api import Split, SourceModel, Splits
+        from tlbench.budget import Budget
+        from tlbench.context import RunContext
+        from tlbench.engine import accuracy, predict, train as train_model
+        from tlbench.execute import resolve_device
+        from tlbench.recipe import ENGINE_PARAMS
+        from tlbench.seeding import seed_everything
+
+        from .timm_models import ImageEncoder, PreLogits, create, data_config
+
+        seed_everything(params["seed"])
+        model = create(params["model"], pretrained=False, num_classes=data.num_classes)
+        encoder = ImageEncoder(data_config(model, params["input_size"]))
+        carrier = SourceModel(backbone=PreLogits(model), feature_dim=model.num_features, modality="image",
+                              encode=encoder, layer_groups=[], weights_id="", preprocessing_id="")
+        empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
+        device = torch.device(resolve_device(env.device))
+        run = RunContext(source=carrier, target=data, splits=Splits(train=train, val=val, test=empty),
+                         seed=params["seed"], device=device, budget=Budget(float("inf")))
+        recipe = {key: p.default for key, p in ENGINE_PARAMS.items()}
+        recipe.update(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
+                      weight_decay=params["weight_decay"], select="last")
+        from tlbench.engine import param_groups
+
+        groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
+        outcome = train_model(run, model, groups, recipe)
+        train_acc = accuracy(predict(run, model, "train", recipe), train.labels)
+        model.cpu()
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        meta = {"params": params, "num_classes": data.num_classes, "train_accuracy": train_acc,
+                "val_accuracy": outcome.best_val_accuracy, "epochs": outcome.epochs_run}
+        tmp = weights.with_suffix(".tmp")
+        save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
+        tmp.replace(weights)
+        meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+    # ------------------------------------------------------------------ building
+
+    def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
+        from safetensors.torch import load_file
+
+        from .timm_models import create, data_config, source_model
+
+        if not pretrained:
+            model = create(params["model"], pretrained=False)
+            return source_model(model, pretrained=False, data_config=data_config(model, params["input_size"]),
+                                meta={"model": params["model"], "weights": "random"})
+        data, _, _, key = self._data(params, env)
+        weights, meta_path = self._paths(env, key)
+        if not weights.exists():
+            self.prepare(params, env)
+        model = create(params["model"], pretrained=False, num_classes=data.num_classes)
+        model.load_state_dict(load_file(str(weights)))
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        return source_model(model, pretrained=True, data_config=data_config(model, params["input_size"]),
+                            meta={"model": params["model"], "weights": str(weights),
+                                  "pretraining": {k: meta.get(k) for k in ("train_accuracy", "val_accuracy",
+                                                                          "epochs")}})
+
+
+@tlbench.hookimpl
+def tlbench_register_sources(register):
+    register(Pretrain())

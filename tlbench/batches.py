@@ -1,0 +1,133 @@
+"""Turning a split's raw examples into device batches.
+
+Small splits (the few-shot training sets tlbench is about) are encoded once and kept
+as tensors, on the device when there is one, so an epoch costs only the model's own
+work. Larger splits are encoded batch by batch through a DataLoader (with workers,
+pinned memory and non-blocking copies on CUDA).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+Inputs = Any  # a tensor, or a dict of tensors (text)
+
+
+def inputs_to(inputs: Inputs, device: torch.device, non_blocking: bool = False) -> Inputs:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, non_blocking=non_blocking)
+    if isinstance(inputs, dict):
+        return {key: inputs_to(value, device, non_blocking) for key, value in inputs.items()}
+    raise TypeError(f"encoded inputs must be a tensor or a dict of tensors, got {type(inputs).__name__}")
+
+
+def index_inputs(inputs: Inputs, index: torch.Tensor) -> Inputs:
+    if isinstance(inputs, torch.Tensor):
+        return inputs[index]
+    return {key: value[index] for key, value in inputs.items()}
+
+
+def concat_inputs(parts: list[Inputs]) -> Inputs:
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return {key: _cat_padded([part[key] for part in parts]) for key in parts[0]}
+
+
+def _cat_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate token tensors of different lengths, right-padding with zeros (masked)."""
+    if tensors[0].dim() < 2:
+        return torch.cat(tensors)
+    width = max(t.shape[1] for t in tensors)
+    padded = [torch.nn.functional.pad(t, (0, width - t.shape[1])) if t.shape[1] < width else t
+              for t in tensors]
+    return torch.cat(padded)
+
+
+def inputs_nbytes(inputs: Inputs) -> int:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.element_size() * inputs.nelement()
+    return sum(inputs_nbytes(value) for value in inputs.values())
+
+
+class _Collate:
+    """Picklable collate for DataLoader workers: raw examples -> (inputs, labels)."""
+
+    def __init__(self, encode: Callable[[Sequence[Any]], Inputs]):
+        self.encode = encode
+
+    def __call__(self, batch):
+        examples = [example for example, _ in batch]
+        labels = torch.as_tensor(np.asarray([label for _, label in batch], dtype=np.int64))
+        return self.encode(examples), labels
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __init__(self, examples: Sequence[Any], labels: np.ndarray):
+        self.examples, self.labels = examples, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.examples[i], int(self.labels[i])
+
+
+class SplitBatches:
+    """Batches of one split for one model: cached when small, streamed otherwise."""
+
+    def __init__(self, examples: Sequence[Any], labels: np.ndarray, encode: Callable,
+                 device: torch.device, batch_size: int = 64, num_workers: int = 0,
+                 cache_bytes: int = 1 << 30):
+        self.examples, self.labels = examples, np.asarray(labels, dtype=np.int64)
+        self.encode, self.device = encode, device
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.cache_bytes = cache_bytes
+        self._cached: tuple[Inputs, torch.Tensor] | None = None
+        self._streaming = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _try_cache(self) -> bool:
+        if self._cached is not None:
+            return True
+        if self._streaming or len(self.labels) == 0 or self.cache_bytes <= 0:
+            return False
+        first = self.encode(list(self.examples[i] for i in range(min(len(self.labels), self.batch_size))))
+        estimate = inputs_nbytes(first) / max(1, min(len(self.labels), self.batch_size)) * len(self.labels)
+        if estimate > self.cache_bytes:
+            self._streaming = True
+            return False
+        parts = [first]
+        for start in range(self.batch_size, len(self.labels), max(self.batch_size, 256)):
+            stop = min(len(self.labels), start + max(self.batch_size, 256))
+            parts.append(self.encode([self.examples[i] for i in range(start, stop)]))
+        inputs = concat_inputs(parts) if len(parts) > 1 else first
+        self._cached = (inputs_to(inputs, self.device), torch.as_tensor(self.labels, device=self.device))
+        return True
+
+    def batches(self, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        n = len(self.labels)
+        if self._try_cache():
+            inputs, labels = self._cached
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+            stop = n - n % self.batch_size if drop_last and n > self.batch_size else n
+            for start in range(0, stop, self.batch_size):
+                index = order[start:start + self.batch_size].to(labels.device)
+                yield index_inputs(inputs, index), labels[index]
+            return
+        yield from self._stream(shuffle, generator, drop_last)
+
+    def _stream(self, shuffle, generator, drop_last):
+        cuda = self.device.type == "cuda"
+        loader = torch.utils.data.DataLoader(
+            _Pairs(self.examples, self.labels), batch_size=self.batch_size, shuffle=shuffle,
+            generator=generator, drop_last=drop_last and len(self.labels) > self.batch_size,
+            num_workers=self.num_workers, collate_fn=_Collate(self.encode), pin_memory=cuda,
+            persistent_workers=False)
+        for inputs, labels in loader:
+            yield inputs_to(inputs, self.device, cuda), labels.to(self.device, non_blocking=cuda)

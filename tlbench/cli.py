@@ -1,0 +1,185 @@
+"""The `tlbench` command line.
+
+Exit codes: 0 all runs ok; 1 some runs failed (all others recorded and reported);
+2 a usage, suite or plugin error (nothing run); 130 interrupted. Heavy libraries are
+imported only by the commands that need them, so `tlbench --help` and `tlbench list`
+stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+
+def _registry(modules=()):
+    from .plugins import PluginRegistry
+
+    registry = PluginRegistry.load(modules)
+    for problem in registry.problems:
+        print(f"tlbench: warning: {problem}", file=sys.stderr)
+    return registry
+
+
+# ---------------------------------------------------------------------- list
+
+
+def cmd_list(args) -> int:
+    from .plugins import PLURAL
+
+    registry = _registry()
+    if args.json:
+        print(json.dumps(registry.to_json(), indent=2))
+        return 0
+    for kind, plural in PLURAL.items():
+        items = registry.items(kind)
+        print(f"{plural} ({len(items)}):")
+        width = max((len(reg.name) for reg in items), default=0)
+        for reg in items:
+            print(f"  {reg.name:<{width}}  v{reg.item.version:<4} [{reg.origin}]  {reg.item.description}")
+        print()
+    return 0
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _load_suite(path: str, out: str | None):
+    from .suite import load_suite, suite_plugins
+
+    suite_path = Path(path)
+    if suite_path.parent.is_dir():  # plugin modules may sit next to the suite
+        sys.path.insert(0, str(suite_path.parent.resolve()))
+    registry = _registry(suite_plugins(suite_path))
+    return load_suite(suite_path, registry, output=out), registry
+
+
+def cmd_run(args) -> int:
+    suite, registry = _load_suite(args.suite, args.out)
+    if args.dry_run:
+        return _dry_run(suite, registry)
+    from .report import build_report
+    from .runner import run_suite
+
+    devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
+    try:
+        summary = run_suite(suite, registry, executor=args.executor, jobs=args.jobs, devices=devices,
+                            address=args.address, retry_failed=args.retry_failed, device=args.device)
+    except KeyboardInterrupt:
+        print("tlbench: interrupted; finished runs are recorded, run the same command to continue",
+              file=sys.stderr)
+        return 130
+    report = build_report([suite.output], suite.output, title=suite.name)
+    print(report.markdown)
+    print(f"{summary.planned} runs planned: {summary.skipped} already done, {summary.executed} executed "
+          f"({summary.ok} ok, {len(summary.failed) - summary.kept_failures} failed)"
+          + (f", {summary.kept_failures} failures kept (--no-retry)" if summary.kept_failures else ""))
+    if summary.failed:
+        print("failed runs:")
+        for record in summary.failed:
+            spec = record["spec"]
+            label = f"{spec['source']['id']} → {spec['target']['id']} · {spec['strategy']['id']} · seed {spec['seed']}"
+            reason = (record.get("error") or {}).get("message", "")
+            print(f"  {record['status']:<11} {label}: {reason}")
+    print(f"results: {', '.join(str(p) for p in report.files)}")
+    return summary.exit_code
+
+
+def _dry_run(suite, registry) -> int:
+    from .matrix import expand
+
+    specs = expand(suite, registry)
+    baselines = sum(spec.baseline for spec in specs)
+    for spec in specs:
+        print(("baseline  " if spec.baseline else "run       ") + spec.label())
+    print(f"{len(specs)} runs: {len(specs) - baselines} transfer runs ({len(suite.sources)} sources × "
+          f"{len(suite.targets)} targets × {len(suite.strategies)} strategies × {len(suite.seeds)} seeds)"
+          f" + {baselines} from-scratch baselines; output {suite.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------- report
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    for directory in args.dirs:
+        if not Path(directory).is_dir():
+            raise UserError(f"{directory}: no such result directory")
+    out = Path(args.out) if args.out else Path(args.dirs[0])
+    report = build_report([Path(d) for d in args.dirs], out)
+    for problem in report.problems:
+        print(f"tlbench: warning: {problem}", file=sys.stderr)
+    print(report.markdown)
+    print(f"{report.n_records} records; wrote {', '.join(str(p) for p in report.files)}")
+    return 0
+
+
+# ---------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlbench", description="Benchmark transfer-learning strategies: every source × target × "
+                                    "strategy × seed, with from-scratch baselines, into leaderboards.")
+    parser.add_argument("--version", action="version", version=f"tlbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite (skips runs already done)")
+    run.add_argument("suite", help="suite file (TOML), e.g. suites/quickstart.toml")
+    run.add_argument("--out", help="result directory (default: the suite's, reports/<name>/)")
+    run.add_argument("--dry-run", action="store_true", help="print the run matrix and its size; run nothing")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--executor", choices=("local", "inline", "ray"), default="local",
+                     help="local worker processes (default), inline in this process (debugging), or ray")
+    run.add_argument("--address", help="Ray cluster address (with --executor ray; default: start a local one)")
+    run.add_argument("--devices", help="comma-separated devices for the workers, e.g. cuda:0,cuda:1")
+    run.add_argument("--device", help="override the suite's device (auto, cpu, cuda, cuda:N)")
+    retry = run.add_mutually_exclusive_group()
+    retry.add_argument("--retry-failed", dest="retry_failed", action="store_true", default=True,
+                       help="redo runs whose record is a failure (default)")
+    retry.add_argument("--no-retry", dest="retry_failed", action="store_false",
+                       help="keep failed records as they are")
+    run.set_defaults(handler=cmd_run)
+
+    lst = sub.add_parser("list", help="list sources, targets and strategies of all plugins")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(handler=cmd_list)
+
+    report = sub.add_parser("report", help="rebuild the leaderboard from result directories")
+    report.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
+    report.add_argument("--out", help="where to write (default: the first directory)")
+    report.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "jobs", 1) < 1:
+        print("tlbench: error: --jobs: expected a positive integer", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"tlbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tlbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("TLBENCH_DEBUG"):
+            raise
+        print(f"tlbench: internal error: {type(exc).__name__}: {exc} — this is a bug; "
+              f"TLBENCH_DEBUG=1 shows the traceback", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

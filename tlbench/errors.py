@@ -1,0 +1,27 @@
+"""Errors meant for people: each carries one line that says what and where.
+
+Anything derived from `UserError` ends a command with that line and exit code 2;
+any other exception reaching the CLI is a bug in tlbench or in a plugin.
+"""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: bad suite, unknown plugin, bad argument."""
+
+    exit_code = 2
+
+
+class SuiteError(UserError):
+    """A suite file that cannot be run as written."""
+
+
+class ParamError(UserError):
+    """A plugin parameter that does not match the plugin's schema."""
+
+
+class PluginError(UserError):
+    """A plugin that cannot be loaded, or a name that no plugin registered."""
+
+
+class ResourceUnavailable(UserError):
+    """A model, weights file or data set that cannot be had (missing file, offline hub)."""

@@ -1,0 +1,28 @@
+"""The inline executor: runs in the calling process, one after the other.
+
+No isolation and only the engine's own budget checks: for debugging a plugin, for
+profiling, and for measuring tlbench's overhead against a plain training loop.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..execute import RunSettings, Worker
+from ..matrix import RunSpec
+from .schedule import Schedule
+
+
+class InlineExecutor:
+    name = "inline"
+
+    def __init__(self, settings: RunSettings, registry=None):
+        self.worker = Worker(settings, registry)
+
+    def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
+            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None) -> None:
+        schedule = Schedule(specs)
+        while (spec := schedule.next_ready()) is not None:
+            record = self.worker.run(spec, lambda kind, payload, spec=spec: on_event(spec, kind, payload))
+            schedule.finished(spec)
+            on_record(spec, record)

@@ -1,0 +1,39 @@
+"""Hook specifications: the functions a tlbench plugin may implement.
+
+Each hook receives a ``register`` callable and calls it once per item it provides;
+tlbench validates the item, refuses duplicate names and remembers which plugin
+registered it. Hooks must be cheap: no torch, timm or transformers imports here.
+"""
+
+import pluggy
+
+from . import PROJECT
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def tlbench_register_sources(register):
+    """Register source models.
+
+    :param register: call ``register(source)`` with an instance of a
+        `tlbench.api.Source` subclass, once per source.
+    """
+
+
+@hookspec
+def tlbench_register_targets(register):
+    """Register target tasks.
+
+    :param register: call ``register(target)`` with an instance of a
+        `tlbench.api.Target` subclass, once per target.
+    """
+
+
+@hookspec
+def tlbench_register_strategies(register):
+    """Register transfer strategies.
+
+    :param register: call ``register(strategy)`` with an instance of a
+        `tlbench.api.Strategy` subclass, once per strategy.
+    """

@@ -1,0 +1,72 @@
+"""Planning a suite: check every source and target, and give every run its identity.
+
+Everything that can fail before a run starts fails here, with one line naming the
+suite entry: a model or data set that is not available offline, a target that cannot
+load. Targets are loaded once per entry to hash the examples each seed uses, so a run
+is redone when its data changes and skipped when it does not.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .api import Env
+from .errors import ResourceUnavailable, UserError
+from .hashing import splits_content_hash
+from .matrix import RunSpec, expand, with_identity
+from .plugins import PluginRegistry
+from .suite import Entry, Suite
+
+
+def planning_env(suite: Suite, registry: PluginRegistry, log: Callable[[str], None]) -> Env:
+    return Env(cache_dir=suite.cache_dir, device="cpu", registry=registry, log=log)
+
+
+def _guard(suite: Suite, section: str, index: int, entry: Entry, action: str, call):
+    """Run a plugin call; turn any failure into one line naming the suite entry."""
+    where = f"{suite.path}: {section}[{index}] ({entry.id})"
+    try:
+        return call()
+    except ResourceUnavailable as exc:
+        raise ResourceUnavailable(f"{where}: {exc}") from None
+    except UserError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    except Exception as exc:
+        if os.environ.get("TLBENCH_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"{where}: {entry.plugin} {action} failed: {type(exc).__name__}: {message} "
+                        f"(TLBENCH_DEBUG=1 shows the traceback)") from None
+
+
+def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> list[RunSpec]:
+    """All runs of `suite` with their run ids (reads target data, builds no model)."""
+    env = planning_env(suite, registry, log)
+    fingerprints: dict[str, str | None] = {}
+    for i, source in enumerate(suite.sources):
+        item = registry.get("source", source.plugin).item
+        _guard(suite, "sources", i, source, "check", lambda: item.check(source.params, env))
+        fingerprints[source.id] = _guard(suite, "sources", i, source, "fingerprint",
+                                         lambda: item.fingerprint(source.params, env))
+    hashes: dict[tuple[str, int], str] = {}
+    for i, target in enumerate(suite.targets):
+        item = registry.get("target", target.plugin).item
+        _guard(suite, "targets", i, target, "check", lambda: item.check(target.params, env))
+        data = _guard(suite, "targets", i, target, "load", lambda: item.load(target.params, env))
+        for seed in suite.seeds:
+            splits = _guard(suite, "targets", i, target, "split",
+                            lambda: data.splits(seed))
+            hashes[(target.id, seed)] = splits_content_hash(splits)[0]
+    return with_identity(expand(suite, registry), hashes, fingerprints)
+
+
+def prepare_sources(suite: Suite, registry: PluginRegistry, specs: list[RunSpec],
+                    log: Callable[[str], None] = print) -> None:
+    """One-time source preparation (e.g. pretraining) for sources that runs still need."""
+    env = planning_env(suite, registry, log)
+    needed = {spec.source.id for spec in specs if spec.init != "random"}
+    for i, source in enumerate(suite.sources):
+        if source.id in needed:
+            item = registry.get("source", source.plugin).item
+            _guard(suite, "sources", i, source, "prepare", lambda: item.prepare(source.params, env))

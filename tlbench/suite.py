@@ -1,0 +1,233 @@
+"""Suite files: a TOML description of what to run, validated before anything runs.
+
+Every mistake ends with one `SuiteError` line naming the file, the key path and what
+was expected. Plugin parameters are checked against each plugin's schema here, so a
+misspelled learning rate is caught before the first run, not after the hundredth.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ParamError, PluginError, SuiteError
+from .params import Param, closest, resolve_params
+from .plugins import PLURAL, PluginRegistry
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+SUITE_KEYS: dict[str, Param] = {
+    "name": Param(str, help="names the suite and its default output directory reports/<name>/"),
+    "description": Param(str, "", "one line shown in reports"),
+    "seeds": Param(list, [0], "every combination runs once per seed", items=int),
+    "device": Param(str, "auto", "auto, cpu, cuda or cuda:N"),
+    "time_budget_s": Param(float, 3600.0, "wall-clock limit of each run", min=0.001),
+    "memory_budget_mb": Param(float, None, "peak memory limit of each run (CUDA: allocated; CPU: resident)",
+                              min=1),
+    "output": Param(str, None, "result directory; default reports/<name>/"),
+    "cache_dir": Param(str, None, "cache for weights and features; default $TLBENCH_CACHE_DIR or ~/.cache/tlbench"),
+    "deterministic": Param(bool, False, "use torch's deterministic algorithms (GPU runs)"),
+    "plugins": Param(list, [], "extra plugin modules to load by import name", items=str),
+}
+
+BASELINE_KEYS = ("enabled", "strategy", "plugin")
+ENTRY_KEYS = ("id", "plugin")
+SECTIONS = ("suite", "baseline", "sources", "targets", "strategies")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One [[sources]] / [[targets]] / [[strategies]] entry, parameters resolved."""
+
+    kind: str
+    id: str
+    plugin: str
+    version: str
+    params: dict[str, Any]
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "plugin": self.plugin, "version": self.version, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    device: str
+    time_budget_s: float
+    memory_budget_mb: float | None
+    output: Path
+    cache_dir: Path
+    deterministic: bool
+    plugins: tuple[str, ...]
+    sources: tuple[Entry, ...]
+    targets: tuple[Entry, ...]
+    strategies: tuple[Entry, ...]
+    baseline: Entry | None = None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    env = os.environ.get("TLBENCH_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "tlbench"
+
+
+def read_toml(path: Path) -> dict:
+    """Parse a suite file; a missing file or bad syntax is a one-line SuiteError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read suite file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+
+
+def suite_plugins(path: Path) -> tuple[str, ...]:
+    """The extra plugin modules a suite asks for (needed before the registry loads)."""
+    data = read_toml(path)
+    section = data.get("suite", {})
+    plugins = section.get("plugins", []) if isinstance(section, dict) else []
+    return tuple(p for p in plugins if isinstance(p, str)) if isinstance(plugins, list) else ()
+
+
+def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | None = None) -> Suite:
+    """Read and validate a suite file against the loaded plugins."""
+    path = Path(path)
+    data = read_toml(path)
+    where = str(path)
+    for key in data:
+        if key not in SECTIONS:
+            raise SuiteError(f"{where}: {key}: unknown section{closest(key, SECTIONS)}; "
+                             f"expected {', '.join(SECTIONS)}")
+    suite_table = _table(data, "suite", where, required=True)
+    try:
+        settings = resolve_params(SUITE_KEYS, suite_table, f"{where}: suite")
+    except ParamError as exc:
+        raise SuiteError(str(exc)) from None
+    if not _ID.match(settings["name"]):
+        raise SuiteError(f"{where}: suite.name: expected letters, digits, '.', '_' or '-', "
+                         f"got {settings['name']!r}")
+    if not settings["seeds"] or len(set(settings["seeds"])) != len(settings["seeds"]):
+        raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers, "
+                         f"got {settings['seeds']!r}")
+    if not _DEVICE.match(settings["device"]):
+        raise SuiteError(f"{where}: suite.device: expected auto, cpu, cuda or cuda:N, "
+                         f"got {settings['device']!r}")
+
+    entries = {kind: _entries(data, kind, where, registry) for kind in ("source", "target", "strategy")}
+    baseline = _baseline(data, where, registry, entries["strategy"])
+    out = Path(output) if output else Path(settings["output"] or Path("reports") / settings["name"])
+    cache = Path(settings["cache_dir"]).expanduser() if settings["cache_dir"] else default_cache_dir()
+    return Suite(path=path, name=settings["name"], description=settings["description"],
+                 seeds=tuple(settings["seeds"]), device=settings["device"],
+                 time_budget_s=settings["time_budget_s"], memory_budget_mb=settings["memory_budget_mb"],
+                 output=out, cache_dir=cache, deterministic=settings["deterministic"],
+                 plugins=tuple(settings["plugins"]), sources=entries["source"],
+                 targets=entries["target"], strategies=entries["strategy"], baseline=baseline, raw=data)
+
+
+def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
+    if key not in data:
+        if required:
+            raise SuiteError(f"{where}: [{key}]: missing section")
+        return {}
+    value = data[key]
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where}: {key}: expected a table [{key}], got {type(value).__name__}")
+    return value
+
+
+def _entries(data: dict, kind: str, where: str, registry: PluginRegistry) -> tuple[Entry, ...]:
+    section = PLURAL[kind]
+    raw = data.get(section)
+    if raw is None:
+        raise SuiteError(f"{where}: [[{section}]]: missing section, expected at least one entry")
+    if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
+        raise SuiteError(f"{where}: {section}: expected one or more [[{section}]] tables")
+    entries: list[Entry] = []
+    for i, table in enumerate(raw):
+        entries.append(_entry(table, kind, f"{where}: {section}[{i}]", registry))
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        if entry.id in seen:
+            raise SuiteError(f"{where}: {section}[{i}].id: duplicate id {entry.id!r} "
+                             f"(also {section}[{seen[entry.id]}]); give each entry its own id")
+        seen[entry.id] = i
+    return tuple(entries)
+
+
+def _entry(table: dict, kind: str, where: str, registry: PluginRegistry) -> Entry:
+    if "plugin" not in table:
+        raise SuiteError(f"{where}.plugin: missing key, expected the name of a {kind} plugin")
+    plugin = table["plugin"]
+    if not isinstance(plugin, str):
+        raise SuiteError(f"{where}.plugin: expected a string, got {plugin!r} ({type(plugin).__name__})")
+    entry_id = table.get("id", plugin)
+    if not isinstance(entry_id, str) or not _ID.match(entry_id):
+        raise SuiteError(f"{where}.id: expected letters, digits, '.', '_' or '-', got {entry_id!r}")
+    try:
+        registered = registry.get(kind, plugin)
+    except PluginError as exc:
+        raise SuiteError(f"{where}.plugin: {exc}") from None
+    given = {k: v for k, v in table.items() if k not in ENTRY_KEYS}
+    try:
+        params = resolve_params(registered.item.params, given, where)
+    except ParamError as exc:
+        raise SuiteError(str(exc)) from None
+    return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.item.version, params=params)
+
+
+def _baseline(data: dict, where: str, registry: PluginRegistry,
+              strategies: tuple[Entry, ...]) -> Entry | None:
+    """The from-scratch baseline recipe: [baseline] names a strategy entry or a plugin.
+
+    Without a [baseline] table, the first strategy entry whose plugin declares
+    ``baseline_recipe`` is used, else the first registered plugin that does, with its
+    defaults. ``enabled = false`` turns baselines (and negative-transfer scores) off.
+    """
+    table = _table(data, "baseline", where)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SuiteError(f"{where}: baseline.enabled: expected true or false, got {enabled!r}")
+    if not enabled:
+        extra = sorted(set(table) - {"enabled"})
+        if extra:
+            raise SuiteError(f"{where}: baseline.{extra[0]}: baseline is disabled; remove this key")
+        return None
+    if "strategy" in table:
+        ref = table["strategy"]
+        others = sorted(set(table) - {"strategy", "enabled"})
+        if others:
+            raise SuiteError(f"{where}: baseline.{others[0]}: with baseline.strategy the recipe is "
+                             f"that entry's; set parameters there or use baseline.plugin")
+        for entry in strategies:
+            if entry.id == ref:
+                return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params)
+        ids = [e.id for e in strategies]
+        raise SuiteError(f"{where}: baseline.strategy: no strategy entry with id {ref!r}"
+                         f"{closest(str(ref), ids)}; known ids: {', '.join(ids)}")
+    if "plugin" in table:
+        given = {k: v for k, v in table.items() if k != "enabled"}
+        given.setdefault("id", f"scratch-{given['plugin']}")
+        return _entry(given, "strategy", f"{where}: baseline", registry)
+    for entry in strategies:
+        if getattr(registry.get("strategy", entry.plugin).item, "baseline_recipe", False):
+            return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params)
+    for reg in registry.items("strategy"):
+        if getattr(reg.item, "baseline_recipe", False):
+            return _entry({"plugin": reg.name, "id": f"scratch-{reg.name}"}, "strategy",
+                          f"{where}: baseline", registry)
+    raise SuiteError(f"{where}: [baseline]: no strategy plugin declares a baseline recipe; "
+                     f"set baseline.plugin or baseline.enabled = false")
