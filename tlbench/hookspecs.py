@@ -3,6 +3,10 @@
 Each hook receives a ``register`` callable and calls it once per item it provides;
 tlbench validates the item, refuses duplicate names and remembers which plugin
 registered it. Hooks must be cheap: no torch, timm or transformers imports here.
+
+Every hook is documented in ``docs/plugins.md`` under a heading that is its exact
+signature (a test keeps the two in step). Names starting with ``tlbench_`` are
+reserved for hooks: a plugin defining another one is reported as misspelled.
 """
 
 import pluggy

@@ -186,7 +186,7 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry) -> Entr
         params = resolve_params(registered.item.params, given, where)
     except ParamError as exc:
         raise SuiteError(str(exc)) from None
-    return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.item.version, params=params)
+    return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params)
 
 
 def _baseline(data: dict, where: str, registry: PluginRegistry,
