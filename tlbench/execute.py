@@ -9,6 +9,7 @@ status, a one-line reason and the traceback; nothing here raises for a bad run.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -36,14 +37,20 @@ class RunSettings:
     cache_dir: str = str(Path.home() / ".cache" / "tlbench")
     plugins: tuple[str, ...] = ()
     threads: int | None = None
-    """torch intra-op threads per worker; None keeps torch's default."""
+    """Intra-op threads of each run (torch and BLAS); None keeps the libraries' default.
+    On the CPU this is part of the numerics (reductions split by thread), so it is fixed
+    by the settings, never derived from how many runs execute at once."""
+    python_path: tuple[str, ...] = ()
+    """Directories to import plugin modules from (the suite's folder, PYTHONPATH), for
+    worker processes that do not inherit the driver's ``sys.path`` (Ray)."""
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "RunSettings":
-        return cls(**{**data, "plugins": tuple(data.get("plugins", ()))})
+        return cls(**{**data, "plugins": tuple(data.get("plugins", ())),
+                      "python_path": tuple(data.get("python_path", ()))})
 
 
 def resolve_device(device: str) -> str:
@@ -70,12 +77,9 @@ class Worker:
     _feature_cache: object = None
 
     def __post_init__(self) -> None:
+        apply_process_settings(self.settings)
         if self.registry is None:
             self.registry = PluginRegistry.load(self.settings.plugins)
-        if self.settings.threads:
-            import torch
-
-            torch.set_num_threads(self.settings.threads)
 
     def env(self, device: str) -> Env:
         return Env(cache_dir=Path(self.settings.cache_dir), device=device, registry=self.registry,
@@ -106,7 +110,7 @@ class Worker:
         state: dict = {"context": None}
         try:
             with sampler:
-                _reset_cuda_peak(device)
+                _prepare_cuda(device, self.settings.memory_budget_mb)
                 metrics, details = self._run(spec, device, budget, on_event, state)
             status, error = "ok", None
         except BaseException as exc:  # every failure becomes a record
@@ -130,6 +134,13 @@ class Worker:
                     memory_budget_mb=self.settings.memory_budget_mb, pid=os.getpid())
         return new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
                           provenance=prov, error=error, started_at=started_at, finished_at=now())
+
+    def prepare(self, source: dict, device: str | None = None) -> None:
+        """One-time preparation of a source (``Entry`` as JSON), e.g. pretraining its
+        weights into the cache; done in a worker so that preparations run in parallel
+        and with the same settings (threads, device) as the runs that use them."""
+        item = self.registry.get("source", source["plugin"]).item
+        item.prepare(source["params"], self.env(resolve_device(device or self.settings.device)))
 
     def _run(self, spec: RunSpec, device: str, budget: Budget, on_event, state: dict):
         import numpy as np
@@ -209,11 +220,33 @@ def _status_of(exc: BaseException) -> str:
     return "error"
 
 
-def _reset_cuda_peak(device: str) -> None:
-    if device.startswith("cuda"):
+def apply_process_settings(settings: RunSettings) -> None:
+    """What a worker process sets once: import paths, thread counts, cuBLAS determinism."""
+    for folder in reversed(settings.python_path):
+        if folder not in sys.path and os.path.isdir(folder):
+            sys.path.insert(0, folder)
+    if settings.deterministic:  # read by cuBLAS when its first handle is made
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if settings.threads:
         import torch
+        from threadpoolctl import threadpool_limits
 
-        torch.cuda.reset_peak_memory_stats(device)
+        torch.set_num_threads(settings.threads)
+        threadpool_limits(settings.threads)  # numpy's and scipy's BLAS too
+
+
+def _prepare_cuda(device: str, memory_budget_mb: float | None) -> None:
+    """Pin this process to the run's GPU, reset its peak counter, and cap the caching
+    allocator at the memory budget, so an allocation past it fails (over_memory)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    torch.cuda.set_device(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    if memory_budget_mb is not None:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_budget_mb * 2**20 / total), device)
 
 
 def _threads() -> int:

@@ -16,7 +16,8 @@ from typing import Callable
 from .errors import UserError
 from .execute import RunSettings
 from .matrix import RunSpec
-from .planner import plan, prepare_sources
+from .executors.stopped import INTERRUPTED
+from .planner import plan
 from .plugins import PluginRegistry
 from .progress import Progress
 from .records import FAILED, is_done
@@ -46,20 +47,37 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_settings(suite: Suite, jobs: int, device: str | None = None) -> RunSettings:
+CPU_THREADS = 1
+"""Intra-op threads of a CPU run unless ``--threads`` says otherwise. Fixed, not derived
+from ``--jobs``: CPU results depend on the thread count, and must not depend on how
+many runs execute at once. Use the cores with ``--jobs`` (one run per core)."""
+
+
+def run_settings(suite: Suite, jobs: int = 1, device: str | None = None, threads: int | None = None,
+                 executor: str = "local") -> RunSettings:
+    """How this suite's runs execute: device, budgets, threads, caches, plugin paths."""
     from .execute import resolve_device
 
     requested = device or suite.device
-    resolved = resolve_device(requested)
-    if resolved.startswith("cuda"):
-        import torch
+    if executor == "ray":  # the cluster, not this machine, has the devices
+        resolved = "cuda" if requested.startswith("cuda") else requested
+    else:
+        resolved = resolve_device(requested)
+        if resolved.startswith("cuda"):
+            import torch
 
-        if not torch.cuda.is_available():
-            raise UserError(f"{suite.path}: suite.device: {requested!r} asked for, but torch sees no CUDA device")
-    threads = max(1, available_cores() // max(1, jobs)) if not resolved.startswith("cuda") else None
+            if not torch.cuda.is_available():
+                raise UserError(f"{suite.path}: suite.device: {requested!r} asked for, but torch sees no "
+                                f"CUDA device")
+    if threads is None:  # on a local GPU the CPU threads only feed it: share the cores
+        local_gpu = executor != "ray" and resolved.startswith("cuda")
+        threads = max(1, available_cores() // max(1, jobs)) if local_gpu else CPU_THREADS
+    python_path = [str(Path(suite.path).parent.resolve())]
+    python_path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return RunSettings(device=resolved, time_budget_s=suite.time_budget_s,
                        memory_budget_mb=suite.memory_budget_mb, deterministic=suite.deterministic,
-                       cache_dir=str(suite.cache_dir), plugins=suite.plugins, threads=threads)
+                       cache_dir=str(suite.cache_dir), plugins=suite.plugins, threads=threads,
+                       python_path=tuple(dict.fromkeys(python_path)))
 
 
 def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
@@ -75,23 +93,61 @@ def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
 
 
 def make_executor(name: str, settings: RunSettings, jobs: int, registry: PluginRegistry,
-                  output: Path, devices: list[str] | None = None, address: str | None = None):
+                  output: Path, devices: list[str] | None = None, address: str | None = None,
+                  requested_device: str = "auto"):
+    if name != "ray" and address:
+        raise UserError("--address: only used with --executor ray")
     if name == "inline":
         from .executors.inline import InlineExecutor
 
         return InlineExecutor(settings, registry)
     if name == "ray":
+        if devices:
+            raise UserError("--devices: not used with --executor ray (Ray gives each run a GPU)")
         from .executors.ray import RayExecutor
 
-        return RayExecutor(settings, address=address)
+        return RayExecutor(settings, address=address, log_dir=output / "logs")
+    from .executors.devices import worker_devices
     from .executors.local import LocalExecutor
 
-    return LocalExecutor(settings, jobs=jobs, devices=devices, log_dir=output / "logs")
+    cuda_count = 0
+    if settings.device.startswith("cuda") or any(d.startswith("cuda") for d in devices or ()):
+        import torch
+
+        cuda_count = torch.cuda.device_count()
+    per_worker = worker_devices(requested_device, settings.device, devices, jobs, cuda_count)
+    return LocalExecutor(settings, jobs=jobs, devices=per_worker, log_dir=output / "logs")
+
+
+def _interrupted(record: dict) -> bool:
+    return (record.get("error") or {}).get("type") == INTERRUPTED
+
+
+def _prepare(suite: Suite, executor, todo: list[RunSpec]) -> None:
+    """Prepare the sources that runs still need, where they run; a failure is the
+    suite's problem (exit 2), named by its entry, before any run starts."""
+    needed = {spec.source.id for spec in todo if spec.init != "random"}
+    entries = [(i, entry) for i, entry in enumerate(suite.sources) if entry.id in needed]
+    failures = executor.prepare([entry.to_json() for _, entry in entries])
+    if failures:
+        failure = failures[0]
+        index = next(i for i, entry in entries if entry.id == failure.source["id"])
+        where = f"{suite.path}: sources[{index}] ({failure.source['id']})"
+        message = failure.message.splitlines()[0] if failure.message else ""
+        if failure.user_error:
+            raise UserError(f"{where}: {message}")
+        raise UserError(f"{where}: {failure.source['plugin']} prepare failed: {failure.error_type}: {message}")
 
 
 def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local", jobs: int = 1,
               devices: list[str] | None = None, address: str | None = None, retry_failed: bool = True,
-              device: str | None = None, log: Callable[[str], None] | None = None) -> RunSummary:
+              device: str | None = None, threads: int | None = None,
+              log: Callable[[str], None] | None = None) -> RunSummary:
+    """Run every planned run that the store does not hold as done; return the summary.
+
+    Failed runs are redone unless `retry_failed` is off; runs stopped by Ctrl-C are
+    always redone. Raises KeyboardInterrupt after recording the interrupted runs.
+    """
     log = log or (lambda message: print(message, file=sys.stderr))
     specs = plan(suite, registry, log)
     store = RecordStore(suite.output / "runs")
@@ -104,30 +160,34 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
         record = records.get(spec.run_id)
         if is_done(record):
             summary.skipped += 1
-        elif record is not None and record["status"] in FAILED and not retry_failed:
+        elif record is not None and record["status"] in FAILED and not retry_failed \
+                and not _interrupted(record):
             summary.kept_failures += 1
             summary.failed.append(record)
         else:
             todo.append(spec)
-    if todo:
-        settings = run_settings(suite, jobs, device)
-        prepare_sources(suite, registry, todo, log)
-        runner = make_executor(executor, settings, jobs, registry, suite.output, devices, address)
-        progress = Progress(len(todo), log)
+    if not todo:
+        return summary
+    settings = run_settings(suite, jobs, device, threads, executor)
+    runner = make_executor(executor, settings, jobs, registry, suite.output, devices, address,
+                           requested_device=device or suite.device)
+    progress = Progress(len(todo), log)
 
-        def on_record(spec: RunSpec, record: dict) -> None:
-            finalize(record, spec, records)
-            store.write(record)
-            records[spec.run_id] = record
-            summary.executed += 1
-            if record["status"] == "ok":
-                summary.ok += 1
-            else:
-                summary.failed.append(record)
-            progress.finished(spec, record)
+    def on_record(spec: RunSpec, record: dict) -> None:
+        finalize(record, spec, records)
+        store.write(record)
+        records[spec.run_id] = record
+        summary.executed += 1
+        if record["status"] == "ok":
+            summary.ok += 1
+        else:
+            summary.failed.append(record)
+        progress.finished(spec, record)
 
-        try:
-            runner.run(todo, on_record, progress.event)
-        finally:
-            progress.close()
+    try:
+        _prepare(suite, runner, todo)
+        runner.run(todo, on_record, progress.event)
+    finally:
+        runner.close()
+        progress.close()
     return summary

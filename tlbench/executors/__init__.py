@@ -1,11 +1,27 @@
 """Executors: where runs execute. All share the same contract and semantics:
 
-``executor.run(specs, on_record)`` executes every spec once and calls
+``executor.prepare(sources)`` prepares the sources that runs need (pretraining,
+conversions) where the runs will execute and returns the failures;
+``executor.run(specs, on_record, on_event)`` executes every spec once and calls
 ``on_record(spec, record)`` as each finishes, in the driver process, which alone
-writes to the store. A run starts only after its from-scratch baseline has finished,
-so its negative-transfer score can be recorded with it.
+writes to the store; ``executor.close()`` releases the workers. A run starts only
+after its from-scratch baseline has finished, so its negative-transfer score can be
+recorded with it. A failed, killed or crashed run still gets a record.
 """
+
+from dataclasses import dataclass
 
 from .schedule import Schedule
 
-__all__ = ["Schedule"]
+
+@dataclass
+class PrepareFailure:
+    """A source whose preparation failed (``source`` is its suite entry as JSON)."""
+
+    source: dict
+    error_type: str
+    message: str
+    user_error: bool = False
+
+
+__all__ = ["PrepareFailure", "Schedule"]

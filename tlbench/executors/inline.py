@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..errors import UserError
 from ..execute import RunSettings, Worker
 from ..matrix import RunSpec
+from . import PrepareFailure
 from .schedule import Schedule
 
 
@@ -19,6 +21,16 @@ class InlineExecutor:
     def __init__(self, settings: RunSettings, registry=None):
         self.worker = Worker(settings, registry)
 
+    def prepare(self, sources: list[dict]) -> list[PrepareFailure]:
+        failures = []
+        for source in sources:
+            try:
+                self.worker.prepare(source)
+            except Exception as exc:
+                failures.append(PrepareFailure(source, type(exc).__name__, str(exc).strip(),
+                                               isinstance(exc, UserError)))
+        return failures
+
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
             on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None) -> None:
         schedule = Schedule(specs)
@@ -26,3 +38,6 @@ class InlineExecutor:
             record = self.worker.run(spec, lambda kind, payload, spec=spec: on_event(spec, kind, payload))
             schedule.finished(spec)
             on_record(spec, record)
+
+    def close(self) -> None:
+        pass

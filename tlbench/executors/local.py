@@ -1,10 +1,13 @@
 """The local executor: N worker processes on this machine, each run isolated.
 
-A worker process is reused across runs until one of its runs goes wrong; then it is
-killed and replaced. The driver watches every running worker: a worker that dies
-(a segfault, ``os._exit``) gives an ``error`` record, one that outlives its time budget
-by the grace period is killed (``timeout``), and one whose resident memory passes the
-memory budget is killed (``over_memory``). The other runs go on.
+Worker processes are started with ``spawn`` and reused across runs while their runs
+end ok; after a failed run the worker is replaced, so whatever the failure left behind
+(a leaked allocation, a stuck thread, a broken CUDA context) cannot touch the next run.
+The driver watches every busy worker: a worker that dies (a segfault, ``os._exit``)
+gives an ``error`` record, one that outlives its time budget by the grace period is
+killed (``timeout``), and one whose resident memory passes the memory budget is killed
+(``over_memory``). The other runs go on. Workers ignore Ctrl-C: the driver alone
+stops, records the interrupted runs and kills them.
 """
 
 from __future__ import annotations
@@ -21,22 +24,20 @@ from typing import Callable
 
 import psutil
 
-from ..execute import RunSettings, now, record_spec
+from ..errors import PluginError, UserError
+from ..execute import RunSettings, now
 from ..matrix import RunSpec
-from ..provenance import provenance
-from ..records import new_record
+from . import PrepareFailure
 from .schedule import Schedule
+from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
+                      timeout_message)
 
-POLL_S = 0.1
-
-
-def grace_period(time_budget_s: float) -> float:
-    """How long past its budget a worker may take to stop by itself before it is killed."""
-    return min(60.0, 2.0 + 0.05 * time_budget_s)
+POLL_S = 0.05
+MAX_START_FAILURES = 3
 
 
 def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | None) -> None:
-    """Entry point of a worker process: build a Worker, then run specs until told to stop."""
+    """A worker process: build a Worker, then execute what the driver sends until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     if log_path:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -54,25 +55,53 @@ def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | 
         message = conn.recv()
         if message is None:
             return
-        spec = RunSpec.from_json(message)
+        kind, payload = message
+        if kind == "prepare":
+            try:
+                worker.prepare(payload, device=device)
+                conn.send(("prepared", None))
+            except Exception as exc:
+                conn.send(("prepared", {"type": type(exc).__name__, "message": str(exc).strip(),
+                                        "user_error": isinstance(exc, UserError),
+                                        "traceback": traceback.format_exc()}))
+            continue
+        spec = RunSpec.from_json(payload)
 
-        def on_event(kind: str, payload: dict, run_id=spec.run_id) -> None:
-            conn.send(("event", run_id, kind, payload))
+        def on_event(event: str, data: dict, run_id=spec.run_id) -> None:
+            conn.send(("event", run_id, event, data))
 
         conn.send(("record", worker.run(spec, on_event, device=device)))
 
 
 @dataclass
 class _Slot:
+    """One worker process and what it is doing."""
+
+    index: int
     device: str | None
     process: mp.Process | None = None
     conn: object = None
+    ready: bool = False
+    start_failures: int = 0
+    task: str | None = None
+    """'run' or 'prepare' while busy."""
     spec: RunSpec | None = None
+    source: dict | None = None
     started: float = 0.0
     started_at: str = ""
     last_eval: dict = field(default_factory=dict)
-    ready: bool = False
-    start_failures: int = 0
+    peak_rss_mb: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def assign(self, task: str, spec: RunSpec | None = None, source: dict | None = None) -> None:
+        self.task, self.spec, self.source = task, spec, source
+        self.started, self.started_at, self.last_eval, self.peak_rss_mb = time.monotonic(), now(), {}, 0.0
+
+    def release(self) -> None:
+        self.task, self.spec, self.source = None, None, None
 
 
 class LocalExecutor:
@@ -82,22 +111,22 @@ class LocalExecutor:
                  log_dir: Path | None = None):
         self.settings = settings
         self.jobs = max(1, jobs)
-        self.devices = devices or [None]
-        self.log_dir = log_dir
+        devices = devices or [None]
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self._context = mp.get_context("spawn")
-        self._slots = [_Slot(device=self.devices[i % len(self.devices)]) for i in range(self.jobs)]
+        self._slots = [_Slot(index=i, device=devices[i % len(devices)]) for i in range(self.jobs)]
 
     # ------------------------------------------------------------------ processes
 
-    def _start(self, slot: _Slot, index: int) -> None:
+    def _start(self, slot: _Slot) -> None:
         parent, child = self._context.Pipe()
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = str(self.log_dir / f"worker-{index}.log")
+            log = str(self.log_dir / f"worker-{slot.index}.log")
         slot.process = self._context.Process(
             target=_worker_main, args=(child, self.settings.to_json(), slot.device, log),
-            name=f"tlbench-worker-{index}", daemon=True)
+            name=f"tlbench-worker-{slot.index}", daemon=True)
         slot.process.start()
         child.close()
         slot.conn, slot.ready = parent, False
@@ -110,147 +139,182 @@ class LocalExecutor:
             except psutil.Error:
                 pass
             slot.process.kill()
+        if slot.process is not None:
             slot.process.join(5)
         if slot.conn is not None:
             slot.conn.close()
         slot.process, slot.conn, slot.ready = None, None, False
 
     def close(self) -> None:
+        """Ask idle workers to exit, kill the rest."""
         for slot in self._slots:
-            if slot.process is not None and slot.process.is_alive() and slot.spec is None:
+            if slot.process is not None and slot.process.is_alive() and not slot.busy:
                 try:
                     slot.conn.send(None)
                     slot.process.join(5)
-                except (OSError, BrokenPipeError):
+                except (OSError, ValueError):
                     pass
             self._kill(slot)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self, sources: list[dict]) -> list[PrepareFailure]:
+        """Prepare sources (pretraining, conversions) in parallel on the workers.
+
+        Workers stay up for the runs that follow. Returns the preparations that failed.
+        """
+        pending, failures = list(sources), []
+
+        def dispatch(slot: _Slot) -> None:
+            if pending:
+                slot.assign("prepare", source=pending.pop(0))
+                slot.conn.send(("prepare", slot.source))
+
+        def finished(slot: _Slot, message: tuple) -> None:
+            error = message[1]
+            if error is not None:
+                failures.append(PrepareFailure(slot.source, error["type"], error["message"],
+                                               error["user_error"]))
+            slot.release()
+
+        def lost(slot: _Slot, status: str, error_type: str, message: str) -> None:
+            failures.append(PrepareFailure(slot.source, error_type, message))
+            slot.release()
+
+        self._drive(lambda: bool(pending), dispatch, finished, lost)
+        return failures
+
+    # ------------------------------------------------------------------ runs
 
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
             on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None) -> None:
         schedule = Schedule(specs)
+
+        def dispatch(slot: _Slot) -> None:
+            spec = schedule.next_ready()
+            if spec is not None:
+                slot.assign("run", spec=spec)
+                slot.conn.send(("run", spec.to_json()))
+
+        def finished(slot: _Slot, message: tuple) -> None:
+            spec, record = slot.spec, message[1]
+            slot.release()
+            if record["status"] != "ok":
+                self._kill(slot)  # replaced before its next run
+            schedule.finished(spec)
+            on_record(spec, record)
+
+        def lost(slot: _Slot, status: str, error_type: str, message: str) -> None:
+            spec = slot.spec
+            record = stopped_record(spec, self.settings, slot.device, status=status, error_type=error_type,
+                                    message=message, wall_seconds=time.monotonic() - slot.started,
+                                    started_at=slot.started_at, last_eval=slot.last_eval,
+                                    peak_memory_mb=slot.peak_rss_mb or None)
+            slot.release()
+            schedule.finished(spec)
+            on_record(spec, record)
+
+        def event(slot: _Slot, message: tuple) -> None:
+            if message[2] == "eval":
+                slot.last_eval = message[3]
+            on_event(slot.spec, message[2], message[3])
+
         try:
-            for index, slot in enumerate(self._slots[:len(specs)]):
-                self._start(slot, index)
-            while schedule:
-                self._dispatch(schedule)
-                self._receive(schedule, on_record, on_event)
-                self._police(schedule, on_record)
+            self._drive(lambda: bool(schedule.pending), dispatch, finished, lost, event,
+                        more=lambda: bool(schedule))
         except KeyboardInterrupt:
             for slot in self._slots:
-                if slot.spec is not None:
-                    spec = slot.spec
+                if slot.task == "run":
                     self._kill(slot)
-                    on_record(spec, self._failure(spec, slot, "error", "KeyboardInterrupt",
-                                                  "interrupted by the user (Ctrl-C)"))
-                    slot.spec = None
+                    lost(slot, "error", INTERRUPTED, "interrupted by the user (Ctrl-C)")
             raise
         finally:
             self.close()
 
-    def _dispatch(self, schedule: Schedule) -> None:
-        for index, slot in enumerate(self._slots):
-            if slot.spec is not None:
-                continue
-            if slot.process is None:
-                if not schedule.pending:
-                    continue
-                self._start(slot, index)
-            if not slot.ready:
-                continue
-            spec = schedule.next_ready()
-            if spec is None:
-                return
-            slot.spec, slot.started, slot.started_at, slot.last_eval = spec, time.monotonic(), now(), {}
-            slot.conn.send(spec.to_json())
+    # ------------------------------------------------------------------ the loop
 
-    def _receive(self, schedule, on_record, on_event) -> None:
+    def _drive(self, has_pending, dispatch, finished, lost, event=None, more=None) -> None:
+        """Hand out work to idle workers and watch busy ones until nothing is left.
+
+        `dispatch(slot)` gives an idle, ready worker a task if one is ready to start;
+        `finished(slot, message)` takes a task's result; `lost(slot, status, type,
+        message)` records a task whose worker had to be stopped or died.
+        """
+        more = more or (lambda: has_pending() or any(slot.busy for slot in self._slots))
+        while more():
+            for slot in self._slots:
+                if slot.busy:
+                    continue
+                if slot.process is None and has_pending():
+                    self._start(slot)
+                if slot.ready:
+                    dispatch(slot)
+            self._receive(finished, lost, event)
+            self._police(lost)
+
+    def _receive(self, finished, lost, event) -> None:
         conns = {slot.conn: slot for slot in self._slots if slot.conn is not None}
+        if not conns:
+            time.sleep(POLL_S)
+            return
         for conn in wait(list(conns), timeout=POLL_S):
             slot = conns[conn]
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                if slot.spec is None:  # died before taking a run: restart it, a few times
-                    self._kill(slot)
-                    slot.start_failures += 1
-                    if slot.start_failures > 3:
-                        raise RuntimeError("tlbench worker processes keep dying at start-up; "
-                                           "see the worker logs") from None
-                continue  # died during a run: _police records it
+                self._died(slot, lost)
+                continue
             kind = message[0]
             if kind == "ready":
-                slot.ready = True
-            elif kind == "event" and slot.spec is not None:
-                if message[2] == "eval":
-                    slot.last_eval = message[3]
-                on_event(slot.spec, message[2], message[3])
-            elif kind == "record" and slot.spec is not None:
-                spec, slot.spec = slot.spec, None
-                schedule.finished(spec)
-                on_record(spec, message[1])
+                slot.ready, slot.start_failures = True, 0
             elif kind == "fatal":
-                slot.last_eval = {"fatal": message[1]}
-                self._fail_worker_start(slot, schedule, message[1])
+                self._kill(slot)
+                last = message[1].strip().splitlines()[-1] if message[1].strip() else "unknown error"
+                raise PluginError(f"worker process failed to start: {last}")
+            elif kind == "event" and slot.task == "run" and event is not None:
+                event(slot, message)
+            elif kind in ("record", "prepared") and slot.busy:
+                finished(slot, message)
 
-    def _fail_worker_start(self, slot, schedule, tb: str) -> None:
-        """A worker that cannot even start (a broken plugin in strict mode): a usage error."""
+    def _died(self, slot: _Slot, lost) -> None:
+        """A worker's pipe closed: it died, in a task or before taking one."""
+        process = slot.process
+        if process is not None:
+            process.join(1)
+        code = process.exitcode if process is not None else None
         self._kill(slot)
-        from ..errors import PluginError
+        if slot.busy:
+            lost(slot, "error", "WorkerDied", death_message(code))
+            return
+        slot.start_failures += 1
+        if slot.start_failures > MAX_START_FAILURES:
+            where = f"; see {self.log_dir}" if self.log_dir else ""
+            raise RuntimeError(f"tlbench worker processes keep dying at start-up ({death_message(code)})"
+                               f"{where}")
 
-        last = tb.strip().splitlines()[-1] if tb.strip() else "unknown error"
-        raise PluginError(f"worker process failed to start: {last}")
-
-    def _police(self, schedule: Schedule, on_record) -> None:
+    def _police(self, lost) -> None:
+        """Kill runs past their time budget (plus grace) or their memory budget."""
+        budget = self.settings.time_budget_s
         for slot in self._slots:
-            spec = slot.spec
-            if spec is None:
+            if slot.task != "run":
                 continue
             elapsed = time.monotonic() - slot.started
-            failure = None
-            if slot.process is None or not slot.process.is_alive():
-                code = slot.process.exitcode if slot.process is not None else None
-                failure = ("error", "WorkerDied", _death_message(code))
-            elif elapsed > self.settings.time_budget_s + grace_period(self.settings.time_budget_s):
-                failure = ("timeout", "TimeBudgetExceeded",
-                           f"time budget of {self.settings.time_budget_s:g} s exceeded; "
-                           f"the worker did not stop and was killed after {elapsed:.1f} s")
-            elif self.settings.memory_budget_mb is not None and not _on_cuda(slot, self.settings):
-                used = _tree_rss_mb(slot.process.pid)
-                if used > self.settings.memory_budget_mb:
-                    failure = ("over_memory", "MemoryBudgetExceeded",
-                               f"memory budget of {self.settings.memory_budget_mb:g} MB exceeded "
-                               f"(resident {used:.0f} MB); the worker was killed")
-                    slot.last_eval = {**slot.last_eval, "_peak_memory_mb": used}
-            if failure is None:
+            if elapsed > budget + grace_period(budget):
+                self._kill(slot)
+                lost(slot, "timeout", "TimeBudgetExceeded", timeout_message(self.settings, elapsed))
                 continue
-            self._kill(slot)
-            slot.spec = None
-            schedule.finished(spec)
-            on_record(spec, self._failure(spec, slot, *failure))
-
-    def _failure(self, spec: RunSpec, slot: _Slot, status: str, kind: str, message: str) -> dict:
-        last_eval = {k: v for k, v in slot.last_eval.items() if not k.startswith("_")}
-        metrics = {"wall_seconds": time.monotonic() - slot.started,
-                   "peak_memory_mb": slot.last_eval.get("_peak_memory_mb")}
-        if "val_accuracy" in last_eval:
-            metrics["val_accuracy"] = last_eval["val_accuracy"]
-        prov = provenance(slot.device or self.settings.device)
-        prov.update(deterministic=self.settings.deterministic, time_budget_s=self.settings.time_budget_s,
-                    memory_budget_mb=self.settings.memory_budget_mb)
-        return new_record(record_spec(spec), spec.run_id, status, metrics=metrics,
-                          details={"last_eval": last_eval} if last_eval else {}, provenance=prov,
-                          error={"type": kind, "message": message, "traceback": None},
-                          started_at=slot.started_at, finished_at=now())
-
-
-def _on_cuda(slot: _Slot, settings: RunSettings) -> bool:
-    device = slot.device or settings.device
-    return device.startswith("cuda")
+            if slot.process is None:
+                continue
+            used = _tree_rss_mb(slot.process.pid)
+            slot.peak_rss_mb = max(slot.peak_rss_mb, used)
+            limit = self.settings.memory_budget_mb
+            if limit is not None and not (slot.device or self.settings.device).startswith("cuda") and used > limit:
+                self._kill(slot)
+                lost(slot, "over_memory", "MemoryBudgetExceeded", memory_message(self.settings, used))
 
 
 def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a worker and the processes it started (data-loader workers)."""
     try:
         process = psutil.Process(pid)
         total = process.memory_info().rss
@@ -262,15 +326,3 @@ def _tree_rss_mb(pid: int) -> float:
         return total / 2**20
     except psutil.Error:
         return 0.0
-
-
-def _death_message(code: int | None) -> str:
-    if code is None:
-        return "worker process died"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"worker process was killed by {name}"
-    return f"worker process exited with code {code} in the middle of the run"

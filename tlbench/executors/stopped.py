@@ -1,0 +1,63 @@
+"""Records of runs that an executor stopped from outside their worker.
+
+A worker that died (a segfault, ``os._exit``), was killed past its time or memory
+budget, or was interrupted cannot write its own record; the driver writes one for it
+with what it saw: the reason, the wall time, the peak memory it measured, and the
+metrics of the last evaluation the run reported before it stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from ..execute import RunSettings, now, record_spec
+from ..matrix import RunSpec
+from ..provenance import provenance
+from ..records import new_record
+
+INTERRUPTED = "Interrupted"
+"""Error type of a run stopped by Ctrl-C: redone by the next run even with --no-retry."""
+
+
+def grace_period(time_budget_s: float) -> float:
+    """How long past its budget a run may take to stop by itself before it is killed."""
+    return min(60.0, 2.0 + 0.05 * time_budget_s)
+
+
+def stopped_record(spec: RunSpec, settings: RunSettings, device: str | None, *, status: str,
+                   error_type: str, message: str, wall_seconds: float, started_at: str,
+                   last_eval: dict | None = None, peak_memory_mb: float | None = None) -> dict:
+    last_eval = dict(last_eval or {})
+    metrics: dict = {"wall_seconds": wall_seconds, "peak_memory_mb": peak_memory_mb}
+    if last_eval.get("val_accuracy") is not None:
+        metrics["val_accuracy"] = last_eval["val_accuracy"]
+    prov = provenance(device or settings.device)
+    prov.update(deterministic=settings.deterministic, threads=settings.threads,
+                time_budget_s=settings.time_budget_s, memory_budget_mb=settings.memory_budget_mb)
+    return new_record(record_spec(spec), spec.run_id, status, metrics=metrics,
+                      details={"last_eval": last_eval} if last_eval else {}, provenance=prov,
+                      error={"type": error_type, "message": message, "traceback": None},
+                      started_at=started_at, finished_at=now())
+
+
+def death_message(code: int | None) -> str:
+    """Why a worker process ended, from its exit code."""
+    if code is None:
+        return "worker process died"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker process was killed by {name}"
+    return f"worker process exited with code {code} in the middle of the run"
+
+
+def timeout_message(settings: RunSettings, elapsed: float) -> str:
+    return (f"time budget of {settings.time_budget_s:g} s exceeded; the run did not stop by itself "
+            f"and was killed after {elapsed:.1f} s")
+
+
+def memory_message(settings: RunSettings, used_mb: float) -> str:
+    return (f"memory budget of {settings.memory_budget_mb:g} MB exceeded (resident {used_mb:.0f} MB); "
+            f"the run was killed")
