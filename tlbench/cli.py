@@ -114,12 +114,35 @@ def cmd_report(args) -> int:
         if not Path(directory).is_dir():
             raise UserError(f"{directory}: no such result directory")
     out = Path(args.out) if args.out else Path(args.dirs[0])
-    report = build_report([Path(d) for d in args.dirs], out)
+    report = build_report([Path(d) for d in args.dirs], out, title=args.title)
     for problem in report.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
     print(report.markdown)
     print(f"{report.n_records} records; wrote {', '.join(str(p) for p in report.files)}")
     return 0
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge_dirs
+    from .report import build_report
+
+    result = merge_dirs([Path(d) for d in args.dirs], Path(args.out))
+    for problem in result.problems:
+        print(f"tlbench: warning: {problem}", file=sys.stderr)
+    for duplicate in result.duplicates:
+        if not duplicate.identical:
+            print(f"tlbench: warning: {duplicate}", file=sys.stderr)
+    for note in result.kept_apart:
+        print(f"tlbench: kept apart: {note}", file=sys.stderr)
+    for directory, count in result.per_input.items():
+        print(f"{directory}: {count} valid records")
+    identical = sum(d.identical for d in result.duplicates)
+    print(f"merged into {result.out}: {result.written} records written, {result.unchanged} already there, "
+          f"{len(result.duplicates)} duplicates kept once ({identical} identical), "
+          f"{len(result.problems)} invalid records skipped")
+    report = build_report([result.out], result.out, title=args.title)
+    print(f"{report.n_records} records; wrote {', '.join(str(p) for p in report.files)}")
+    return 1 if result.problems else 0
 
 
 # ---------------------------------------------------------------------- main
@@ -156,7 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild the leaderboard from result directories")
     report.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
     report.add_argument("--out", help="where to write (default: the first directory)")
+    report.add_argument("--title", help="the leaderboard's title (default: the last report's, or the names)")
     report.set_defaults(handler=cmd_report)
+
+    merge = sub.add_parser("merge", help="combine result directories from several machines into one")
+    merge.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
+    merge.add_argument("--out", required=True, help="the merged result directory (created; its records are kept)")
+    merge.add_argument("--title", help="the merged leaderboard's title")
+    merge.set_defaults(handler=cmd_merge)
     return parser
 
 

@@ -1,12 +1,18 @@
-"""Reports: from records alone to leaderboard.md, results.csv and summary.json."""
+"""Reports: from records alone to leaderboard.md, leaderboard.html, results.csv,
+results.parquet and summary.json.
+
+The flow is: `load.collect` (validated records from one or many result directories) →
+`frame.records_frame` (one row per run) → `aggregate` (cells and the view across
+targets) → the writers (`markdown`, `html` with `plots`, `export`).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from ..store import RecordStore, StoreProblem, write_bytes_atomic, write_json_atomic
+from ..store import StoreProblem
 
 
 @dataclass
@@ -16,65 +22,75 @@ class Report:
     n_records: int
     problems: list[StoreProblem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def runs_dir(directory: Path) -> Path:
-    """A result directory holds its records under runs/; accept either."""
-    directory = Path(directory)
-    return directory / "runs" if (directory / "runs").is_dir() else directory
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
-def collect(dirs: list[Path]) -> tuple[list[dict], list[StoreProblem]]:
-    """Valid records from result directories, one per run id (an ok one preferred)."""
-    chosen: dict[str, dict] = {}
-    problems: list[StoreProblem] = []
-    for directory in dirs:
-        store = RecordStore(runs_dir(directory))
-        for run_id, record in store.load_all().items():
-            previous = chosen.get(run_id)
-            if previous is None or (previous["status"] != "ok" and record["status"] == "ok"):
-                chosen[run_id] = record
-        problems += store.problems
-    return list(chosen.values()), problems
-
-
-def report_meta(records: list[dict], frame, title: str, notes: list[str]) -> dict:
+def report_meta(frame, cells, title: str, notes: list[str]) -> dict:
     import tlbench
 
-    devices = sorted({f"{r.get('provenance', {}).get('device', '?')} "
-                      f"({r.get('provenance', {}).get('device_name', '?')})" for r in records})
-    seeds = sorted({r["spec"]["seed"] for r in records})
+    from .aggregate import complete_targets
+    from .provenance import provenance_summary
+
+    ok = int((frame["status"] == "ok").sum())
+    seeds = sorted(int(s) for s in frame["seed"].unique())
+    labels = dict(zip(cells["target_key"], cells["target_label"])) if len(cells) else {}
+    machines = frame["host"].fillna("unknown host").nunique()
+    headline = (f"{_count(ok, 'run')} ok, {len(frame) - ok} failed · {_count(len(labels), 'target')} · "
+                f"{_count(frame['entry'].nunique(), 'entry', 'entries')} · "
+                f"seeds: {', '.join(map(str, seeds)) or '—'} · {_count(machines, 'machine')}")
     return {
-        "title": title, "tlbench": tlbench.__version__,
-        "runs_ok": int((frame["status"] == "ok").sum()) if len(frame) else 0,
-        "runs_failed": int((frame["status"] != "ok").sum()) if len(frame) else 0,
-        "seeds": ", ".join(str(s) for s in seeds) or "—",
-        "devices": "; ".join(devices) or "—",
-        "hosts": sorted({r.get("provenance", {}).get("host", "?") for r in records}),
-        "notes": notes,
+        "title": title, "headline": headline, "tlbench": tlbench.__version__,
+        "built_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "runs_ok": ok, "runs_failed": len(frame) - ok, "seeds": seeds, "n_targets": len(labels),
+        "complete_targets": sorted(labels[key] for key in complete_targets(cells)),
+        "provenance": provenance_summary(frame), "notes": notes,
     }
+
+
+def previous_title(directory: Path) -> str | None:
+    """The title a directory's last report used (a suite's name), so that rebuilding a
+    report from the same records gives the same leaderboard."""
+    import json
+
+    try:
+        title = json.loads((Path(directory) / "summary.json").read_text(encoding="utf-8"))["meta"]["title"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return title[:200] if isinstance(title, str) and title.strip() else None
 
 
 def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Report:
     """Read records from `dirs`, write the leaderboard files into `out`."""
+    from . import plots
     from .aggregate import cell_table, overall_table
-    from .frame import records_frame
+    from .export import publish, write_summary, write_tables
+    from .frame import kept_apart_notes, records_frame
+    from .html import leaderboard_html
+    from .load import collect
     from .markdown import leaderboard_markdown
 
     out = Path(out)
-    records, problems = collect([Path(d) for d in dirs])
-    frame = records_frame(records)
+    collection = collect([Path(d) for d in dirs])
+    frame, conflicts = records_frame(collection.of_kind("run"))
     cells = cell_table(frame)
-    overall = overall_table(cells[~cells["baseline"]] if len(cells) else cells)
-    notes = [str(p) for p in problems]
-    meta = report_meta(records, frame, title or ", ".join(Path(d).name for d in dirs), notes)
-    markdown = leaderboard_markdown(cells, overall, meta) if len(cells) else \
-        f"# tlbench leaderboard: {meta['title']}\n\nNo records yet.\n"
+    overall = overall_table(cells)
+    notes = ([str(p) for p in collection.problems]
+             + [str(d) for d in collection.duplicates if not d.identical]
+             + [str(c) for c in conflicts] + kept_apart_notes(frame))
+    if title is None and len(dirs) == 1:
+        title = previous_title(dirs[0])
+    meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
+    markdown = leaderboard_markdown(cells, overall, meta)
+    figures = {"accuracy": plots.accuracy_plot(cells), "negative_transfer": plots.nt_heatmap(cells),
+               "gap": plots.gap_vs_size(cells)} if len(cells) else {}
+    page = leaderboard_html(frame, cells, overall, meta, figures)
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "leaderboard.md", out / "results.csv", out / "summary.json"]
-    write_bytes_atomic(files[0], markdown.encode("utf-8"))
-    write_bytes_atomic(files[1], frame.to_csv(index=False).encode("utf-8"))
-    summary = {"meta": meta, "cells": json.loads(cells.to_json(orient="records")),
-               "overall": json.loads(overall.to_json(orient="records"))}
-    write_json_atomic(files[2], summary)
-    return Report(out=out, markdown=markdown, n_records=len(records), problems=problems, files=files)
+    files = [publish(out / "leaderboard.md", markdown.encode("utf-8")),
+             publish(out / "leaderboard.html", page.encode("utf-8")),
+             *write_tables(frame, out), write_summary(out, meta, cells, overall, conflicts)]
+    return Report(out=out, markdown=markdown, n_records=len(frame), problems=collection.problems,
+                  files=files, notes=notes)

@@ -1,13 +1,22 @@
-"""Leaderboard statistics over seeds, and the cross-target view.
+"""Leaderboard statistics: cells over seeds, and the view across targets.
 
-A cell is one (source, strategy, target, variant). Intervals are two-sided 95%
-Student-t intervals over seeds; the negative-transfer interval is paired: it is taken
-over the per-seed differences between a run and its same-seed baseline, and a cell is
-flagged as negative transfer only when that whole interval lies below zero.
+A cell is one entry (source × strategy, see `frame`) on one target. Every entry seen
+anywhere gets a cell on every target: one without a successful run is a *missing* cell,
+shown as such. Accuracy, gap and cost are summarised over the seeds that succeeded, with
+95% Student-t intervals (`stats`), cut to the range the quantity can take (an accuracy
+interval to [0, 1], an accuracy difference to [-1, 1]).
 
-The cross-target view never averages over missing cells: a (source, strategy) row's
-mean accuracy and mean rank use only the targets on which every compared row has a
-result, and its coverage says how many targets it has.
+Which differences are real:
+
+- negative transfer (NT, run − same-seed from-scratch baseline) is flagged only when its
+  paired 95% interval over seeds lies wholly below zero;
+- within a target, each cell is compared with the best cell by the paired interval of
+  their per-seed differences; a cell whose interval reaches zero is *not separable* from
+  the best, whatever its mean.
+
+The cross-target view never averages over missing cells: an entry's mean accuracy and
+mean rank (Borda) use only the targets on which every compared entry has a result, and
+its coverage says on how many targets it has one.
 """
 
 from __future__ import annotations
@@ -17,50 +26,17 @@ import math
 import numpy as np
 import pandas as pd
 
-CELL = ["target", "source", "strategy", "variant"]
+from .stats import Interval, paired_interval, t_interval
+
+ENTRY_COLUMNS = ["entry", "source", "strategy", "variant_note", "baseline"]
+TARGET_COLUMNS = ["target_key", "target_label"]
 
 
-def t_interval(values) -> tuple[float, float, float, float]:
-    """(mean, std, low, high) of a sample: a 95% Student-t interval for the mean."""
-    x = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
-    if len(x) == 0:
-        return (math.nan,) * 4
-    mean = float(x.mean())
-    if len(x) == 1:
-        return mean, math.nan, math.nan, math.nan
-    std = float(x.std(ddof=1))
-    from scipy.stats import t
-
-    half = float(t.ppf(0.975, len(x) - 1)) * std / math.sqrt(len(x))
-    return mean, std, mean - half, mean + half
-
-
-def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: accuracy over seeds, gap, negative transfer, cost."""
-    rows = []
-    if frame.empty:
-        return pd.DataFrame(columns=CELL)
-    for key, group in frame.groupby(CELL, sort=True, dropna=False):
-        ok = group[group["status"] == "ok"]
-        acc = t_interval(ok["test_accuracy"])
-        nt = t_interval(ok["negative_transfer"])
-        n_nt = int(ok["negative_transfer"].notna().sum())
-        rows.append({
-            **dict(zip(CELL, key)),
-            "baseline": bool(group["baseline"].iloc[0]),
-            "n_seeds": len(ok), "n_failed": int((group["status"] != "ok").sum()),
-            "test_mean": acc[0], "test_std": acc[1], "test_low": acc[2], "test_high": acc[3],
-            "train_mean": _mean(ok["train_accuracy"]), "val_mean": _mean(ok["val_accuracy"]),
-            "gap_mean": _mean(ok["overfitting_gap"]),
-            "nt_mean": nt[0], "nt_low": nt[2], "nt_high": nt[3], "nt_seeds": n_nt,
-            "negative_transfer": bool(n_nt >= 2 and not math.isnan(nt[3]) and nt[3] < 0),
-            "n_train": _mean(ok["n_train"]),
-            "wall_mean": _mean(ok["wall_seconds"]), "peak_memory_mean": _mean(ok["peak_memory_mb"]),
-            "trainable_params": _mean(ok["trainable_params"]),
-        })
-    cells = pd.DataFrame(rows)
-    return cells.sort_values(["target", "test_mean"], ascending=[True, False],
-                             na_position="last", kind="stable").reset_index(drop=True)
+def _interval_columns(prefix: str, interval: Interval, with_std: bool = True) -> dict:
+    columns = {f"{prefix}_mean": interval.mean, f"{prefix}_low": interval.low, f"{prefix}_high": interval.high}
+    if with_std:
+        columns[f"{prefix}_std"] = interval.std
+    return columns
 
 
 def _mean(series: pd.Series) -> float:
@@ -68,29 +44,116 @@ def _mean(series: pd.Series) -> float:
     return float(values.mean()) if len(values) else math.nan
 
 
-def overall_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (source, strategy) across targets: coverage, and mean accuracy and mean rank
-    over the targets every compared row has results on."""
-    if cells.empty:
-        return pd.DataFrame(columns=["source", "strategy", "coverage"])
-    have = cells[cells["n_seeds"] > 0]
-    targets = sorted(cells["target"].unique())
-    entries = cells[["source", "strategy", "variant"]].drop_duplicates()
-    pivot = have.pivot_table(index=["source", "strategy", "variant"], columns="target",
-                             values="test_mean", aggfunc="first")
-    pivot = pivot.reindex(pd.MultiIndex.from_frame(entries), columns=targets)
-    complete = [t for t in targets if pivot[t].notna().all()]
-    ranks = pivot[complete].rank(axis=0, ascending=False, method="average") if complete else None
+def _max(series: pd.Series) -> float:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return float(values.max()) if len(values) else math.nan
+
+
+def _summarise(runs: pd.DataFrame) -> dict:
+    """The statistics of one cell from its runs (possibly none)."""
+    ok = runs[(runs["status"] == "ok") & runs["test_accuracy"].notna()]
+    failed = runs[runs["status"] != "ok"]
+    nt = t_interval(ok["negative_transfer"]).clipped(-1.0, 1.0)
+    return {
+        "n_runs": len(runs), "n_seeds": len(ok), "n_failed": len(failed),
+        "failures": ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().sort_index().items()),
+        "seeds": ",".join(str(s) for s in sorted(ok["seed"].unique())),
+        **_interval_columns("test", t_interval(ok["test_accuracy"]).clipped(0.0, 1.0)),
+        "train_mean": _mean(ok["train_accuracy"]), "val_mean": _mean(ok["val_accuracy"]),
+        **_interval_columns("gap", t_interval(ok["overfitting_gap"]).clipped(-1.0, 1.0), with_std=False),
+        **_interval_columns("nt", nt), "nt_seeds": nt.n,
+        "negative_transfer": nt.below_zero, "positive_transfer": nt.above_zero,
+        "n_train": _mean(ok["n_train"]), "wall_mean": _mean(ok["wall_seconds"]),
+        "peak_memory_mean": _mean(ok["peak_memory_mb"]), "peak_memory_max": _max(ok["peak_memory_mb"]),
+        "trainable_params": _mean(ok["trainable_params"]), "total_params": _mean(ok["total_params"]),
+    }
+
+
+def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (target, entry), missing cells included; best first within a target."""
+    if frame.empty:
+        return pd.DataFrame(columns=TARGET_COLUMNS + ENTRY_COLUMNS + ["n_seeds"])
+    entries = frame[ENTRY_COLUMNS].drop_duplicates("entry")
+    targets = frame[TARGET_COLUMNS].drop_duplicates("target_key")
+    runs_by_cell = dict(tuple(frame.groupby(["target_key", "entry"], sort=False)))
+    empty = frame.iloc[0:0]
     rows = []
-    for index, values in pivot.iterrows():
+    for _, target in targets.iterrows():
+        for _, entry in entries.iterrows():
+            runs = runs_by_cell.get((target["target_key"], entry["entry"]), empty)
+            rows.append({"target": target["target_label"], **target.to_dict(), **entry.to_dict(),
+                         **_summarise(runs)})
+    cells = pd.DataFrame(rows)
+    cells = _compare_with_best(cells, frame)
+    return cells.sort_values(["target_label", "test_mean", "baseline", "source", "strategy", "variant_note"],
+                             ascending=[True, False, True, True, True, True],
+                             na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _compare_with_best(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Paired (by seed) comparison of every cell with the best cell of its target."""
+    ok = frame[(frame["status"] == "ok") & frame["test_accuracy"].notna()]
+    by_seed = {key: dict(zip(g["seed"], g["test_accuracy"])) for key, g in ok.groupby(["target_key", "entry"])}
+    columns = {name: [] for name in ("rank_in_target", "best_delta_mean", "best_delta_low",
+                                     "best_delta_high", "best_delta_seeds", "vs_best")}
+    ranks = cells.groupby("target_key")["test_mean"].rank(ascending=False, method="min")
+    best_entry = {}
+    for key, group in cells.dropna(subset=["test_mean"]).groupby("target_key"):
+        best_entry[key] = group.sort_values(["test_mean", "n_seeds"], ascending=False, kind="stable").iloc[0]["entry"]
+    for index, cell in cells.iterrows():
+        best = best_entry.get(cell["target_key"])
+        if best is None or math.isnan(cell["test_mean"]):
+            delta, verdict = Interval(0, *(math.nan,) * 4), "missing"
+        elif cell["entry"] == best:
+            delta, verdict = Interval(0, 0.0, math.nan, math.nan, math.nan), "best"
+        else:
+            delta = paired_interval(by_seed.get((cell["target_key"], cell["entry"]), {}),
+                                    by_seed.get((cell["target_key"], best), {})).clipped(-1.0, 1.0)
+            verdict = "below best" if delta.below_zero else "not separable from best"
+        columns["rank_in_target"].append(ranks[index])
+        columns["best_delta_mean"].append(delta.mean)
+        columns["best_delta_low"].append(delta.low)
+        columns["best_delta_high"].append(delta.high)
+        columns["best_delta_seeds"].append(delta.n)
+        columns["vs_best"].append(verdict)
+    return cells.assign(**columns)
+
+
+def overall_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per entry across targets: coverage, and mean accuracy and mean rank over the
+    targets on which every compared entry has a result. Baselines are not compared."""
+    columns = ["entry", "source", "strategy", "variant_note", "coverage", "n_targets", "mean_accuracy",
+               "mean_rank", "compared_on", "best_or_tied"]
+    compared = cells[~cells["baseline"].astype(bool)] if len(cells) else cells
+    if compared.empty:
+        return pd.DataFrame(columns=columns)
+    targets = sorted(compared["target_key"].unique())
+    pivot = compared.set_index(["entry", "target_key"])["test_mean"].unstack().reindex(columns=targets)
+    complete = complete_targets(cells)
+    ranks = pivot[complete].rank(axis=0, ascending=False, method="average")
+    leaders = compared[compared["target_key"].isin(complete) & compared["vs_best"].isin(
+        ["best", "not separable from best"])].groupby("entry").size()
+    rows = []
+    for _, entry in compared.drop_duplicates("entry").iterrows():
+        values = pivot.loc[entry["entry"]]
         covered = int(values.notna().sum())
         rows.append({
-            "source": index[0], "strategy": index[1], "variant": index[2],
+            **{k: entry[k] for k in ("entry", "source", "strategy", "variant_note")},
             "coverage": f"{covered}/{len(targets)} targets", "n_targets": covered,
             "mean_accuracy": float(values[complete].mean()) if complete else math.nan,
-            "mean_rank": float(ranks.loc[index].mean()) if complete else math.nan,
-            "compared_on": len(complete),
+            "mean_rank": float(ranks.loc[entry["entry"]].mean()) if complete else math.nan,
+            "compared_on": len(complete), "best_or_tied": int(leaders.get(entry["entry"], 0)),
         })
-    table = pd.DataFrame(rows)
-    return table.sort_values(["mean_rank", "mean_accuracy"], ascending=[True, False],
-                             na_position="last", kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["mean_rank", "mean_accuracy", "n_targets", "source", "strategy"],
+                             ascending=[True, False, False, True, True], na_position="last",
+                             kind="stable").reset_index(drop=True)
+
+
+def complete_targets(cells: pd.DataFrame) -> list[str]:
+    """Target keys on which every compared (non-baseline) entry has at least one result."""
+    compared = cells[~cells["baseline"].astype(bool)] if len(cells) else cells
+    if compared.empty:
+        return []
+    have = compared.groupby("target_key")["n_seeds"].apply(lambda n: bool(np.all(n > 0)))
+    return sorted(have[have].index)

@@ -1,6 +1,19 @@
-"""Records to a long pandas table: one row per run, parameters as ``p_*`` columns.
+"""Run records to a long pandas table: one row per run, parameters as ``p_*`` columns.
 
-This table is ``results.csv``; every leaderboard number is computed from it.
+This table is ``results.csv`` and ``results.parquet``; every leaderboard number is
+computed from it. Besides the record's own fields it carries the keys that decide which
+runs may share a leaderboard cell:
+
+- ``entry``: hash of the source and strategy identity (plugins, versions, parameters,
+  weights fingerprint, initialisation). Runs that differ in any of these are different
+  entries, shown side by side, never averaged together.
+- ``target_key``: hash of the target identity (plugin, version, parameters), plus the
+  data group when records disagree about the target's data (see `conflicts`).
+- ``target_label`` and ``variant_note``: the names a reader sees; a note is added only
+  where two entries or targets would otherwise look the same.
+
+The negative-transfer score is recomputed from the paired baseline's record whenever
+that record is present, so a run that finished before its baseline still gets one.
 """
 
 from __future__ import annotations
@@ -9,13 +22,19 @@ import pandas as pd
 
 from ..hashing import canonical_json, config_hash
 from ..records import METRIC_KEYS
+from .conflicts import Conflict, data_groups, find_conflicts
 
-BASE_COLUMNS = ["run_id", "status", "source", "strategy", "target", "seed", "baseline", "variant",
-                "source_plugin", "source_version", "strategy_plugin", "strategy_version",
-                "target_plugin", "target_version", "init", "content_hash", "baseline_run_id"]
-PROVENANCE_COLUMNS = ["tlbench_version", "torch_version", "timm_version", "transformers_version",
-                      "device", "device_name", "host", "git_revision", "deterministic",
-                      "started_at", "finished_at", "attempt", "error_type", "error_message"]
+KEY_COLUMNS = ["run_id", "status", "target", "source", "strategy", "seed", "baseline",
+               "target_label", "variant_note", "entry", "target_key", "target_identity", "data_group",
+               "variant", "source_plugin", "source_version", "strategy_plugin", "strategy_version",
+               "target_plugin", "target_version", "init", "content_hash", "source_fingerprint",
+               "baseline_run_id"]
+PROVENANCE_COLUMNS = ["tlbench_version", "python_version", "torch_version", "timm_version",
+                      "transformers_version", "peft_version", "numpy_version", "device", "device_name",
+                      "host", "platform", "git_revision", "deterministic", "started_at", "finished_at",
+                      "attempt", "error_type", "error_message"]
+LIBRARIES = ("tlbench", "python", "torch", "timm", "transformers", "peft", "numpy")
+COLUMNS = KEY_COLUMNS + list(METRIC_KEYS) + PROVENANCE_COLUMNS
 
 
 def source_label(spec: dict) -> str:
@@ -23,14 +42,33 @@ def source_label(spec: dict) -> str:
     return f"{spec['source']['id']} (random init)" if spec.get("baseline") else spec["source"]["id"]
 
 
+def identity_of(spec: dict) -> dict:
+    """The record's identity, or one rebuilt from its spec when the record states none."""
+    if isinstance(spec.get("identity"), dict):
+        return spec["identity"]
+    part = lambda name: {k: spec[name].get(k) for k in ("plugin", "version", "params")}  # noqa: E731
+    return {"source": part("source") | {"fingerprint": spec["source"].get("fingerprint")},
+            "target": part("target") | {"content_hash": spec["target"].get("content_hash")},
+            "strategy": part("strategy"), "seed": spec["seed"], "init": spec.get("init")}
+
+
 def variant_of(spec: dict) -> str:
-    """What must match for runs to share a leaderboard cell: plugins, versions, parameters."""
-    identity = dict(spec.get("identity") or {})
+    """Everything but seed and data: runs with equal variants are repeats of one experiment."""
+    identity = dict(identity_of(spec))
     identity.pop("seed", None)
-    target = dict(identity.get("target") or {})
-    target.pop("content_hash", None)
-    identity["target"] = target
+    identity["target"] = {k: v for k, v in (identity.get("target") or {}).items() if k != "content_hash"}
     return config_hash(identity, 8)
+
+
+def entry_of(spec: dict) -> str:
+    """The (source, strategy) part of the identity: what a leaderboard row stands for."""
+    identity = {k: v for k, v in identity_of(spec).items() if k not in ("seed", "target")}
+    return config_hash(identity, 8)
+
+
+def target_identity_of(spec: dict) -> str:
+    target = {k: v for k, v in (identity_of(spec).get("target") or {}).items() if k != "content_hash"}
+    return config_hash(target, 8)
 
 
 def _flat(prefix: str, params: dict) -> dict:
@@ -38,43 +76,128 @@ def _flat(prefix: str, params: dict) -> dict:
             for key, value in params.items()}
 
 
-def record_row(record: dict) -> dict:
-    spec, prov = record["spec"], record.get("provenance", {})
-    versions = prov.get("versions", {})
-    error = record.get("error") or {}
+def run_row(record: dict) -> dict:
+    spec, prov = record["spec"], record.get("provenance") or {}
+    versions = prov.get("versions") if isinstance(prov.get("versions"), dict) else {}
+    error = record.get("error") if isinstance(record.get("error"), dict) else {}
     row = {
-        "run_id": record["run_id"], "status": record["status"],
-        "source": source_label(spec), "strategy": spec["strategy"]["id"], "target": spec["target"]["id"],
-        "seed": spec["seed"], "baseline": bool(spec.get("baseline")), "variant": variant_of(spec),
+        "run_id": record["run_id"], "status": record["status"], "target": spec["target"]["id"],
+        "source": source_label(spec), "strategy": spec["strategy"]["id"], "seed": spec["seed"],
+        "baseline": bool(spec.get("baseline")), "entry": entry_of(spec),
+        "target_identity": target_identity_of(spec), "variant": variant_of(spec),
         "source_plugin": spec["source"]["plugin"], "source_version": spec["source"]["version"],
         "strategy_plugin": spec["strategy"]["plugin"], "strategy_version": spec["strategy"]["version"],
         "target_plugin": spec["target"]["plugin"], "target_version": spec["target"]["version"],
         "init": spec.get("init"), "content_hash": spec["target"].get("content_hash"),
-        "baseline_run_id": spec.get("baseline_run_id"),
+        "source_fingerprint": spec["source"].get("fingerprint"), "baseline_run_id": spec.get("baseline_run_id"),
     }
     row.update({key: record["metrics"].get(key) for key in METRIC_KEYS})
+    row.update({f"{name}_version": versions.get(name) for name in LIBRARIES})
     row.update({
-        "tlbench_version": versions.get("tlbench"), "torch_version": versions.get("torch"),
-        "timm_version": versions.get("timm"), "transformers_version": versions.get("transformers"),
         "device": prov.get("device"), "device_name": prov.get("device_name"), "host": prov.get("host"),
-        "git_revision": prov.get("git_revision"), "deterministic": prov.get("deterministic"),
-        "started_at": record.get("started_at"), "finished_at": record.get("finished_at"),
-        "attempt": record.get("attempt"), "error_type": error.get("type"),
-        "error_message": error.get("message"),
+        "platform": prov.get("platform"), "git_revision": prov.get("git_revision"),
+        "deterministic": prov.get("deterministic"), "started_at": record.get("started_at"),
+        "finished_at": record.get("finished_at"), "attempt": record.get("attempt"),
+        "error_type": error.get("type"), "error_message": error.get("message"),
     })
     for part in ("source", "target", "strategy"):
-        row.update(_flat(part, spec[part].get("params", {})))
-    return row
+        row.update(_flat(part, spec[part].get("params") or {}))
+    return {key: _plain(value) for key, value in row.items()}
 
 
-def records_frame(records: list[dict]) -> pd.DataFrame:
-    """The long table of runs, in a stable order."""
-    rows = [record_row(record) for record in records]
-    frame = pd.DataFrame(rows, columns=None if rows else BASE_COLUMNS + list(METRIC_KEYS) + PROVENANCE_COLUMNS)
-    if frame.empty:
-        return frame
-    param_cols = sorted(c for c in frame.columns if c.startswith("p_"))
-    ordered = BASE_COLUMNS + list(METRIC_KEYS) + PROVENANCE_COLUMNS + param_cols
-    frame = frame[ordered]
-    return frame.sort_values(["target", "baseline", "source", "strategy", "seed", "run_id"],
-                             ascending=[True, False, True, True, True, True], kind="stable").reset_index(drop=True)
+def _plain(value):
+    """Strings, numbers, booleans or None: anything else a record holds becomes JSON text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return canonical_json(value)
+
+
+def records_frame(records: list[dict]) -> tuple[pd.DataFrame, list[Conflict]]:
+    """The long table of runs in a stable order, and the data conflicts it had to split."""
+    rows = [run_row(record) for record in records]
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS), []
+    frame = pd.DataFrame(rows)
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    for column in METRIC_KEYS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    _pair_with_baselines(frame)
+    conflicts = find_conflicts(frame)
+    frame["data_group"] = data_groups(frame, conflicts)
+    frame["target_key"] = frame["target_identity"] + frame["data_group"].map(
+        lambda g: f"@{config_hash(g, 6)}" if g else "")
+    frame["target_label"] = _target_labels(frame)
+    frame["variant_note"] = _variant_notes(frame)
+    params = sorted(c for c in frame.columns if c.startswith("p_"))
+    frame = frame[COLUMNS + params]
+    return frame.sort_values(["target_label", "baseline", "source", "strategy", "variant_note", "seed", "run_id"],
+                             ascending=[True, False, True, True, True, True, True],
+                             kind="stable").reset_index(drop=True), conflicts
+
+
+def _pair_with_baselines(frame: pd.DataFrame) -> None:
+    """NT = test accuracy − that of the same-seed baseline, from the baseline's own record."""
+    ok = frame[frame["status"] == "ok"]
+    baseline_accuracy = dict(zip(ok["run_id"], ok["test_accuracy"]))
+    paired = frame["baseline_run_id"].map(baseline_accuracy)
+    found = paired.notna() & (frame["status"] == "ok") & ~frame["baseline"].astype(bool)
+    frame.loc[found, "baseline_test_accuracy"] = paired[found]
+    frame.loc[found, "negative_transfer"] = frame.loc[found, "test_accuracy"] - paired[found]
+
+
+def _distinguish(frame: pd.DataFrame, key: str, label: str, facets: list[tuple[str, str]]) -> pd.Series:
+    """A note per row naming what tells apart keys that share a label ('' when none do):
+    the fewest facets, in the order given, that make the keys distinct."""
+    notes = pd.Series("", index=frame.index, dtype=object)
+    for _, group in frame.groupby(label, sort=False):
+        keys = group.drop_duplicates(key)
+        if len(keys) < 2:
+            continue
+        shown: list[tuple[str, str]] = []
+        for column, fmt in facets:
+            if keys[column].astype(str).nunique() > 1:
+                shown.append((column, fmt))
+            if not keys.duplicated([c for c, _ in shown] or [key]).any() and shown:
+                break
+        for value, rows in group.groupby(key, sort=False):
+            first = rows.iloc[0]
+            parts = [fmt.format(_shown(first[column])) for column, fmt in shown] or [f"#{value[:6]}"]
+            notes.loc[rows.index] = ", ".join(parts)
+    return notes
+
+
+def _shown(value) -> str:
+    return "none" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _target_labels(frame: pd.DataFrame) -> pd.Series:
+    facets = [("target_plugin", "{}"), ("target_version", "v{}"), ("target_identity", "config #{:.6}"),
+              ("data_group", "data from {}")]
+    notes = _distinguish(frame, "target_key", "target", facets)
+    return frame["target"] + notes.map(lambda note: f" [{note}]" if note else "")
+
+
+def _variant_notes(frame: pd.DataFrame) -> pd.Series:
+    pair = frame["source"] + "\0" + frame["strategy"]
+    facets = [("source_plugin", "source {}"), ("source_version", "source v{}"),
+              ("strategy_plugin", "strategy {}"), ("strategy_version", "strategy v{}"), ("init", "{} init"),
+              ("source_fingerprint", "weights {:.8}"), ("entry", "config #{:.6}")]
+    return _distinguish(frame.assign(_pair=pair), "entry", "_pair", facets)
+
+
+def kept_apart_notes(frame: pd.DataFrame) -> list[str]:
+    """One line per look-alike entry or target that the report keeps apart."""
+    notes = []
+    for (source, strategy), group in frame.groupby(["source", "strategy"], sort=True):
+        variants = group.drop_duplicates("entry")
+        if len(variants) > 1:
+            notes.append(f"{source} · {strategy} appears as {len(variants)} different entries "
+                         f"({'; '.join(variants['variant_note'])}); shown as separate rows, never pooled")
+    for target, group in frame.groupby("target", sort=True):
+        keys = group.drop_duplicates("target_key")
+        if len(keys) > 1:
+            notes.append(f"target {target} appears as {len(keys)} different targets "
+                         f"({'; '.join(keys['target_label'])}); compared separately, never pooled")
+    return notes

@@ -1,72 +1,77 @@
-"""leaderboard.md: the tables a reader needs, as GitHub-flavoured Markdown (tabulate)."""
+"""leaderboard.md: the tables a reader needs, as GitHub-flavoured Markdown (tabulate).
+
+Names come from suites, plugins and other people's records, so every one is made inert:
+control characters dropped, HTML special characters written as entities, and pipes and
+backticks escaped so a name cannot break a table.
+"""
 
 from __future__ import annotations
 
-import math
+import re
 
 import pandas as pd
 from tabulate import tabulate
 
+from . import display
 
-def _num(value: float, digits: int = 3, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-
-def _interval(low: float, high: float, signed: bool = False) -> str:
-    if any(v is None or math.isnan(v) for v in (low, high)):
-        return "—"
-    return f"[{_num(low, 3, signed)}, {_num(high, 3, signed)}]"
-
-
-def _text(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+DEFINITIONS = (
+    "Test accuracy is top-1 on the target's test split at the checkpoint selected on validation; "
+    "± is the standard deviation over seeds and the 95% CI a Student-t interval for the mean. "
+    "\"vs best\" is the paired per-seed difference to the best cell of the target: ≈ best when its "
+    "95% interval reaches 0, so the two are not separable with these seeds. Gap = train − test accuracy. "
+    "NT = test accuracy − that of the same-seed from-scratch baseline; flagged as negative transfer only "
+    "when its paired 95% interval lies below 0. A missing cell has no successful run; it is shown, "
+    "never averaged away.")
 
 
-def cell_rows(cells: pd.DataFrame) -> list[list[str]]:
-    rows = []
-    for _, cell in cells.iterrows():
-        accuracy = "missing" if cell["n_seeds"] == 0 else (
-            _num(cell["test_mean"]) + ("" if math.isnan(cell["test_std"]) else f" ± {_num(cell['test_std'])}"))
-        nt = "—"
-        if not cell["baseline"] and not math.isnan(cell["nt_mean"]):
-            nt = f"{_num(cell['nt_mean'], 3, True)} {_interval(cell['nt_low'], cell['nt_high'], True)}"
-            if cell["negative_transfer"]:
-                nt += " **negative transfer**"
-        seeds = str(cell["n_seeds"]) + (f" ({cell['n_failed']} failed)" if cell["n_failed"] else "")
-        rows.append([_text(cell["source"]), _text(cell["strategy"]), accuracy,
-                     _interval(cell["test_low"], cell["test_high"]), seeds, _num(cell["train_mean"]),
-                     _num(cell["gap_mean"], 3, True), nt, _num(cell["wall_mean"], 1)])
-    return rows
+def text(value) -> str:
+    """A string from outside tlbench, safe inside a Markdown table."""
+    value = _CONTROL.sub(" ", str(value))
+    for raw, safe in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("`", "\\`")):
+        value = value.replace(raw, safe)
+    return value
 
 
-CELL_HEADERS = ["source", "strategy", "test acc (mean ± std)", "95% CI", "seeds", "train acc",
-                "gap (train − test)", "NT vs scratch [95% CI]", "wall s"]
+def _table(rows: pd.DataFrame, columns: list[display.Column]) -> str:
+    body = [[text(column.text(row)) for column in columns] for _, row in rows.iterrows()]
+    return tabulate(body, headers=[column.header for column in columns], tablefmt="github",
+                    disable_numparse=True)
 
 
 def leaderboard_markdown(cells: pd.DataFrame, overall: pd.DataFrame, meta: dict) -> str:
-    lines = [f"# tlbench leaderboard: {_text(meta['title'])}", ""]
-    lines.append(f"{meta['runs_ok']} runs ok, {meta['runs_failed']} failed · seeds: {meta['seeds']} · "
-                 f"devices: {_text(meta['devices'])} · tlbench {meta['tlbench']}")
-    lines.append("")
-    lines.append("Test accuracy is top-1 on the target's test split at the checkpoint selected on "
-                 "validation. Gap = train − test accuracy. NT = test accuracy − that of the same-seed "
-                 "from-scratch baseline; flagged only when its paired 95% interval lies below 0.")
-    for target, group in cells.groupby("target", sort=True):
-        n_train = group["n_train"].dropna()
-        size = f" (n_train = {n_train.iloc[0]:.0f})" if len(n_train) and n_train.nunique() == 1 else ""
-        lines += ["", f"## Target: {_text(target)}{size}", ""]
-        lines.append(tabulate(cell_rows(group), headers=CELL_HEADERS, tablefmt="github",
-                              disable_numparse=True))
+    lines = [f"# tlbench leaderboard: {text(meta['title'])}", "", text(meta["headline"]), "", DEFINITIONS]
+    if cells.empty:
+        lines += ["", "No records yet."]
+    for _, group in cells.groupby("target_label", sort=True):
+        lines += ["", f"## Target: {text(group['target_label'].iloc[0])}{_size(group)}", ""]
+        lines.append(_table(group, display.CELL_COLUMNS))
     if not overall.empty:
+        complete = meta["complete_targets"]
         lines += ["", "## Across targets", "",
-                  "Mean accuracy and mean rank are over the targets every row has results on "
-                  "(never averaged over missing cells).", ""]
-        rows = [[_text(r["source"]), _text(r["strategy"]), r["coverage"], _num(r["mean_accuracy"]),
-                 _num(r["mean_rank"], 2)] for _, r in overall.iterrows()]
-        lines.append(tabulate(rows, headers=["source", "strategy", "coverage", "mean acc", "mean rank"],
-                              tablefmt="github", disable_numparse=True))
+                  f"Mean accuracy and mean rank are over the {len(complete)} of {meta['n_targets']} targets on "
+                  f"which every entry has results" + (f" ({text(', '.join(complete))})" if complete else "")
+                  + "; they are never averaged over missing cells. Baselines are not ranked.", ""]
+        lines.append(_table(overall, display.OVERALL_COLUMNS))
+    lines += ["", "## Provenance", ""] + [f"- {text(line)}" for line in provenance_lines(meta["provenance"])]
     if meta.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {_text(note)}" for note in meta["notes"]]
+        lines += ["", "## Notes", ""] + [f"- {text(note)}" for note in meta["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _size(group: pd.DataFrame) -> str:
+    sizes = group["n_train"].dropna()
+    return f" (n_train = {sizes.iloc[0]:.0f})" if len(sizes) and sizes.nunique() == 1 else ""
+
+
+def provenance_lines(provenance: dict) -> list[str]:
+    lines = []
+    for machine in provenance["machines"]:
+        lines.append(f"machine {machine['host']}: {machine['runs']} runs ({machine['ok']} ok) on "
+                     f"{', '.join(machine['devices']) or '?'}; tlbench {', '.join(machine['tlbench']) or '?'}; "
+                     f"git {', '.join(machine['git_revisions']) or 'unknown'}; "
+                     f"{machine['first'] or '?'} to {machine['last'] or '?'}")
+    for library, versions in provenance["versions"].items():
+        lines.append(f"{library}: " + ", ".join(f"{v} ({n} runs)" for v, n in versions.items()))
+    return lines

@@ -1,0 +1,78 @@
+"""`tlbench merge`: combine result directories from several machines or contributors.
+
+Records are copied into one result directory, so that a single report covers them all.
+Nothing from an input is trusted: each record passes the same checks a report applies
+(`report.load`), and a record that fails is reported by path and left out. A run id seen
+twice is kept once (an ok record over a failed one, otherwise the one already in the
+output, then the first input given). Records that disagree about a target's data
+(different content hashes for the same target and seed) or that come from different
+plugin versions are all kept, since their run ids differ, and reported: the report
+places them in separate cells and never pools them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .hashing import canonical_json
+from .report.load import KINDS, Duplicate, collect, kind_folders
+from .store import RecordStore, StoreProblem
+
+
+@dataclass
+class MergeResult:
+    out: Path
+    written: int = 0
+    unchanged: int = 0
+    problems: list[StoreProblem] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    kept_apart: list[str] = field(default_factory=list)
+    per_input: dict[str, int] = field(default_factory=dict)
+    """input directory → valid records read from it."""
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def merge_dirs(dirs: list[Path], out: Path) -> MergeResult:
+    """Copy every valid record of `dirs` into `out` (records already there are kept)."""
+    out = Path(out)
+    for directory in dirs:
+        if not Path(directory).is_dir():
+            raise UserError(f"{directory}: no such result directory")
+    inputs = [Path(d) for d in dirs if not _same_directory(Path(d), out)]
+    sources = ([out] if any(folder.is_dir() for _, folder in kind_folders(out)) else []) + inputs
+    collection = collect(sources)
+    result = MergeResult(out=out, problems=collection.problems, duplicates=collection.duplicates)
+    result.per_input = {str(d): collection.valid_per_dir.get(str(d), 0) for d in inputs}
+    stores = {name: RecordStore(out / kind.folder) for name, kind in KINDS.items()}
+    for item in collection.records:
+        kind = KINDS[item.record["kind"]]
+        store = stores[kind.name]
+        target = store.path_for(kind.id_of(item.record))
+        if _same_directory(item.path, target) or _holds(target, item.record):
+            result.unchanged += 1
+            continue
+        store.write(item.record)
+        result.written += 1
+    from .report.frame import kept_apart_notes, records_frame
+
+    frame, conflicts = records_frame(collection.of_kind("run"))
+    result.kept_apart = [str(c) for c in conflicts] + kept_apart_notes(frame)
+    return result
+
+
+def _holds(path: Path, record: dict) -> bool:
+    """True when `path` already holds exactly this record."""
+    import json
+
+    try:
+        return canonical_json(json.loads(path.read_text(encoding="utf-8"))) == canonical_json(record)
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,138 @@
+"""How leaderboard numbers read, the same in leaderboard.md and leaderboard.html.
+
+Each view is a list of columns; a column turns a cell (or an across-targets row) into
+its display text and its sort key. Markdown and HTML escape the text their own way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+MISSING = "missing"
+NONE = "—"
+
+
+def is_nan(value) -> bool:
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def num(value, digits: int = 3, signed: bool = False) -> str:
+    if is_nan(value):
+        return NONE
+    return f"{float(value):+.{digits}f}" if signed else f"{float(value):.{digits}f}"
+
+
+def interval(low, high, digits: int = 3, signed: bool = False) -> str:
+    if is_nan(low) or is_nan(high):
+        return NONE
+    return f"[{num(low, digits, signed)}, {num(high, digits, signed)}]"
+
+
+def _with_interval(mean, low, high, n) -> str:
+    """A signed mean and its interval; with fewer than two paired seeds there is none."""
+    if is_nan(low) or is_nan(high):
+        return f"{num(mean, signed=True)} ({int(n)} seed{'s' if n != 1 else ''}, no interval)"
+    return f"{num(mean, signed=True)} {interval(low, high, signed=True)}"
+
+
+def label(row) -> str:
+    """Strategy plus the note that tells two look-alike entries apart."""
+    note = row.get("variant_note") or ""
+    return f"{row['strategy']} [{note}]" if note else str(row["strategy"])
+
+
+def accuracy(cell) -> str:
+    if cell["n_seeds"] == 0:
+        return MISSING
+    std = "" if is_nan(cell["test_std"]) else f" ± {num(cell['test_std'])}"
+    return num(cell["test_mean"]) + std
+
+
+def seeds(cell) -> str:
+    text = str(int(cell["n_seeds"]))
+    if cell["n_failed"]:
+        text += f" ({cell['failures']})"
+    elif cell["n_runs"] == 0:
+        text += " (no runs)"
+    return text
+
+
+def negative_transfer(cell) -> str:
+    if cell["baseline"] or is_nan(cell["nt_mean"]):
+        return NONE
+    text = _with_interval(cell["nt_mean"], cell["nt_low"], cell["nt_high"], cell["nt_seeds"])
+    if cell["negative_transfer"]:
+        text += " negative transfer"
+    elif cell["positive_transfer"]:
+        text += " helps"
+    return text
+
+
+def versus_best(cell) -> str:
+    verdict = cell["vs_best"]
+    if verdict in ("best", MISSING):
+        return verdict
+    delta = _with_interval(cell["best_delta_mean"], cell["best_delta_low"], cell["best_delta_high"],
+                           cell["best_delta_seeds"])
+    return f"{delta} {'below best' if verdict == 'below best' else '≈ best'}"
+
+
+def sort_key(value):
+    """Numbers sort as numbers; missing values sort last whatever the direction."""
+    return None if is_nan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    text: Callable[[dict], str]
+    key: Callable[[dict], object]
+    numeric: bool = True
+    title: str = ""
+    """A hover explanation of the header."""
+
+
+def _text(name: str) -> Callable[[dict], str]:
+    return lambda row: str(row[name])
+
+
+CELL_COLUMNS = [
+    Column("rank", lambda c: NONE if is_nan(c["rank_in_target"]) else f"{c['rank_in_target']:.0f}",
+           lambda c: sort_key(c["rank_in_target"]), title="rank by mean test accuracy within this target"),
+    Column("source", _text("source"), _text("source"), numeric=False),
+    Column("strategy", label, label, numeric=False),
+    Column("test acc (mean ± std)", accuracy, lambda c: sort_key(c["test_mean"]),
+           title="top-1 test accuracy over seeds"),
+    Column("95% CI", lambda c: interval(c["test_low"], c["test_high"]), lambda c: sort_key(c["test_low"]),
+           title="Student-t interval for the mean over seeds"),
+    Column("vs best [95% CI]", versus_best, lambda c: sort_key(c["best_delta_mean"]),
+           title="paired per-seed difference to the best cell; ≈ best when the interval reaches 0"),
+    Column("seeds", seeds, lambda c: sort_key(c["n_seeds"]), title="seeds with a result (failures)"),
+    Column("train acc", lambda c: num(c["train_mean"]), lambda c: sort_key(c["train_mean"])),
+    Column("gap (train − test)", lambda c: num(c["gap_mean"], signed=True), lambda c: sort_key(c["gap_mean"]),
+           title="overfitting gap"),
+    Column("NT vs scratch [95% CI]", negative_transfer, lambda c: sort_key(c["nt_mean"]),
+           title="test accuracy minus the same-seed from-scratch baseline; flagged when the paired "
+                 "interval lies below 0"),
+    Column("wall s", lambda c: num(c["wall_mean"], 1), lambda c: sort_key(c["wall_mean"])),
+    Column("peak MB", lambda c: num(c["peak_memory_mean"], 0), lambda c: sort_key(c["peak_memory_mean"])),
+]
+
+OVERALL_COLUMNS = [
+    Column("source", _text("source"), _text("source"), numeric=False),
+    Column("strategy", label, label, numeric=False),
+    Column("coverage", _text("coverage"), lambda r: sort_key(r["n_targets"]),
+           title="targets with at least one successful run"),
+    Column("mean acc", lambda r: num(r["mean_accuracy"]), lambda r: sort_key(r["mean_accuracy"]),
+           title="over the targets every entry has results on"),
+    Column("mean rank", lambda r: num(r["mean_rank"], 2), lambda r: sort_key(r["mean_rank"]),
+           title="Borda: mean within-target rank over the targets every entry has results on"),
+    Column("best or ≈ best", lambda r: f"{r['best_or_tied']}/{r['compared_on']}",
+           lambda r: sort_key(r["best_or_tied"]),
+           title="targets where the entry is best or not separable from the best (paired 95% CI)"),
+]

@@ -1,0 +1,60 @@
+"""The machine-readable outputs: results.csv, results.parquet (one row per run) and
+summary.json (cells, the view across targets, provenance and notes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..store import jsonable, write_bytes_atomic
+
+
+def publish(path: Path, data: bytes) -> Path:
+    """Write a report file atomically, readable as the user's umask allows: report files
+    are meant to be shared and served, unlike the private temporary file they start as."""
+    write_bytes_atomic(path, data)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    return path
+
+
+def parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one type per column: a parameter column whose values differ in
+    type between plugins (a number here, a string there) is written as text."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[column] if v is not None and not (isinstance(v, float) and pd.isna(v))}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            frame[column] = frame[column].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v))
+                                              else str(v))
+    return frame
+
+
+def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
+    csv_path, parquet_path = out / "results.csv", out / "results.parquet"
+    publish(csv_path, frame.to_csv(index=False).encode("utf-8"))
+    buffer = io.BytesIO()
+    parquet_ready(frame).to_parquet(buffer, index=False)
+    publish(parquet_path, buffer.getvalue())
+    return [csv_path, parquet_path]
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    return json.loads(table.to_json(orient="records")) if len(table) else []
+
+
+def write_summary(out: Path, meta: dict, cells: pd.DataFrame, overall: pd.DataFrame, conflicts: list) -> Path:
+    summary = {
+        "meta": meta, "cells": _records(cells), "overall": _records(overall),
+        "conflicts": [{"target": c.target, "target_identity": c.target_identity, "seed": c.seed,
+                       "content_hashes": c.hashes} for c in conflicts],
+    }
+    text = json.dumps(jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    return publish(out / "summary.json", text.encode("utf-8"))

@@ -1,0 +1,193 @@
+"""The report's figures, drawn with matplotlib and returned as PNG bytes.
+
+Figures are built on `matplotlib.figure.Figure` directly (no pyplot state, no GUI
+backend), so reports can be built in worker processes and threads. Every label comes
+from records, so it is shortened and its dollar signs escaped: matplotlib would read
+text between two dollars as mathematics.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import display
+
+MAX_LABEL = 40
+MISSING_COLOUR = "#d9d9d9"
+
+
+def plot_label(value) -> str:
+    text = " ".join(str(value).split())
+    if len(text) > MAX_LABEL:
+        text = text[:MAX_LABEL - 1] + "…"
+    return text.replace("\\", "\\\\").replace("$", r"\$")
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(min(width, 16), min(height, 40)), dpi=100, layout="constrained")
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _compared(cells: pd.DataFrame) -> pd.DataFrame:
+    return cells[~cells["baseline"].astype(bool)]
+
+
+def nt_heatmap(cells: pd.DataFrame) -> bytes | None:
+    """Mean NT per source × target, one panel per strategy; flagged cells outlined, missing grey."""
+    compared = _compared(cells).assign(strategy_label=lambda c: c.apply(display.label, axis=1))
+    if compared.empty or compared["nt_mean"].notna().sum() == 0:
+        return None
+    strategies = sorted(compared["strategy_label"].unique())
+    sources = sorted(compared["source"].unique())
+    targets = sorted(compared["target_label"].unique())
+    limit = max(0.05, float(np.nanmax(np.abs(compared["nt_mean"].to_numpy(dtype=float)))))
+    columns = min(3, len(strategies))
+    rows = math.ceil(len(strategies) / columns)
+    figure = _figure(2.2 + columns * (1.4 + 1.1 * len(targets)), 0.6 + rows * (1.3 + 0.5 * len(sources)))
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    image = None
+    for number, (ax, strategy) in enumerate(zip(axes, strategies)):
+        panel = compared[compared["strategy_label"] == strategy].drop_duplicates(["source", "target_label"])
+        grid = panel.set_index(["source", "target_label"])
+        values = np.full((len(sources), len(targets)), np.nan)
+        for i, source in enumerate(sources):
+            for j, target in enumerate(targets):
+                if (source, target) in grid.index:
+                    values[i, j] = grid.loc[(source, target), "nt_mean"]
+        ax.set_facecolor(MISSING_COLOUR)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        for i, source in enumerate(sources):
+            for j, target in enumerate(targets):
+                cell = grid.loc[(source, target)] if (source, target) in grid.index else None
+                _annotate(ax, i, j, values[i, j], cell)
+        ax.set_xticks(range(len(targets)), [plot_label(t) for t in targets], rotation=20, ha="right")
+        ax.set_yticks(range(len(sources)), [plot_label(s) for s in sources] if number % columns == 0 else [])
+        ax.set_title(f"strategy: {plot_label(strategy)}", fontsize=10)
+    for ax in axes[len(strategies):]:
+        ax.set_visible(False)
+    figure.colorbar(image, ax=list(axes[:len(strategies)]), label="NT (mean over seeds)", shrink=0.9)
+    return _png(figure)
+
+
+def _annotate(ax, i: int, j: int, value: float, cell) -> None:
+    from matplotlib.patches import Rectangle
+
+    if math.isnan(value):
+        why = "missing" if cell is None or cell["n_seeds"] == 0 else "no baseline"
+        ax.text(j, i, why, ha="center", va="center", fontsize=8, color="#555555")
+        return
+    flagged = bool(cell["negative_transfer"])
+    ax.text(j, i, f"{value:+.3f}" + ("\nnegative" if flagged else ""), ha="center", va="center", fontsize=8,
+            color="white" if abs(value) > 0.6 * max(abs(ax.get_images()[0].norm.vmax), 1e-9) else "black",
+            fontweight="bold" if flagged else "normal")
+    if flagged:
+        ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="black", linewidth=2.5))
+
+
+def accuracy_plot(cells: pd.DataFrame) -> bytes | None:
+    """Test accuracy with 95% intervals per strategy, one panel per target; baselines as bands."""
+    if cells.empty or cells["test_mean"].notna().sum() == 0:
+        return None
+    targets = sorted(cells["target_label"].unique())
+    compared = _compared(cells).assign(strategy_label=lambda c: c.apply(display.label, axis=1))
+    strategies = sorted(compared["strategy_label"].unique())
+    sources = sorted(compared["source"].unique())
+    colours = _colours(len(sources))
+    columns = min(2, len(targets))
+    rows = math.ceil(len(targets) / columns)
+    figure = _figure(2.0 + columns * (2.2 + 1.2 * len(strategies)), 1.0 + 3.4 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    width = 0.8 / max(1, len(sources))
+    for ax, target in zip(axes, targets):
+        here = cells[cells["target_label"] == target]
+        _baseline_bands(ax, here[here["baseline"].astype(bool)], len(strategies))
+        for k, source in enumerate(sources):
+            for x, strategy in enumerate(strategies):
+                match = compared[(compared["target_label"] == target) & (compared["source"] == source)
+                                 & (compared["strategy_label"] == strategy)]
+                position = x - 0.4 + width * (k + 0.5)
+                if match.empty or match.iloc[0]["n_seeds"] == 0:
+                    ax.plot(position, 0.02, marker="x", color=colours[k], transform=ax.get_xaxis_transform())
+                    continue
+                cell = match.iloc[0]
+                low, high = cell["test_low"], cell["test_high"]
+                error = None if display.is_nan(low) else [[cell["test_mean"] - low], [high - cell["test_mean"]]]
+                ax.errorbar(position, cell["test_mean"], yerr=error, fmt="o", color=colours[k], capsize=3,
+                            label=plot_label(source))
+        ax.set_xticks(range(len(strategies)), [plot_label(s) for s in strategies], rotation=15, ha="right")
+        ax.set_xlim(-0.6, len(strategies) - 0.4)
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"target: {plot_label(target)}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[len(targets):]:
+        ax.set_visible(False)
+    _legend(figure, axes[0])
+    return _png(figure)
+
+
+def _baseline_bands(ax, baselines: pd.DataFrame, n_strategies: int) -> None:
+    for _, cell in baselines.iterrows():
+        if cell["n_seeds"] == 0:
+            continue
+        ax.axhline(cell["test_mean"], color="#444444", linestyle="--", linewidth=1,
+                   label=plot_label(f"{cell['source']} · {cell['strategy']}"))
+        if not display.is_nan(cell["test_low"]):
+            ax.axhspan(cell["test_low"], cell["test_high"], color="#444444", alpha=0.12)
+
+
+def _legend(figure, ax) -> None:
+    handles, labels = [], []
+    for axis in figure.axes:
+        for handle, text in zip(*axis.get_legend_handles_labels()):
+            if text not in labels:
+                handles.append(handle)
+                labels.append(text)
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8,
+                      title="source (× = missing; dashed = from-scratch baseline, band = its 95% CI)",
+                      title_fontsize=8)
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if n <= 10 else "tab20"]
+    return [palette(i % palette.N) for i in range(n)]
+
+
+def gap_vs_size(cells: pd.DataFrame) -> bytes | None:
+    """Overfitting gap against training-set size; drawn only when the suite varies the size."""
+    have = cells[cells["gap_mean"].notna() & cells["n_train"].notna()]
+    if have["n_train"].round().nunique() < 2:
+        return None
+    entries = have.drop_duplicates("entry")
+    colours = _colours(len(entries))
+    figure = _figure(8, 5)
+    ax = figure.subplots()
+    for colour, (_, entry) in zip(colours, entries.iterrows()):
+        points = have[have["entry"] == entry["entry"]].sort_values("n_train")
+        low = (points["gap_mean"] - points["gap_low"]).fillna(0)
+        high = (points["gap_high"] - points["gap_mean"]).fillna(0)
+        ax.errorbar(points["n_train"], points["gap_mean"], yerr=[low, high], marker="o", capsize=3, color=colour,
+                    linestyle="--" if entry["baseline"] else "-",
+                    label=plot_label(f"{entry['source']} · {display.label(entry)}"))
+    if have["n_train"].max() > 10 * max(1.0, have["n_train"].min()):
+        ax.set_xscale("log")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("training-set size (examples)")
+    ax.set_ylabel("overfitting gap (train − test accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _png(figure)
