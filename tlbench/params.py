@@ -19,6 +19,7 @@ REQUIRED = object()
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                list: "a list", dict: "a table"}
+_PLURAL_NAMES = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Param:
         """The expectation in words, for error messages and `tlbench list`."""
         words = _TYPE_NAMES.get(self.type, self.type.__name__)
         if self.type is list and self.items is not None:
-            words = f"a list of {_TYPE_NAMES.get(self.items, self.items.__name__)}s"
+            words = f"a list of {_PLURAL_NAMES.get(self.items, self.items.__name__)}"
         if self.choices:
             words = "one of " + ", ".join(repr(c) for c in self.choices)
         bounds = []
