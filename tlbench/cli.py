@@ -67,10 +67,13 @@ def cmd_run(args) -> int:
     from .report import build_report
     from .runner import run_suite
 
-    devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
+    from .executors.devices import parse_devices
+
+    devices = parse_devices(args.devices)
     try:
         summary = run_suite(suite, registry, executor=args.executor, jobs=args.jobs, devices=devices,
-                            address=args.address, retry_failed=args.retry_failed, device=args.device)
+                            address=args.address, retry_failed=args.retry_failed, device=args.device,
+                            threads=args.threads)
     except KeyboardInterrupt:
         print("tlbench: interrupted; finished runs are recorded, run the same command to continue",
               file=sys.stderr)
@@ -84,7 +87,8 @@ def cmd_run(args) -> int:
         print("failed runs:")
         for record in summary.failed:
             spec = record["spec"]
-            label = f"{spec['source']['id']} → {spec['target']['id']} · {spec['strategy']['id']} · seed {spec['seed']}"
+            source = f"scratch({spec['source']['id']})" if spec.get("baseline") else spec["source"]["id"]
+            label = f"{source} → {spec['target']['id']} · {spec['strategy']['id']} · seed {spec['seed']}"
             reason = (record.get("error") or {}).get("message", "")
             print(f"  {record['status']:<11} {label}: {reason}")
     print(f"results: {', '.join(str(p) for p in report.files)}")
@@ -165,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (with --executor ray; default: start a local one)")
     run.add_argument("--devices", help="comma-separated devices for the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--device", help="override the suite's device (auto, cpu, cuda, cuda:N)")
+    run.add_argument("--threads", type=int, help="intra-op threads of each run (default: 1 on the CPU, "
+                                                 "so results do not depend on --jobs; cores / jobs on GPUs)")
     retry = run.add_mutually_exclusive_group()
     retry.add_argument("--retry-failed", dest="retry_failed", action="store_true", default=True,
                        help="redo runs whose record is a failure (default)")
@@ -192,9 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "jobs", 1) < 1:
-        print("tlbench: error: --jobs: expected a positive integer", file=sys.stderr)
-        return 2
+    for flag in ("jobs", "threads"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            print(f"tlbench: error: --{flag}: expected a positive integer", file=sys.stderr)
+            return 2
     try:
         return args.handler(args)
     except UserError as exc:

@@ -80,6 +80,9 @@ class Worker:
         apply_process_settings(self.settings)
         if self.registry is None:
             self.registry = PluginRegistry.load(self.settings.plugins)
+        from .provenance import cpu_name, git_revision
+
+        git_revision(), cpu_name()  # cached: a failing run's record must not wait on git
 
     def env(self, device: str) -> Env:
         return Env(cache_dir=Path(self.settings.cache_dir), device=device, registry=self.registry,

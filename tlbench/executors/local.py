@@ -1,8 +1,9 @@
 """The local executor: N worker processes on this machine, each run isolated.
 
-Worker processes are started with ``spawn`` and reused across runs while their runs
-end ok; after a failed run the worker is replaced, so whatever the failure left behind
-(a leaked allocation, a stuck thread, a broken CUDA context) cannot touch the next run.
+Worker processes are started with ``spawn`` and reused across runs; after a run that
+timed out, went over memory or failed on a GPU the worker is replaced, so whatever the
+failure left behind (held memory, a stuck thread, a broken CUDA context) cannot touch
+the next run.
 The driver watches every busy worker: a worker that dies (a segfault, ``os._exit``)
 gives an ``error`` record, one that outlives its time budget by the grace period is
 killed (``timeout``), and one whose resident memory passes the memory budget is killed
@@ -12,9 +13,11 @@ stops, records the interrupted runs and kills them.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -36,8 +39,40 @@ POLL_S = 0.05
 MAX_START_FAILURES = 3
 
 
-def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | None) -> None:
+def _die_with_driver(driver_pid: int) -> None:
+    """On Linux, have the kernel kill this worker when the driver dies, even by SIGKILL,
+    so no orphan keeps training (and writing to the caches) after its driver is gone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe ends the worker instead
+        return
+    if os.getppid() != driver_pid:  # the driver died before the line above
+        os._exit(1)
+
+
+def driver_imports() -> list[str]:
+    """Third-party packages the driver imported while planning (torch, timm, the data
+    libraries of the targets): a worker imports them before its first run, so that no
+    run pays for imports in its time budget and its wall time."""
+    names = {name.partition(".")[0] for name in list(sys.modules)}
+    return sorted(name for name in names if not name.startswith("_") and name not in sys.stdlib_module_names
+                  and name not in ("tlbench", "ray", "pytest", "_pytest"))
+
+
+def preload(modules: list[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module the driver could import but this process cannot: the run will say
+            pass
+
+
+def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | None,
+                 driver_pid: int, modules: list[str]) -> None:
     """A worker process: build a Worker, then execute what the driver sends until told to stop."""
+    _die_with_driver(driver_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     if log_path:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -47,6 +82,7 @@ def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | 
         from ..execute import Worker
 
         worker = Worker(RunSettings.from_json(settings_json))
+        preload(modules)
     except BaseException:
         conn.send(("fatal", traceback.format_exc()))
         return
@@ -115,6 +151,7 @@ class LocalExecutor:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._context = mp.get_context("spawn")
         self._slots = [_Slot(index=i, device=devices[i % len(devices)]) for i in range(self.jobs)]
+        self._modules = driver_imports()
 
     # ------------------------------------------------------------------ processes
 
@@ -125,7 +162,7 @@ class LocalExecutor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log = str(self.log_dir / f"worker-{slot.index}.log")
         slot.process = self._context.Process(
-            target=_worker_main, args=(child, self.settings.to_json(), slot.device, log),
+            target=_worker_main, args=(child, self.settings.to_json(), slot.device, log, os.getpid(), self._modules),
             name=f"tlbench-worker-{slot.index}", daemon=True)
         slot.process.start()
         child.close()
@@ -199,7 +236,7 @@ class LocalExecutor:
         def finished(slot: _Slot, message: tuple) -> None:
             spec, record = slot.spec, message[1]
             slot.release()
-            if record["status"] != "ok":
+            if not _reusable_after(record, slot.device or self.settings.device):
                 self._kill(slot)  # replaced before its next run
             schedule.finished(spec)
             on_record(spec, record)
@@ -311,6 +348,15 @@ class LocalExecutor:
             if limit is not None and not (slot.device or self.settings.device).startswith("cuda") and used > limit:
                 self._kill(slot)
                 lost(slot, "over_memory", "MemoryBudgetExceeded", memory_message(self.settings, used))
+
+
+def _reusable_after(record: dict, device: str) -> bool:
+    """Whether a worker may take another run after this one. Not after a timeout (a
+    plugin thread may still run) or over_memory (memory may still be held), nor after
+    any failure on a GPU (a CUDA error can leave the context unusable). A Python
+    exception on the CPU leaves the process sound."""
+    status = record["status"]
+    return status == "ok" or (status == "error" and not device.startswith("cuda"))
 
 
 def _tree_rss_mb(pid: int) -> float:

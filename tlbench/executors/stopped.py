@@ -21,7 +21,7 @@ INTERRUPTED = "Interrupted"
 
 def grace_period(time_budget_s: float) -> float:
     """How long past its budget a run may take to stop by itself before it is killed."""
-    return min(60.0, 2.0 + 0.05 * time_budget_s)
+    return min(60.0, 5.0 + 0.05 * time_budget_s)
 
 
 def stopped_record(spec: RunSpec, settings: RunSettings, device: str | None, *, status: str,
