@@ -17,18 +17,62 @@ from torch import nn
 
 from tlbench.api import SourceModel
 
+from .image_examples import to_rgb_uint8
+
 
 def create(name: str, *, pretrained: bool, num_classes: int | None = None, file: str | None = None,
            **kwargs) -> nn.Module:
-    """A timm model; with `file`, pretrained weights from that local file."""
+    """A timm model; with `file`, pretrained weights from that local file.
+
+    Without `num_classes`, a model loaded from a file gets the classifier the file has
+    (any number of classes, or none), so fine-tuned checkpoints load strictly too.
+    """
     import timm
 
     options: dict[str, Any] = dict(kwargs)
+    if pretrained and file:
+        overlay = {"file": str(file)}
+        if num_classes is None:
+            num_classes = file_num_classes(name, file)
+            overlay["num_classes"] = num_classes
+        options["pretrained_cfg_overlay"] = overlay
     if num_classes is not None:
         options["num_classes"] = num_classes
-    if pretrained and file:
-        options["pretrained_cfg_overlay"] = {"file": str(file)}
     return timm.create_model(name, pretrained=pretrained, **options)
+
+
+def load_weights_file(file: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a .safetensors, .pth or .bin file; pickles load with weights_only=True,
+    so a file that would run code when unpickled is refused."""
+    from timm.models import load_state_dict
+
+    state = load_state_dict(str(file), weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError("it does not hold a state dict of tensors")
+    return state
+
+
+def _classifier_names(name: str) -> list[str]:
+    from timm.models import get_pretrained_cfg
+
+    arch = name.split(":")[-1]
+    cfg = get_pretrained_cfg(arch, allow_unregistered=True) if arch else None
+    classifier = (cfg.classifier if cfg is not None else None) or "head"
+    return [classifier] if isinstance(classifier, str) else list(classifier)
+
+
+def file_num_classes(name: str, file: str | Path) -> int:
+    """How many classes the classifier in a weights file has (0 when it has none)."""
+    key = f"{_classifier_names(name)[0]}.weight"
+    if str(file).endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(file), "pt") as handle:
+            if key not in handle.keys():
+                return 0
+            return int(handle.get_slice(key).get_shape()[0])
+    state = load_weights_file(file)
+    return int(state[key].shape[0]) if key in state else 0
 
 
 def state_digest(module: nn.Module) -> str:
@@ -60,58 +104,56 @@ def layer_groups(model: nn.Module) -> list[list[str]]:
     return groups
 
 
-def to_rgb_uint8(example: Any) -> np.ndarray:
-    """An image example (array, PIL image or file path) as an HxWx3 uint8 array."""
-    from PIL import Image
-
-    if isinstance(example, (str, Path)):
-        with Image.open(example) as image:
-            return np.asarray(image.convert("RGB"))
-    if isinstance(example, Image.Image):
-        return np.asarray(example.convert("RGB"))
-    array = np.asarray(example)
-    if array.dtype != np.uint8:
-        raise TypeError(f"image arrays must be uint8, got {array.dtype}")
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    elif array.ndim == 3 and array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    elif array.ndim == 3 and array.shape[2] == 4:
-        array = array[:, :, :3]
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"expected an HxW or HxWxC image, got shape {array.shape}")
-    return array
-
-
 class ImageEncoder:
-    """The model's eval preprocessing (resize, centre crop, normalise) as batched tensor ops."""
+    """The model's eval preprocessing (resize, crop, normalise) as batched tensor ops.
+
+    Follows timm's eval transform: the image is scaled to input size / crop_pct, keeping
+    its aspect ratio ('center'), not keeping it ('squash'), or fitting its longest edge
+    ('border', padded with the mean colour), then centre-cropped to the input size.
+    Plain data only, so it pickles into DataLoader workers and survives a fork.
+    """
 
     def __init__(self, data_config: dict):
         self.size = tuple(data_config["input_size"][1:])
         self.crop_pct = float(data_config.get("crop_pct") or 1.0)
+        self.crop_mode = data_config.get("crop_mode") or "center"
         self.interpolation = data_config.get("interpolation", "bilinear")
         self.mean = torch.tensor(data_config["mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(data_config["std"]).view(1, 3, 1, 1)
 
     def identity(self) -> dict:
-        return {"size": self.size, "crop_pct": self.crop_pct, "interpolation": self.interpolation,
-                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+        out = {"size": self.size, "crop_pct": self.crop_pct, "interpolation": self.interpolation,
+               "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+        if self.crop_mode != "center":
+            out["crop_mode"] = self.crop_mode
+        return out
 
-    def _resize_crop(self, batch: torch.Tensor) -> torch.Tensor:
+    def _resize(self, batch: torch.Tensor) -> torch.Tensor:
+        import math
+
         import torchvision.transforms.v2.functional as F
         from torchvision.transforms import InterpolationMode
 
         mode = {"bicubic": InterpolationMode.BICUBIC, "nearest": InterpolationMode.NEAREST}.get(
             self.interpolation, InterpolationMode.BILINEAR)
         height, width = self.size
-        scale = (int(height / self.crop_pct), int(width / self.crop_pct))
-        if batch.shape[-2:] != scale:
-            short = min(scale)
-            batch = F.resize(batch, [short] if height == width else list(scale), interpolation=mode,
-                             antialias=True)
-        return F.center_crop(batch, [height, width])
+        scale = (math.floor(height / self.crop_pct), math.floor(width / self.crop_pct))
+        current = tuple(batch.shape[-2:])
+        if self.crop_mode == "squash":  # each edge to its scale; the aspect ratio changes
+            target = list(scale)
+        else:  # shortest edge fitted ('center'), or longest edge fitted and padded ('border')
+            fit = min if self.crop_mode == "border" else max
+            ratio = fit(scale[0] / current[0], scale[1] / current[1])
+            target = [round(current[0] * ratio), round(current[1] * ratio)]
+        if target != list(current):
+            batch = F.resize(batch, target, interpolation=mode, antialias=True)
+            if mode is InterpolationMode.BICUBIC:
+                batch = batch.clamp(0, 255)  # as an 8-bit image would be
+        return batch
 
     def __call__(self, examples: Sequence[Any]) -> torch.Tensor:
+        import torchvision.transforms.v2.functional as F
+
         arrays = [to_rgb_uint8(example) for example in examples]
         out = torch.empty((len(arrays), 3, *self.size), dtype=torch.float32)
         by_shape: dict[tuple, list[int]] = {}
@@ -119,8 +161,9 @@ class ImageEncoder:
             by_shape.setdefault(array.shape, []).append(i)
         for indices in by_shape.values():  # same-sized images are resized in one call
             batch = torch.from_numpy(np.stack([arrays[i] for i in indices])).permute(0, 3, 1, 2)
-            batch = self._resize_crop(batch.float()) / 255.0
-            out[indices] = (batch - self.mean) / self.std
+            batch = (self._resize(batch.float()) / 255.0 - self.mean) / self.std
+            # cropping after normalising pads 'border' images with the mean colour (zero)
+            out[indices] = F.center_crop(batch, list(self.size))
         return out
 
 

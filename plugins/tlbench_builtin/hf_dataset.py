@@ -1,0 +1,343 @@
+"""Target `hf-dataset`: a Hugging Face data set from the hub or from local files.
+
+`path` is a hub id (``org/name``, at `revision`) or a local file or directory
+(parquet, csv, json, arrow, or an image folder). A hub data set is fetched once into
+the hub cache (``HF_HOME``) by the driver and then loaded from that local snapshot, so
+workers and later offline runs read the very same files, and the snapshot's commit
+sha is the recorded revision. A local file's revision is its sha256; a directory's is a
+digest of its listing.
+
+Columns: `input_column` (an image or a text column) and `label_column` are found when
+they are unambiguous (an Image column; text/sentence/content; label/labels or the only
+ClassLabel). Split mapping, few-shot draws and carving follow `split_sampling`.
+
+Image examples are files: images stored inside the data set (parquet bytes) are
+written once, content-addressed, under ``<tlbench cache>/hf-dataset/images/``, so a
+run's content hash is a hash of the encoded bytes and nothing is decoded before a model
+needs it. Text examples are the strings themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+import tlbench
+from tlbench.api import Env, Split, Splits, Target, TargetData
+from tlbench.errors import ParamError, ResourceUnavailable
+from tlbench.params import Param
+
+from .split_sampling import SAMPLING_PARAMS, Pools, check_sampling, draw
+
+FORMATS = ("parquet", "csv", "json", "arrow", "imagefolder")
+_SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
+_TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "question")
+_LABEL_COLUMNS = ("label", "labels")
+_AUTO_SPLITS = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
+_OFFLINE_HOW = "set path to local files (parquet, csv, json or an image folder)"
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """No progress bars or info logs from `datasets` while tlbench loads."""
+    from datasets.utils import (are_progress_bars_disabled, disable_progress_bars, enable_progress_bars,
+                                logging)
+
+    was_disabled = are_progress_bars_disabled()
+    level = logging.get_verbosity()
+    disable_progress_bars()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def _hub_repo(params: dict):
+    from .hub_cache import HubRepo
+
+    return HubRepo(params["path"], "dataset", params["revision"])
+
+
+def _is_local(params: dict) -> bool:
+    from .hub_cache import looks_like_path
+
+    return Path(params["path"]).expanduser().exists() or looks_like_path(params["path"])
+
+
+def _load(params: dict):
+    """(DatasetDict, revision) for `params`, downloading a hub data set only when online."""
+    import datasets
+
+    from .hub_cache import datasets_cache_dir, hub_online, snapshot_revision
+    from .local_files import path_revision
+
+    options = {"cache_dir": str(datasets_cache_dir())}
+    if params["name"]:
+        options["name"] = params["name"]
+    if params["data_files"]:
+        options["data_files"] = params["data_files"]
+    if _is_local(params):
+        path = Path(params["path"]).expanduser().resolve()
+        if not path.exists():
+            raise ResourceUnavailable(f"path: no such file or directory {params['path']!r}")
+        fmt = params["format"] or (_SUFFIX_FORMATS.get(path.suffix.lower()) if path.is_file() else None)
+        if path.is_file():
+            if fmt is None:
+                raise ParamError(f"format: cannot tell the format of {str(path)!r}; set format to one of "
+                                 f"{', '.join(FORMATS)}")
+            options.setdefault("data_files", {"train": str(path)})
+            where = fmt
+        elif fmt is not None:
+            options["data_dir"] = str(path)
+            where = fmt
+        else:
+            where = str(path)
+        revision = path_revision(path)
+    else:
+        repo = _hub_repo(params)
+        snapshot = repo.cached_snapshot()
+        if snapshot is None:
+            if not hub_online():
+                raise repo.unavailable(_OFFLINE_HOW)
+            patterns = None
+            if params["data_files"]:
+                values = params["data_files"].values()
+                patterns = ["README.md", *[v for value in values for v in ([value] if isinstance(value, str)
+                                                                          else value)]]
+            snapshot = repo.download_snapshot(_OFFLINE_HOW, allow_patterns=patterns)
+        where = str(snapshot)
+        revision = f"hf:{repo.repo_id}@{snapshot_revision(snapshot) or repo.ref}"
+        if params["name"]:
+            revision += f":{params['name']}"
+    with _quiet_datasets():
+        try:
+            loaded = datasets.load_dataset(where, **options)
+        except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ResourceUnavailable(f"data set {params['path']!r} cannot be loaded: {first}") from None
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": loaded})
+    return loaded, revision
+
+
+def _split_map(params: dict, available: list[str]) -> dict[str, str]:
+    """Our split -> the data set's split; only 'train' is required."""
+    if params["splits"]:
+        mapping = dict(params["splits"])
+        for ours, theirs in mapping.items():
+            if theirs not in available:
+                raise ParamError(f"splits.{ours}: the data set has no split {theirs!r}; it has "
+                                 f"{', '.join(available)}")
+    else:
+        mapping = {}
+        for ours, names in _AUTO_SPLITS.items():
+            found = next((n for n in names if n in available), None)
+            if found is not None:
+                mapping[ours] = found
+    if "train" not in mapping:
+        raise ParamError(f"splits.train: the data set has no 'train' split; map one of "
+                         f"{', '.join(available)} with splits = {{ train = \"...\" }}")
+    return mapping
+
+
+def _pick_columns(params: dict, features) -> tuple[str, str, str]:
+    """(input column, label column, modality)."""
+    import datasets
+
+    columns = list(features)
+    label = params["label_column"]
+    if label is None:
+        label = next((c for c in _LABEL_COLUMNS if c in features), None)
+        class_labels = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
+        if label is None and len(class_labels) == 1:
+            label = class_labels[0]
+        if label is None:
+            raise ParamError(f"label_column: cannot tell which column holds the labels; set it to one of "
+                             f"{', '.join(columns)}")
+    elif label not in features:
+        raise ParamError(f"label_column: no column {label!r}; the data set has {', '.join(columns)}")
+    column = params["input_column"]
+    if column is None:
+        images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
+        texts = [c for c in _TEXT_COLUMNS if c in features and c != label]
+        column = images[0] if len(images) == 1 else (texts[0] if not images and texts else None)
+        if column is None:
+            raise ParamError(f"input_column: cannot tell which column holds the inputs; set it to one of "
+                             f"{', '.join(c for c in columns if c != label)}")
+    elif column not in features:
+        raise ParamError(f"input_column: no column {column!r}; the data set has {', '.join(columns)}")
+    feature = features[column]
+    if isinstance(feature, datasets.Image):
+        return column, label, "image"
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        return column, label, "text"
+    raise ParamError(f"input_column: column {column!r} holds {feature}, expected images or text")
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def _suffix(data: bytes, original: str | None) -> str:
+    if original and Path(original).suffix:
+        return Path(original).suffix.lower()
+    for magic, suffix in ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"),
+                          (b"BM", ".bmp"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif")):
+        if data.startswith(magic):
+            return suffix
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".img"
+
+
+def stored_image(value: dict, folder: Path) -> Path:
+    """A data set image cell ({'bytes', 'path'}) as a file: the original file when it is
+    on disk, else its bytes written once under `folder`, named by their hash."""
+    data, original = value.get("bytes"), value.get("path")
+    if not data:
+        if original and Path(original).is_file():
+            return Path(original)
+        raise ResourceUnavailable(f"an image cell has neither bytes nor a readable file ({original!r})")
+    name = hashlib.blake2b(data, digest_size=16).hexdigest()
+    target = folder / name[:2] / (name + _suffix(data, original))
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target
+
+
+# ---------------------------------------------------------------------------- the target
+
+
+class HFDatasetData(TargetData):
+    def __init__(self, loaded, revision: str, params: dict, image_folder: Path):
+        import datasets
+        import numpy as np
+
+        self.params = params
+        self.revision = revision
+        self.image_folder = image_folder
+        self.split_map = _split_map(params, list(loaded))
+        first = loaded[self.split_map["train"]]
+        self.column, self.label_column, self.modality = _pick_columns(params, first.features)
+        self.datasets = {ours: loaded[theirs] for ours, theirs in self.split_map.items()}
+        if self.modality == "image":  # read images as stored (bytes or a path), never decoded here
+            self.datasets = {ours: ds.cast_column(self.column, datasets.Image(decode=False))
+                             for ours, ds in self.datasets.items()}
+        label_feature = first.features[self.label_column]
+        raw = {ours: ds.with_format("numpy", columns=[self.label_column])[self.label_column]
+               for ours, ds in self.datasets.items()}
+        if isinstance(label_feature, datasets.ClassLabel):
+            self.class_names = list(label_feature.names)
+            self.labels = {ours: np.asarray(values, dtype=np.int64) for ours, values in raw.items()}
+        else:  # plain values: classes are the sorted distinct values over the splits used;
+            # missing values and negative integers (the usual -1) mark unlabelled examples
+            def plain(value):
+                value = value.item() if hasattr(value, "item") else value
+                unlabelled = value is None or (isinstance(value, float) and value != value) or \
+                    (isinstance(value, int) and value < 0)
+                return None if unlabelled else value
+
+            values = sorted({v for arr in raw.values() for v in map(plain, arr) if v is not None},
+                            key=lambda v: (str(type(v)), v))
+            index = {v: i for i, v in enumerate(values)}
+            self.class_names = [str(v) for v in values]
+            self.labels = {ours: np.asarray([index.get(plain(v), -1) for v in arr], dtype=np.int64)
+                           for ours, arr in raw.items()}
+        self.num_classes = len(self.class_names)
+        for ours, labels in self.labels.items():
+            bad = labels[(labels < 0) | (labels >= self.num_classes)]
+            if len(bad):
+                raise ParamError(f"splits.{ours}: split {self.split_map[ours]!r} has {len(bad)} examples "
+                                 f"without a valid label (e.g. {int(bad[0])}); map a labelled split to "
+                                 f"{ours}, e.g. splits = {{ train = \"train\", test = \"validation\" }}")
+        if self.num_classes < 2:
+            raise ParamError(f"label_column: {self.label_column!r} has {self.num_classes} class; "
+                             f"expected at least 2")
+
+    def _examples(self, split: str, indices) -> list:
+        rows = self.datasets[split].select(indices.tolist())
+        if self.modality == "text":
+            return [value if value is not None else "" for value in rows[self.column]]
+        return [stored_image(value, self.image_folder) for value in rows[self.column]]
+
+    def splits(self, seed: int) -> Splits:
+        import numpy as np
+
+        def pool(split):
+            if split not in self.labels:
+                return None, None
+            return np.arange(len(self.labels[split])), self.labels[split]
+
+        drawn = draw(Pools(*pool("train"), *pool("val"), *pool("test")), self.params, seed, self.class_names)
+
+        def make(indices, source: str) -> Split:
+            return Split(examples=self._examples(source, indices), labels=self.labels[source][indices])
+
+        return Splits(train=make(drawn.train, "train"), val=make(drawn.val, drawn.val_from),
+                      test=make(drawn.test, drawn.test_from))
+
+
+class HFDataset(Target):
+    name = "hf-dataset"
+    version = "1"
+    description = "a Hugging Face data set (hub id or local parquet/csv/json/image folder), few-shot ready"
+    params = {
+        "path": Param(str, help="hub data set id (org/name), or a local file or directory"),
+        "name": Param(str, None, "the data set's configuration (subset) name"),
+        "revision": Param(str, None, "hub revision: branch, tag or commit sha (default: main)"),
+        "data_files": Param(dict, None, "split name -> file or glob (list of them), relative to path; "
+                                        "for a hub id, only these files are downloaded"),
+        "format": Param(str, None, "builder for local files (default: from the file's suffix)",
+                        choices=FORMATS),
+        "input_column": Param(str, None, "column with the images or texts (default: found when unambiguous)"),
+        "label_column": Param(str, None, "column with the labels (default: label, labels or the only "
+                                         "ClassLabel)"),
+        "splits": Param(dict, {}, "our split -> the data set's split, e.g. { train = \"train\", test = "
+                                  "\"validation\" }; unmapped val/test are carved from train "
+                                  "(default: train, validation/valid/val/dev, test when present)"),
+        **SAMPLING_PARAMS,
+    }
+
+    def check(self, params: dict, env: Env) -> None:
+        from .hub_cache import hub_online
+
+        for key, value in (params["splits"] or {}).items():
+            if key not in _AUTO_SPLITS:
+                raise ParamError(f"splits.{key}: expected keys train, val and test")
+            if not isinstance(value, str):
+                raise ParamError(f"splits.{key}: expected the name of a split of the data set, got {value!r}")
+        if len(set((params["splits"] or {}).values())) != len(params["splits"] or {}):
+            raise ParamError(f"splits: each split of the data set may be used once, got {params['splits']}")
+        for key, value in (params["data_files"] or {}).items():
+            if not isinstance(value, str) and not (isinstance(value, list) and
+                                                   all(isinstance(v, str) for v in value)):
+                raise ParamError(f"data_files.{key}: expected a file name, a glob or a list of them")
+        check_sampling(params)
+        if _is_local(params):
+            if not Path(params["path"]).expanduser().exists():
+                raise ResourceUnavailable(f"path: no such file or directory {params['path']!r}; point path at "
+                                          f"local files or give a hub data set id")
+            return
+        repo = _hub_repo(params)
+        if repo.cached_snapshot() is None and not hub_online():
+            raise repo.unavailable(_OFFLINE_HOW)
+
+    def load(self, params: dict, env: Env) -> HFDatasetData:
+        self.check(params, env)
+        loaded, revision = _load(params)
+        return HFDatasetData(loaded, revision, params, Path(env.cache_dir) / "hf-dataset" / "images")
+
+
+@tlbench.hookimpl
+def tlbench_register_targets(register):
+    register(HFDataset())

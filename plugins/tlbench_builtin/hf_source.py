@@ -1,0 +1,149 @@
+"""Source `hf`: a transformers encoder (BERT, RoBERTa, DistilBERT, MiniLM, ViT, ConvNeXt...).
+
+`model` is a hub id or a local directory saved with ``save_pretrained`` (the model and
+its tokenizer or image processor). A hub model is fetched once into the hub cache
+(``HF_HOME``) by the driver in `prepare`, only the files an AutoModel needs (config,
+tokenizer or processor files, safetensors weights, or .bin when there are none); builds
+load that local snapshot and never go online. Text models take their tokenizer, image
+models their image processor; the pooled output (CLS token, masked mean or the model's
+pooler) is the feature vector, and the encoder's blocks are the layer groups.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tlbench
+from tlbench.api import Env, Source, SourceModel
+from tlbench.errors import ParamError, ResourceUnavailable
+from tlbench.params import Param
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_SIDE_FILE_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".merges")
+_HOW = "set model to a local directory saved with save_pretrained (model and tokenizer or image processor)"
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(
+        p.suffix in _WEIGHT_SUFFIXES and p.is_file() for p in folder.iterdir())
+
+
+def _download_patterns(files: list[str]) -> list[str]:
+    """The top-level files an AutoModel and its tokenizer/processor read (safetensors
+    weights when the repository has them, else .bin weights), and a sentence-transformers
+    pooling config."""
+    top = [f for f in files if "/" not in f]
+    weights = [f for f in top if f.endswith(".safetensors")] or \
+        [f for f in top if f.endswith(".bin") and ("pytorch_model" in f or f == "model.bin")]
+    index = [f for f in top if f.endswith(".index.json")]
+    pooling = [f for f in files if f == "1_Pooling/config.json"]  # a sentence-transformers model's pooling
+    return sorted({*weights, *index, *pooling, *(f for f in top if f.endswith(_SIDE_FILE_SUFFIXES))})
+
+
+class HFSource(Source):
+    name = "hf"
+    version = "1"
+    description = "transformers encoders (text or vision) from the hub (HF cache) or a local directory"
+    params = {
+        "model": Param(str, help="hub id (e.g. google-bert/bert-base-uncased) or a local model directory"),
+        "revision": Param(str, None, "hub revision: branch, tag or commit sha (default: main)"),
+        "pretrained": Param(bool, True, "load the pretrained weights (false: the architecture, randomly "
+                                        "initialised)"),
+        "pooling": Param(str, "auto", "features: 'cls' token, 'mean' over tokens (masked), the model's "
+                                      "'pooler', or 'auto' (a sentence-transformers folder's own, the pooler "
+                                      "of convolutional image models, else cls)",
+                         choices=("auto", "cls", "mean", "pooler")),
+        "max_length": Param(int, 128, "text: tokens per example (longer texts are truncated)", min=2),
+    }
+
+    def architecture(self, params: dict) -> dict:
+        return {"model": params["model"], "revision": params["revision"], "pooling": params["pooling"],
+                "max_length": params["max_length"]}
+
+    # ------------------------------------------------------------------ where the model is
+
+    def _local_dir(self, params: dict) -> Path | None:
+        from .hub_cache import looks_like_path
+
+        path = Path(params["model"]).expanduser()
+        if path.exists() or looks_like_path(params["model"]):
+            return path
+        return None
+
+    def _repo(self, params: dict):
+        from .hub_cache import HubRepo
+
+        return HubRepo(params["model"], "model", params["revision"])
+
+    def _folder(self, params: dict) -> Path | None:
+        """The model folder on disk (a local directory or a complete cached snapshot), if any."""
+        local = self._local_dir(params)
+        if local is not None:
+            return local if local.is_dir() and _has_weights(local) else None
+        snapshot = self._repo(params).cached_snapshot()
+        return snapshot if snapshot is not None and _has_weights(snapshot) else None
+
+    # ------------------------------------------------------------------ the contract
+
+    def check(self, params: dict, env: Env) -> None:
+        from .hub_cache import hub_online
+
+        local = self._local_dir(params)
+        if local is not None:
+            if not local.is_dir():
+                raise ResourceUnavailable(f"model: no directory {params['model']!r}; {_HOW}")
+            if not _has_weights(local):
+                raise ResourceUnavailable(f"model: {params['model']!r} has no config.json with .safetensors or "
+                                          f".bin weights; save the model there with save_pretrained")
+            if params["revision"]:
+                raise ParamError("revision: only for hub ids; model is a local directory")
+            return
+        if self._folder(params) is None and not hub_online():
+            raise self._repo(params).unavailable(_HOW)
+
+    def fingerprint(self, params: dict, env: Env) -> str | None:
+        from .hub_cache import snapshot_revision
+        from .local_files import folder_digest
+
+        if self._local_dir(params) is not None:
+            return "sha256:" + folder_digest(self._local_dir(params))
+        repo = self._repo(params)
+        folder = self._folder(params)
+        sha = snapshot_revision(folder) if folder is not None else repo.remote_sha(_HOW)
+        return f"hf:{repo.repo_id}@{sha}"
+
+    def prepare(self, params: dict, env: Env) -> None:
+        """Fetch a hub model's files into the hub cache once, before any run."""
+        if self._folder(params) is not None:
+            return
+        repo = self._repo(params)
+        patterns = _download_patterns(repo.remote_files(_HOW))
+        if not any(p.endswith(_WEIGHT_SUFFIXES) for p in patterns):
+            raise ResourceUnavailable(f"{repo.describe()} has no .safetensors or pytorch_model .bin weights")
+        env.log(f"hf: downloading {repo.describe()} ({len(patterns)} files)")
+        repo.download_snapshot(_HOW, allow_patterns=patterns)
+
+    def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
+        from .hf_models import load_source
+        from .hub_cache import snapshot_revision
+
+        folder = self._folder(params)
+        if folder is None:
+            if self._local_dir(params) is not None:
+                raise ResourceUnavailable(f"model: {params['model']!r} is not a model directory; {_HOW}")
+            raise self._repo(params).unavailable(_HOW)
+        use_weights = pretrained and params["pretrained"]
+        meta = {"model": params["model"], "folder": str(folder), "weights": "pretrained" if use_weights
+                else "random"}
+        if self._local_dir(params) is None:
+            meta["hub"] = {"repo": params["model"], "revision": snapshot_revision(folder)}
+        try:
+            return load_source(folder, pretrained=use_weights, pooling=params["pooling"],
+                               max_length=params["max_length"], meta=meta)
+        except ValueError as exc:
+            raise ParamError(f"model {params['model']!r}: {exc}") from None
+
+
+@tlbench.hookimpl
+def tlbench_register_sources(register):
+    register(HFSource())

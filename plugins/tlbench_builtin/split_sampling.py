@@ -1,0 +1,174 @@
+"""Drawing train / val / test index sets from a labelled data set, per seed.
+
+Shared by the `hf-dataset` and `imagefolder` targets. The rules, in order:
+
+1. **test**: the data set's test split; when it has none, `test_fraction` of the
+   training pool is carved out. Both this carve and the optional `n_test` cap use a
+   fixed draw, the same for every seed, so every seed is scored on the same examples.
+2. **val**: in few-shot settings (`shots`, `n_train` or `protocol`) a small validation
+   set is drawn: `val_shots` per class (default: as many as `shots`) or `n_val` in total
+   (default: a quarter of `n_train`, so VTAB-1k's 800 + 200). It comes from the data
+   set's validation split when there is one, else it is carved from the training pool.
+   With the full training set, val is the whole validation split, or `val_fraction` of
+   the training pool. These draws depend on the run's seed.
+3. **train**: from what is left of the training pool, `shots` per class, `n_train` in
+   total (not stratified, as in VTAB), or everything. Seeded.
+
+Indices come back sorted, so the examples keep the data set's order and two loads of
+the same data give the same content hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tlbench.errors import ParamError
+from tlbench.params import Param
+
+VTAB_1K = {"n_train": 800, "n_val": 200}
+
+SAMPLING_PARAMS: dict[str, Param] = {
+    "shots": Param(int, None, "training examples per class (seeded draw); default: all", min=1),
+    "n_train": Param(int, None, "training examples in total (seeded, not stratified)", min=1),
+    "val_shots": Param(int, None, "few-shot validation examples per class (default: as many as shots)",
+                       min=1),
+    "n_val": Param(int, None, "validation examples in total (default with n_train: a quarter of it)", min=1),
+    "protocol": Param(str, None, "'vtab-1k': 800 training + 200 validation examples (sets n_train, n_val)",
+                      choices=("vtab-1k",)),
+    "val_fraction": Param(float, 0.1, "share of the training pool held out for validation when the data "
+                                      "set has no validation split (full-data setting)", min=0.0, max=0.9),
+    "test_fraction": Param(float, 0.2, "share of the training pool held out for testing when the data set "
+                                       "has no test split (the same examples for every seed)",
+                           min=0.01, max=0.9),
+    "n_test": Param(int, None, "cap on test examples (the same draw for every seed); default: all", min=1),
+}
+"""Parameters every sampled target takes; validated by `check_sampling`."""
+
+_TEST_SEED = 0x7E57
+_STREAMS = {"test": 1, "val": 2, "train": 3}
+
+
+@dataclass
+class Pools:
+    """Row indices and labels of the data set's own splits (val and test may be absent)."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    val: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    test: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+
+
+@dataclass
+class Drawn:
+    """Sorted row indices of each split, into the split they were drawn from."""
+
+    train: np.ndarray
+    val: np.ndarray
+    val_from: str
+    """'val' (the data set's validation split) or 'train' (carved from the training pool)."""
+    test: np.ndarray
+    test_from: str
+
+
+def resolved(params: dict) -> dict:
+    """The sampling settings with `protocol` expanded and few-shot defaults filled in."""
+    out = {key: params.get(key, param.default) for key, param in SAMPLING_PARAMS.items()}
+    if out["protocol"] == "vtab-1k":
+        out.update(VTAB_1K)
+    if out["shots"] is not None and out["val_shots"] is None and out["n_val"] is None:
+        out["val_shots"] = out["shots"]
+    if out["n_train"] is not None and out["val_shots"] is None and out["n_val"] is None:
+        out["n_val"] = max(1, out["n_train"] // 4)
+    return out
+
+
+def check_sampling(params: dict) -> None:
+    """Reject settings that contradict each other (cheap; no data read)."""
+    given = {key for key in ("shots", "n_train", "val_shots", "n_val") if params.get(key) is not None}
+    if params.get("protocol") and given & {"shots", "n_train", "n_val"}:
+        raise ParamError(f"protocol: {params['protocol']!r} sets the split sizes itself; remove "
+                         f"{', '.join(sorted(given & {'shots', 'n_train', 'n_val'}))}")
+    if {"shots", "n_train"} <= given:
+        raise ParamError("shots and n_train: give one (per class, or in total), not both")
+    if {"val_shots", "n_val"} <= given:
+        raise ParamError("val_shots and n_val: give one (per class, or in total), not both")
+
+
+def _rng(seed: int, stream: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, _STREAMS[stream]]))
+
+
+def _per_class(indices: np.ndarray, labels: np.ndarray, k: int, rng, what: str,
+               class_names: list[str]) -> np.ndarray:
+    chosen = []
+    for label, name in enumerate(class_names):  # every class, so a missing one is an error
+        members = indices[labels == label]
+        if len(members) < k:
+            raise ParamError(f"{what}: class {name!r} has only {len(members)} examples to draw {k} from")
+        chosen.append(rng.permutation(members)[:k])
+    return np.concatenate(chosen) if chosen else indices[:0]
+
+
+def _total(indices: np.ndarray, n: int, rng, what: str) -> np.ndarray:
+    if n > len(indices):
+        raise ParamError(f"{what}: asked for {n} examples, only {len(indices)} are available")
+    return rng.permutation(indices)[:n]
+
+
+def _fraction(indices: np.ndarray, fraction: float, rng) -> np.ndarray:
+    n = int(round(len(indices) * fraction))
+    return rng.permutation(indices)[:n] if n else indices[:0]
+
+
+def draw(pools: Pools, params: dict, seed: int, class_names: list[str]) -> Drawn:
+    """The index sets of one seed, following the rules in the module docstring."""
+    settings = resolved(params)
+    pool, pool_labels = pools.train, pools.train_labels
+
+    def without(taken: np.ndarray):
+        keep = ~np.isin(pool, taken)
+        return pool[keep], pool_labels[keep]
+
+    # 1. test: the data set's, or a fixed carve from the training pool
+    fixed = np.random.default_rng(_TEST_SEED)
+    if pools.test is not None:
+        test, test_from = pools.test, "test"
+    else:
+        test, test_from = _fraction(pool, settings["test_fraction"], fixed), "train"
+        pool, pool_labels = without(test)
+    if settings["n_test"] is not None and settings["n_test"] < len(test):
+        test = fixed.permutation(test)[:settings["n_test"]]
+
+    # 2. val: drawn (few-shot) or whole (full data), from the val split or the pool
+    rng = _rng(seed, "val")
+    if pools.val is not None:
+        source, source_labels, val_from = pools.val, pools.val_labels, "val"
+    else:
+        source, source_labels, val_from = pool, pool_labels, "train"
+    if settings["val_shots"] is not None:
+        val = _per_class(source, source_labels, settings["val_shots"], rng, "val_shots", class_names)
+    elif settings["n_val"] is not None:
+        val = _total(source, settings["n_val"], rng, "n_val")
+    elif val_from == "val":
+        val = source
+    else:
+        val = _fraction(source, settings["val_fraction"], rng)
+    if val_from == "train":
+        pool, pool_labels = without(val)
+
+    # 3. train: from what is left
+    rng = _rng(seed, "train")
+    if settings["shots"] is not None:
+        train = _per_class(pool, pool_labels, settings["shots"], rng, "shots", class_names)
+    elif settings["n_train"] is not None:
+        train = _total(pool, settings["n_train"], rng, "n_train")
+    else:
+        train = pool
+    if not len(train):
+        raise ParamError("the training split is empty after holding out validation and test examples")
+    return Drawn(train=np.sort(train), val=np.sort(val), val_from=val_from, test=np.sort(test),
+                 test_from=test_from)

