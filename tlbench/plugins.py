@@ -166,7 +166,7 @@ class PluginRegistry:
             try:
                 manager.register(plugin, name=origin.plugin)
             except Exception as exc:  # pluggy's own validation, a name pluggy already holds
-                registry._problem(origin, f"cannot be registered: {_one_line(exc)}; skipped")
+                registry._problem(origin, f"cannot be registered: {_one_line(exc)}")
                 continue
             registered.append(plugin)
             registry.plugins.append(origin)
@@ -199,7 +199,7 @@ class PluginRegistry:
                 out.append((origin, load))
             elif _normalise(first.distribution or "") != _normalise(origin.distribution or ""):
                 self._problem(origin, f"plugin name {origin.plugin!r} is already used by "
-                                      f"{first.describe()}; skipped")
+                                      f"{first.describe()}")
         return out
 
     def _is_disabled(self, origin: Origin) -> bool:
@@ -216,11 +216,12 @@ class PluginRegistry:
                                                          f"distribution is named {name!r}"
                                                          f"{closest(name, sorted(self._known_names))}"))
 
-    def _problem(self, origin: Origin, message: str) -> None:
-        problem = PluginProblem(origin, message)
+    def _problem(self, origin: Origin, message: str, skipped: str = "skipped") -> None:
+        """Report a broken plugin: a warning, or with TLBENCH_STRICT_PLUGINS an error."""
         if self.strict:
-            raise PluginError(f"{problem} (TLBENCH_STRICT_PLUGINS is set)")
-        self.problems.append(problem)
+            raise PluginError(f"{PluginProblem(origin, message)} (TLBENCH_STRICT_PLUGINS is set; "
+                              f"TLBENCH_DISABLE_PLUGINS={origin.plugin} would skip this plugin)")
+        self.problems.append(PluginProblem(origin, f"{message}; {skipped}"))
 
     def _import(self, origin: Origin, load: Callable[[], object]) -> object | None:
         try:
@@ -228,7 +229,7 @@ class PluginRegistry:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # a broken plugin (even one calling sys.exit) must not break tlbench
-            self._problem(origin, f"failed to import: {_one_line(exc)}; skipped")
+            self._problem(origin, f"failed to import: {_one_line(exc)}")
             return None
 
     def _hooks_valid(self, plugin: object, origin: Origin, specs: dict[str, inspect.Signature]) -> bool:
@@ -249,11 +250,11 @@ class PluginRegistry:
                 message = _hook_signature_problem(hook, value, specs[hook], marked=options is not None)
             elif options is not None or attr.startswith(_HOOK_PREFIX) or difflib.get_close_matches(
                     attr, list(specs), n=1, cutoff=_NEAR_MISS):
-                message = f"implements unknown hook {hook!r}{closest(hook, specs)}"
+                message = f"implements unknown hook {hook!r}{closest(hook, specs, n=1)}"
             else:
                 continue
             if message:
-                self._problem(origin, f"{message}; skipped")
+                self._problem(origin, message)
                 return False
         return True
 
@@ -277,13 +278,14 @@ class PluginRegistry:
         try:
             impl.function(**{name: arguments[name] for name in impl.argnames if name in arguments})
         except Exception as exc:
-            self._problem(origin, f"{hook_name} failed: {_one_line(exc)}; its {PLURAL[kind]} are skipped")
+            self._problem(origin, f"{hook_name} failed: {_one_line(exc)}",
+                          skipped=f"its {PLURAL[kind]} are skipped")
             return
         for item in pending:
             taken = self._items[kind].get(item.name)
             if taken is not None:
                 self._problem(origin, f"{kind} name {item.name!r} is already registered by "
-                                      f"{taken.origin.describe()}; this {kind} is skipped")
+                                      f"{taken.origin.describe()}", skipped=f"this {kind} is skipped")
                 continue
             self._items[kind][item.name] = Registered(item, origin)
 

@@ -37,7 +37,6 @@ HEAVY_MODULES = ("torch", "timm", "transformers", "datasets", "peft")
 """What a plugin module must not import at module level (``tlbench list`` stays light)."""
 
 MODALITIES = ("image", "text")
-_KIT = Origin(plugin="tlbench.testing")
 
 ItemRef = Any
 """A registered name, an item instance, or a (name or instance, params) pair."""
@@ -60,8 +59,8 @@ def resolve(kind: str, ref: ItemRef, params: dict | None = None,
         ref, params = ref
     if isinstance(ref, str):
         reg = (registry or installed_plugins()).get(kind, ref)
-    else:
-        reg = Registered(ref, _KIT)
+    else:  # an instance: not imported through a plugin module, so no import check
+        reg = Registered(ref, Origin(plugin=type(ref).__module__))
     check_item(reg)
     where = f"{kind} {reg.name!r} params"
     return reg, resolve_params(reg.item.params, dict(params or {}), where)
@@ -85,7 +84,7 @@ def check_item(reg: Registered) -> None:
                 check_value(param, param.default, f"params[{key!r}].default")
             except Exception as exc:
                 fail(reg, f"its default does not pass its own schema: {exc}")
-    if reg.origin is not _KIT and reg.origin.module:
+    if reg.origin.module:
         heavy = heavy_imports(reg.origin.module.split(":")[0])
         if heavy:
             fail(reg, f"importing {reg.origin.module} imports {', '.join(heavy)}; import them inside "
@@ -451,12 +450,12 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
         after = param.detach().cpu()
         if after.shape != before.shape or not bool((after == before).all()):
             check.changed[name] = before.numel()
-    _check_counts(reg, check)
     if reg.item.frozen_features_only:
         changed = _differences(state, _state(model.backbone))
         if changed:
             fail(reg, f"declares frozen_features_only but changed the backbone's parameters or buffers: "
                       f"{changed[:5]}; frozen features are served from a cache keyed by the source's weights")
+    _check_counts(reg, check)
     return check
 
 
@@ -481,8 +480,8 @@ def _check_counts(reg: Registered, check: StrategyCheck) -> None:
 
 
 class TinySource(Source):
-    """A small convolutional image backbone (two conv blocks with batch norm and a
-    projection): the kit's default source for strategy checks. Never registered."""
+    """A small convolutional image backbone (`stem` and `block`, conv with batch norm,
+    then a linear `proj`): the kit's default source for strategy checks. Never registered."""
 
     name = "tlbench-testing-tiny-cnn"
     version = "1"
@@ -491,17 +490,19 @@ class TinySource(Source):
               "input_size": Param(int, 12, "images are resized to input_size x input_size", min=4)}
 
     def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
+        from collections import OrderedDict
+
         import torch
         from torch import nn
 
         width, size = params["width"], params["input_size"]
 
         def make() -> nn.Module:
-            return nn.Sequential(
-                nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
-                nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width),
-                              nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-                nn.Linear(2 * width, 2 * width))
+            return nn.Sequential(OrderedDict(
+                stem=nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
+                block=nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width),
+                                    nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+                proj=nn.Linear(2 * width, 2 * width)))
 
         if pretrained:  # "pretrained" weights: the same every time, whatever the run's seed
             with torch.random.fork_rng(devices=[]):
@@ -509,7 +510,7 @@ class TinySource(Source):
                 backbone = make()
         else:  # from torch's generator, which the caller has seeded
             backbone = make()
-        groups = [[f"{i}.{n}" for n, _ in part.named_parameters()] for i, part in enumerate(backbone)]
+        groups = [[f"{part}.{n}" for n, _ in module.named_parameters()] for part, module in backbone.named_children()]
         return SourceModel(backbone=backbone, feature_dim=2 * width, modality="image",
                            encode=functools.partial(encode_images, size=size), layer_groups=groups,
                            weights_id=f"tiny-cnn:{width}:{'seed1234' if pretrained else 'random'}",

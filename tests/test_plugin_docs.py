@@ -1,0 +1,102 @@
+"""docs/plugins.md documents every hook under a heading that is its exact signature,
+each hook's example runs and passes the conformance kit, and the tutorial, followed
+literally from an empty folder, ends with `tlbench list` showing the plugin."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from tlbench.plugins import HOOK_KINDS, PluginRegistry, hook_specs
+
+DOCS = REPO / "docs" / "plugins.md"
+FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.S | re.M)
+
+
+def sections() -> dict[str, str]:
+    """Level-2 headings (backticks removed) and the text under each."""
+    parts = re.split(r"^## +(.+?) *$", DOCS.read_text(encoding="utf-8"), flags=re.M)
+    return {heading.replace("`", ""): body for heading, body in zip(parts[1::2], parts[2::2])}
+
+
+def signature(hook: str) -> str:
+    return f"{hook}({', '.join(hook_specs()[hook].parameters)})"
+
+
+def test_every_hook_has_a_heading_that_is_its_exact_signature():
+    headings = sections()
+    missing = [signature(hook) for hook in hook_specs() if signature(hook) not in headings]
+    assert not missing, (f"{DOCS.relative_to(REPO)} does not document these hooks; add a section "
+                         f"'## {missing[0]}' with its arguments, what to register and a runnable example")
+
+
+def test_every_documented_hook_exists_with_that_signature():
+    documented = [h for h in sections() if h.startswith("tlbench_")]
+    assert documented, "no hook headings found"
+    real = {signature(hook) for hook in hook_specs()}
+    assert [h for h in documented if h not in real] == []
+
+
+@pytest.mark.parametrize("hook", sorted(hook_specs()))
+def test_hook_section_explains_arguments_and_has_a_runnable_example(hook, tmp_path, monkeypatch):
+    body = sections()[signature(hook)]
+    assert "**Arguments**" in body and "**What to register.**" in body
+    for argument in hook_specs()[hook].parameters:
+        assert f"`{argument}`" in body, f"argument {argument!r} of {hook} is not explained"
+    examples = [code for language, _, code in FENCE.findall(body) if language == "python"]
+    assert examples, f"the {hook} section has no python example"
+
+    module = f"docs_example_{hook}"
+    (tmp_path / f"{module}.py").write_text(examples[0], encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = PluginRegistry.load([module], use_entry_points=False, strict=True)
+    kind = HOOK_KINDS.get(hook)
+    if kind is None:
+        return  # a hook that registers no item kind: loading it without problems is the check
+    [registered] = registry.items(kind)
+    from tlbench import testing
+
+    check = {"source": testing.check_source, "target": testing.check_target,
+             "strategy": testing.check_strategy}[kind]
+    check(registered.name, registry=registry, cache_dir=tmp_path / "cache")
+
+
+def tutorial_files() -> dict[str, str]:
+    text = DOCS.read_text(encoding="utf-8")
+    tutorial = text[text.index("## Tutorial"):text.index("## Hooks")]
+    return {match.group(2).split("file=")[1].strip(): match.group(3)
+            for match in FENCE.finditer(tutorial) if "file=" in match.group(2)}
+
+
+def test_tutorial_from_an_empty_folder_to_tlbench_list(tmp_path):
+    files = tutorial_files()
+    assert {"pyproject.toml", "tlbench_hello.py", "tests/test_hello.py"} <= set(files)
+    folder, site = tmp_path / "tlbench-hello", tmp_path / "site"
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content, encoding="utf-8")
+
+    # `pip install .` as the tutorial says, into a private directory and offline
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", *isolation,
+                              "--target", str(site), str(folder)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
+
+    env = {"PYTHONPATH": str(site), "TLBENCH_STRICT_PLUGINS": "", "TLBENCH_DISABLE_PLUGINS": ""}
+    listing = run_cli("list", env=env, timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    [line] = [line for line in listing.stdout.splitlines() if line.split()[:1] == ["class-prior"]]
+    assert "[tlbench-hello 0.1.0]" in line
+    assert "tlbench-hello" not in listing.stderr
+
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                           cwd=folder, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, **env})
+    assert tests.returncode == 0, tests.stdout[-3000:]
