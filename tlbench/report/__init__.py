@@ -4,6 +4,10 @@ results.parquet and summary.json.
 The flow is: `load.collect` (validated records from one or many result directories) →
 `frame.records_frame` (one row per run) → `aggregate` (cells and the view across
 targets) → the writers (`markdown`, `html` with `plots`, `export`).
+
+Another kind of record (transferability estimates, say) is added by one entry in
+`load.KINDS` (its folder, checks and id) and a frame builder beside `frame.records_frame`;
+`Collection.of_kind` hands each builder its own records.
 """
 
 from __future__ import annotations

@@ -22,12 +22,15 @@ its coverage says on how many targets it has one.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from .stats import Interval, paired_interval, t_interval
 
+CELL_INPUTS = ["status", "seed", "test_accuracy", "train_accuracy", "val_accuracy", "overfitting_gap",
+               "negative_transfer", "n_train", "wall_seconds", "peak_memory_mb", "trainable_params", "total_params"]
 ENTRY_COLUMNS = ["entry", "source", "strategy", "variant_note", "baseline"]
 TARGET_COLUMNS = ["target_key", "target_label"]
 
@@ -39,33 +42,35 @@ def _interval_columns(prefix: str, interval: Interval, with_std: bool = True) ->
     return columns
 
 
-def _mean(series: pd.Series) -> float:
-    values = pd.to_numeric(series, errors="coerce").dropna()
+def _mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else math.nan
 
 
-def _max(series: pd.Series) -> float:
-    values = pd.to_numeric(series, errors="coerce").dropna()
+def _max(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
     return float(values.max()) if len(values) else math.nan
 
 
 def _summarise(runs: pd.DataFrame) -> dict:
     """The statistics of one cell from its runs (possibly none)."""
-    ok = runs[(runs["status"] == "ok") & runs["test_accuracy"].notna()]
-    failed = runs[runs["status"] != "ok"]
-    nt = t_interval(ok["negative_transfer"]).clipped(-1.0, 1.0)
+    column = {name: pd.to_numeric(runs[name], errors="coerce").to_numpy(dtype=float) for name in CELL_INPUTS[2:]}
+    status = runs["status"].to_numpy()
+    ok = (status == "ok") & np.isfinite(column["test_accuracy"])
+    failed = Counter(status[status != "ok"])
+    nt = t_interval(column["negative_transfer"][ok]).clipped(-1.0, 1.0)
     return {
-        "n_runs": len(runs), "n_seeds": len(ok), "n_failed": len(failed),
-        "failures": ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().sort_index().items()),
-        "seeds": ",".join(str(s) for s in sorted(ok["seed"].unique())),
-        **_interval_columns("test", t_interval(ok["test_accuracy"]).clipped(0.0, 1.0)),
-        "train_mean": _mean(ok["train_accuracy"]), "val_mean": _mean(ok["val_accuracy"]),
-        **_interval_columns("gap", t_interval(ok["overfitting_gap"]).clipped(-1.0, 1.0), with_std=False),
+        "n_runs": len(runs), "n_seeds": int(ok.sum()), "n_failed": int(sum(failed.values())),
+        "failures": ", ".join(f"{n} {name}" for name, n in sorted(failed.items())),
+        "seeds": ",".join(str(s) for s in sorted(set(runs["seed"].to_numpy()[ok].tolist()))),
+        **_interval_columns("test", t_interval(column["test_accuracy"][ok]).clipped(0.0, 1.0)),
+        "train_mean": _mean(column["train_accuracy"][ok]), "val_mean": _mean(column["val_accuracy"][ok]),
+        **_interval_columns("gap", t_interval(column["overfitting_gap"][ok]).clipped(-1.0, 1.0), with_std=False),
         **_interval_columns("nt", nt), "nt_seeds": nt.n,
         "negative_transfer": nt.below_zero, "positive_transfer": nt.above_zero,
-        "n_train": _mean(ok["n_train"]), "wall_mean": _mean(ok["wall_seconds"]),
-        "peak_memory_mean": _mean(ok["peak_memory_mb"]), "peak_memory_max": _max(ok["peak_memory_mb"]),
-        "trainable_params": _mean(ok["trainable_params"]), "total_params": _mean(ok["total_params"]),
+        "n_train": _mean(column["n_train"][ok]), "wall_mean": _mean(column["wall_seconds"][ok]),
+        "peak_memory_mean": _mean(column["peak_memory_mb"][ok]), "peak_memory_max": _max(column["peak_memory_mb"][ok]),
+        "trainable_params": _mean(column["trainable_params"][ok]), "total_params": _mean(column["total_params"][ok]),
     }
 
 
@@ -75,8 +80,9 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=TARGET_COLUMNS + ENTRY_COLUMNS + ["n_seeds"])
     entries = frame[ENTRY_COLUMNS].drop_duplicates("entry")
     targets = frame[TARGET_COLUMNS].drop_duplicates("target_key")
-    runs_by_cell = dict(tuple(frame.groupby(["target_key", "entry"], sort=False)))
-    empty = frame.iloc[0:0]
+    needed = frame[["target_key", "entry", *CELL_INPUTS]]  # narrow first: the wide table is slow to slice
+    runs_by_cell = dict(tuple(needed.groupby(["target_key", "entry"], sort=False)))
+    empty = needed.iloc[0:0]
     rows = []
     for _, target in targets.iterrows():
         for _, entry in entries.iterrows():

@@ -172,7 +172,8 @@ def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataF
                         "baseline.", "nt-figure"))
     parts.append(figure(figures.get("gap"), "overfitting gap against training-set size",
                         "Overfitting gap (train − test accuracy, 95% interval) against the number of training "
-                        "examples, one line per entry.", "gap-figure"))
+                        "examples, one colour per entry; an entry's points are joined where each size comes from "
+                        "a single target.", "gap-figure"))
     if not any(figures.values()):
         parts.append("<p>No figures: no successful runs yet.</p>")
     parts.append('</section><section id="failures-section"><h2>Failed runs</h2>')

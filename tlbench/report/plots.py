@@ -52,44 +52,45 @@ def nt_heatmap(cells: pd.DataFrame) -> bytes | None:
     sources = sorted(compared["source"].unique())
     targets = sorted(compared["target_label"].unique())
     limit = max(0.05, float(np.nanmax(np.abs(compared["nt_mean"].to_numpy(dtype=float)))))
-    columns = min(3, len(strategies))
+    columns = min(3 if len(targets) <= 3 else 2 if len(targets) <= 6 else 1, len(strategies))
     rows = math.ceil(len(strategies) / columns)
     figure = _figure(2.2 + columns * (1.4 + 1.1 * len(targets)), 0.6 + rows * (1.3 + 0.5 * len(sources)))
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     image = None
     for number, (ax, strategy) in enumerate(zip(axes, strategies)):
-        panel = compared[compared["strategy_label"] == strategy].drop_duplicates(["source", "target_label"])
-        grid = panel.set_index(["source", "target_label"])
+        panel = compared[compared["strategy_label"] == strategy]
+        grid = {(row["source"], row["target_label"]): row for _, row in panel.iterrows()}
         values = np.full((len(sources), len(targets)), np.nan)
         for i, source in enumerate(sources):
             for j, target in enumerate(targets):
-                if (source, target) in grid.index:
-                    values[i, j] = grid.loc[(source, target), "nt_mean"]
+                if (source, target) in grid:
+                    values[i, j] = grid[(source, target)]["nt_mean"]
         ax.set_facecolor(MISSING_COLOUR)
         image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
         for i, source in enumerate(sources):
             for j, target in enumerate(targets):
-                cell = grid.loc[(source, target)] if (source, target) in grid.index else None
-                _annotate(ax, i, j, values[i, j], cell)
+                _annotate(ax, i, j, values[i, j], grid.get((source, target)), limit)
         ax.set_xticks(range(len(targets)), [plot_label(t) for t in targets], rotation=20, ha="right")
         ax.set_yticks(range(len(sources)), [plot_label(s) for s in sources] if number % columns == 0 else [])
         ax.set_title(f"strategy: {plot_label(strategy)}", fontsize=10)
     for ax in axes[len(strategies):]:
         ax.set_visible(False)
-    figure.colorbar(image, ax=list(axes[:len(strategies)]), label="NT (mean over seeds)", shrink=0.9)
+    figure.colorbar(image, ax=list(axes[:len(strategies)]), label="NT (mean over seeds)",
+                    shrink=0.9 if rows <= 2 else 0.3)
     return _png(figure)
 
 
-def _annotate(ax, i: int, j: int, value: float, cell) -> None:
+def _annotate(ax, i: int, j: int, value: float, cell, limit: float) -> None:
     from matplotlib.patches import Rectangle
 
     if math.isnan(value):
-        why = "missing" if cell is None or cell["n_seeds"] == 0 else "no baseline"
-        ax.text(j, i, why, ha="center", va="center", fontsize=8, color="#555555")
+        if cell is not None:  # no text where the source never ran this strategy at all
+            why = "missing" if cell["n_seeds"] == 0 else "no baseline"
+            ax.text(j, i, why, ha="center", va="center", fontsize=8, color="#555555")
         return
     flagged = bool(cell["negative_transfer"])
-    ax.text(j, i, f"{value:+.3f}" + ("\nnegative" if flagged else ""), ha="center", va="center", fontsize=8,
-            color="white" if abs(value) > 0.6 * max(abs(ax.get_images()[0].norm.vmax), 1e-9) else "black",
+    ax.text(j, i, f"{value:+.2f}" + ("\nnegative" if flagged else ""), ha="center", va="center", fontsize=8,
+            color="white" if abs(value) > 0.6 * limit else "black",
             fontweight="bold" if flagged else "normal")
     if flagged:
         ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="black", linewidth=2.5))
@@ -109,21 +110,23 @@ def accuracy_plot(cells: pd.DataFrame) -> bytes | None:
     figure = _figure(2.0 + columns * (2.2 + 1.2 * len(strategies)), 1.0 + 3.4 * rows)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     width = 0.8 / max(1, len(sources))
+    by_place = {key: group.iloc[0] for key, group in compared.groupby(["target_label", "source", "strategy_label"])}
     for ax, target in zip(axes, targets):
         here = cells[cells["target_label"] == target]
         _baseline_bands(ax, here[here["baseline"].astype(bool)], len(strategies))
-        for k, source in enumerate(sources):
-            for x, strategy in enumerate(strategies):
-                match = compared[(compared["target_label"] == target) & (compared["source"] == source)
-                                 & (compared["strategy_label"] == strategy)]
-                position = x - 0.4 + width * (k + 0.5)
-                if match.empty or match.iloc[0]["n_seeds"] == 0:
-                    ax.plot(position, 0.02, marker="x", color=colours[k], transform=ax.get_xaxis_transform())
-                    continue
-                cell = match.iloc[0]
-                low, high = cell["test_low"], cell["test_high"]
-                error = None if display.is_nan(low) else [[cell["test_mean"] - low], [high - cell["test_mean"]]]
-                ax.errorbar(position, cell["test_mean"], yerr=error, fmt="o", color=colours[k], capsize=3,
+        for k, source in enumerate(sources):  # one call per source: errorbar is slow to call
+            found = [(x - 0.4 + width * (k + 0.5), by_place.get((target, source, strategy)))
+                     for x, strategy in enumerate(strategies)]
+            shown = [(x, cell) for x, cell in found if cell is not None and cell["n_seeds"] > 0]
+            missing = [x for x, cell in found if cell is not None and cell["n_seeds"] == 0]
+            if missing:  # an entry without a result here; no mark where the source never ran the strategy
+                ax.plot(missing, [0.02] * len(missing), "x", color=colours[k], transform=ax.get_xaxis_transform())
+            if shown:
+                means = np.array([cell["test_mean"] for _, cell in shown], dtype=float)
+                lows = np.array([cell["test_low"] for _, cell in shown], dtype=float)
+                highs = np.array([cell["test_high"] for _, cell in shown], dtype=float)
+                error = np.nan_to_num(np.vstack([means - lows, highs - means]), nan=0.0)
+                ax.errorbar([x for x, _ in shown], means, yerr=error, fmt="o", color=colours[k], capsize=3,
                             label=plot_label(source))
         ax.set_xticks(range(len(strategies)), [plot_label(s) for s in strategies], rotation=15, ha="right")
         ax.set_xlim(-0.6, len(strategies) - 0.4)
@@ -180,8 +183,10 @@ def gap_vs_size(cells: pd.DataFrame) -> bytes | None:
         points = have[have["entry"] == entry["entry"]].sort_values("n_train")
         low = (points["gap_mean"] - points["gap_low"]).fillna(0)
         high = (points["gap_high"] - points["gap_mean"]).fillna(0)
+        # a line only where it reads as one series: one target per training-set size
+        joined = not points["n_train"].round().duplicated().any()
         ax.errorbar(points["n_train"], points["gap_mean"], yerr=[low, high], marker="o", capsize=3, color=colour,
-                    linestyle="--" if entry["baseline"] else "-",
+                    linestyle=("--" if entry["baseline"] else "-") if joined else "none",
                     label=plot_label(f"{entry['source']} · {display.label(entry)}"))
     if have["n_train"].max() > 10 * max(1.0, have["n_train"].min()):
         ax.set_xscale("log")
