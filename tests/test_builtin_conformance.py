@@ -74,7 +74,8 @@ def text_csv(tmp: Path, classes: int = 3, per_class: int = 10) -> str:
 Tiny = Callable[[Path], dict]
 
 SOURCES: dict[str, Tiny] = {
-    "timm": lambda tmp: {"model": "test_resnet", "file": random_timm_weights(tmp, "test_resnet"), "input_size": 32},
+    "timm": lambda tmp: {"model": "test_resnet", "file": random_timm_weights(tmp, "test_resnet"),
+                         "input_size": 32},
     # pretraining reads all ~360 images of digits 0 and 1: few large steps at the smallest size
     "pretrain": lambda tmp: {"model": "test_resnet", "input_size": 8, "target": "digits",
                              "target_params": {"classes": [0, 1], "shots": 5, "val_shots": 2},

@@ -77,7 +77,7 @@ max_iter = 50
 """
 
 
-def test_suite_using_the_plugin_runs_and_records_its_version(cli, write_suite, tmp_path):
+def test_suite_using_the_plugin_runs_and_records_its_version(cli, write_suite, tmp_path, registry):
     out = tmp_path / "out"
     suite = write_suite(SUITE)
     result = cli("run", str(suite), "--out", str(out))
@@ -89,7 +89,8 @@ def test_suite_using_the_plugin_runs_and_records_its_version(cli, write_suite, t
     assert ncm["spec"]["strategy"]["version"] == f"1 ({DIST} 0.1.0)"
     assert ncm["spec"]["source"]["version"] == f"1 ({DIST} 0.1.0)"
     assert ncm["spec"]["target"]["version"] == f"1 ({DIST} 0.1.0)"
-    assert by_strategy["linear-probe"]["spec"]["strategy"]["version"] == "1"  # built-in: its own version
+    builtin_version = registry.get("strategy", "linear-probe").item.version
+    assert by_strategy["linear-probe"]["spec"]["strategy"]["version"] == builtin_version  # no distribution
     assert ncm["metrics"]["n_train"] == 3 * 4 and ncm["metrics"]["trainable_params"] == 3 * 8
     # nearest-mean's negative-transfer score is against the from-scratch random-conv baseline
     assert ncm["metrics"]["negative_transfer"] == pytest.approx(

@@ -195,8 +195,8 @@ def test_same_entry_point_name_in_two_distributions(site):
 
 def test_disable_plugins_by_name_or_distribution(site):
     make_dist(site, "broken-import", "1.0", {"boom": "raise RuntimeError('boom')\n"})
-    make_dist(site, "typo-dist", "1.2", {"typo": "import tlbench\n@tlbench.hookimpl\ndef tlbench_register_x(register):"
-                                                 "\n    pass\n"})
+    make_dist(site, "typo-dist", "1.2",
+              {"typo": "import tlbench\n@tlbench.hookimpl\ndef tlbench_register_x(register):\n    pass\n"})
     make_dist(site, "fine-dist", "1.0", {"fine": TARGET + """
 @tlbench.hookimpl
 def tlbench_register_targets(register):

@@ -150,7 +150,8 @@ class PluginRegistry:
         for name in dict.fromkeys([*modules, *_env_list("TLBENCH_PLUGINS")]):
             registry._known_names.add(name)
             if not registry._is_disabled(Origin(plugin=name)):
-                candidates.append((Origin(plugin=name, module=name), lambda name=name: importlib.import_module(name)))
+                candidates.append((Origin(plugin=name, module=name),
+                                   lambda name=name: importlib.import_module(name)))
         manager = pluggy.PluginManager(PROJECT)
         manager.add_hookspecs(hookspecs)
         specs = hook_specs()
@@ -277,7 +278,9 @@ class PluginRegistry:
         arguments = {"register": register}
         try:
             impl.function(**{name: arguments[name] for name in impl.argnames if name in arguments})
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             self._problem(origin, f"{hook_name} failed: {_one_line(exc)}",
                           skipped=f"its {PLURAL[kind]} are skipped")
             return

@@ -399,6 +399,7 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     buffers bitwise unchanged; ``info`` is plain JSON.
     """
     import numpy as np
+    import torch
 
     from .execute import RunSettings, Worker
     from .hashing import splits_content_hash
@@ -448,7 +449,7 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     check = StrategyCheck(record=record, result=result, backbone_params=sum(v.numel() for _, _, v in values))
     for name, param, before in values:
         after = param.detach().cpu()
-        if after.shape != before.shape or not bool((after == before).all()):
+        if not torch.equal(after, before):
             check.changed[name] = before.numel()
     if reg.item.frozen_features_only:
         changed = _differences(state, _state(model.backbone))
@@ -510,7 +511,8 @@ class TinySource(Source):
                 backbone = make()
         else:  # from torch's generator, which the caller has seeded
             backbone = make()
-        groups = [[f"{part}.{n}" for n, _ in module.named_parameters()] for part, module in backbone.named_children()]
+        groups = [[f"{part}.{name}" for name, _ in module.named_parameters()]
+                  for part, module in backbone.named_children()]
         return SourceModel(backbone=backbone, feature_dim=2 * width, modality="image",
                            encode=functools.partial(encode_images, size=size), layer_groups=groups,
                            weights_id=f"tiny-cnn:{width}:{'seed1234' if pretrained else 'random'}",

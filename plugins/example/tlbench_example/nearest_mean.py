@@ -58,9 +58,9 @@ class NearestMean(Strategy):
         means = class_means(features["train"], train_labels, run.num_classes)
         logits = {name: nearest_mean_logits(value, means) for name, value in features.items()}
         backbone = sum(p.numel() for p in run.source.backbone.parameters())
+        per_class = [int((train_labels == k).sum()) for k in range(run.num_classes)]
         return FitResult(logits=logits, trainable_params=int(means.size), total_params=int(backbone + means.size),
-                         info={"features": params["features"],
-                               "train_per_class": [int((train_labels == k).sum()) for k in range(run.num_classes)]})
+                         info={"features": params["features"], "train_per_class": per_class})
 
 
 @tlbench.hookimpl
