@@ -84,8 +84,8 @@ def test_identity_ignores_labels_and_tracks_what_matters(write_suite, registry):
     changes = [
         replace(spec, seed=spec.seed + 10),
         replace(spec, content_hash="different"),
-        replace(spec, strategy=replace(spec.strategy, version="2")),
-        replace(spec, source=replace(spec.source, version="2")),
+        replace(spec, strategy=replace(spec.strategy, version=spec.strategy.version + ".1")),
+        replace(spec, source=replace(spec.source, version=spec.source.version + ".1")),
         replace(spec, target=replace(spec.target, params={**spec.target.params, "shots": 99})),
         replace(spec, source_fingerprint="sha256:abc"),
     ]
