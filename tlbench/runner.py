@@ -169,6 +169,10 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     if not todo:
         return summary
     settings = run_settings(suite, jobs, device, threads, executor)
+    if executor == "local" and not settings.device.startswith("cuda") and \
+            jobs * (settings.threads or 1) > available_cores():
+        log(f"tlbench: warning: --jobs {jobs} × {settings.threads} threads per run is more than the "
+            f"{available_cores()} cores here; runs will slow each other down")
     runner = make_executor(executor, settings, jobs, registry, suite.output, devices, address,
                            requested_device=device or suite.device)
     progress = Progress(len(todo), log)
