@@ -86,7 +86,7 @@ class Worker:
 
     def env(self, device: str) -> Env:
         return Env(cache_dir=Path(self.settings.cache_dir), device=device, registry=self.registry,
-                   log=lambda message: None)
+                   log=lambda message: print(message, file=sys.stderr, flush=True))
 
     def target_data(self, spec: RunSpec, env: Env):
         key = canonical_json([spec.target.plugin, spec.target.version, spec.target.params])

@@ -8,9 +8,10 @@ on a node) is cancelled with ``timeout``, one past its memory budget is stopped 
 ``over_memory``, and Ctrl-C records the interrupted runs. Tasks report that they
 started, their evaluations and why they stop to a small event actor the driver reads.
 
-Caches: each task uses the suite's cache directory when it is usable on its node (a
-shared file system gives one cache for the cluster), else the node's own
-(``$TLBENCH_CACHE_DIR`` or ``~/.cache/tlbench``), filled on first use.
+Sources are prepared (downloaded, pretrained) in the driver before any run. Caches:
+each task uses the suite's cache directory when it is usable on its node (a shared file
+system gives one cache for the cluster), else the node's own (``$TLBENCH_CACHE_DIR`` or
+``~/.cache/tlbench``), filled on first use.
 """
 
 from __future__ import annotations
@@ -120,17 +121,6 @@ def run_task(spec_json: dict, settings_json: dict, modules: list[str], events) -
     return record
 
 
-def prepare_task(source: dict, settings_json: dict, modules: list[str]) -> dict | None:
-    """A Ray task: prepare one source on a node; the error, or None."""
-    from ..errors import UserError as _UserError
-
-    try:
-        _worker_for(settings_json, modules).prepare(source)
-    except Exception as exc:
-        return {"type": type(exc).__name__, "message": str(exc).strip(), "user_error": isinstance(exc, _UserError)}
-    return None
-
-
 # ---------------------------------------------------------------------- the driver
 
 
@@ -164,7 +154,6 @@ class RayExecutor:
         cpus = self.settings.threads or 1
         self._resources = {"num_gpus": 1, "num_cpus": cpus} if gpu else {"num_cpus": cpus}
         self._run = ray.remote(max_retries=0, **self._resources)(run_task)
-        self._prepare = ray.remote(max_retries=0, **self._resources)(prepare_task)
         self._events = ray.remote(num_cpus=0)(EventBox).remote()
         from .local import driver_imports
 
@@ -191,19 +180,14 @@ class RayExecutor:
     # ------------------------------------------------------------------ preparation
 
     def prepare(self, sources: list[dict]) -> list[PrepareFailure]:
+        """Prepare sources here, in the driver, as the inline executor does: downloads
+        happen where the user ran tlbench, into the caches the user pointed at; a node
+        whose cache lacks a prepared source prepares it again when a run builds it."""
         if not sources:
             return []
-        settings_json = self.settings.to_json()
-        refs = {self._prepare.remote(source, settings_json, self._modules): source for source in sources}
-        failures = []
-        for ref, source in refs.items():
-            try:
-                error = self.ray.get(ref)
-            except self.ray.exceptions.RayError as exc:
-                error = {"type": type(exc).__name__, "message": _first_line(exc), "user_error": False}
-            if error is not None:
-                failures.append(PrepareFailure(source, error["type"], error["message"], error["user_error"]))
-        return failures
+        from .inline import InlineExecutor
+
+        return InlineExecutor(replace(self.settings, device="auto")).prepare(sources)
 
     # ------------------------------------------------------------------ runs
 
