@@ -52,3 +52,14 @@ def test_address_without_ray_is_a_usage_error(cli, write_suite, tmp_path):
                  env=PLUGIN_ENV)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "tlbench: error: --address: only used with --executor ray"
+
+
+def test_a_node_without_the_suite_cache_dir_uses_its_own(tmp_path, monkeypatch):
+    from tlbench.executors.ray import _node_cache_dir
+
+    shared = tmp_path / "shared"
+    assert _node_cache_dir(str(shared)) == str(shared) and shared.is_dir()
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("TLBENCH_CACHE_DIR", str(tmp_path / "node-cache"))
+    assert _node_cache_dir(str(blocked / "cache")) == str(tmp_path / "node-cache")
