@@ -64,7 +64,7 @@ def test_hook_section_explains_arguments_and_has_a_runnable_example(hook, tmp_pa
     from tlbench import testing
 
     check = {"source": testing.check_source, "target": testing.check_target,
-             "strategy": testing.check_strategy}[kind]
+             "strategy": testing.check_strategy, "estimator": testing.check_estimator}[kind]
     check(registered.name, registry=registry, cache_dir=tmp_path / "cache")
 
 

@@ -187,4 +187,22 @@ class Strategy(Item):
         raise NotImplementedError
 
 
-ITEM_KINDS: dict[str, type[Item]] = {"source": Source, "target": Target, "strategy": Strategy}
+# --------------------------------------------------------------------------- estimators
+
+
+class Estimator(Item):
+    """A transferability estimator: scores a source for a target from frozen features of
+    the target's training split, before (and next to) any fine-tuning."""
+
+    kind: ClassVar[str] = "estimator"
+    needs_source_head: ClassVar[bool] = False
+    """True if the score needs the source's own classifier (`SourceModel.source_head`)."""
+
+    def estimate(self, params: dict, run: "RunContext") -> float:
+        """The score (higher: expected to transfer better). Read features with
+        ``run.features("train")``; labels are ``run.split("train").labels``."""
+        raise NotImplementedError
+
+
+ITEM_KINDS: dict[str, type[Item]] = {"source": Source, "target": Target, "strategy": Strategy,
+                                     "estimator": Estimator}

@@ -136,7 +136,8 @@ class Worker:
                     time_budget_s=self.settings.time_budget_s,
                     memory_budget_mb=self.settings.memory_budget_mb, pid=os.getpid())
         return new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
-                          provenance=prov, error=error, started_at=started_at, finished_at=now())
+                          provenance=prov, error=error, started_at=started_at, finished_at=now(),
+                          kind=spec.kind)
 
     def prepare(self, source: dict, device: str | None = None) -> None:
         """One-time preparation of a source (``Entry`` as JSON), e.g. pretraining its
@@ -161,7 +162,7 @@ class Worker:
         if spec.content_hash and content_hash != spec.content_hash:
             raise RuntimeError(f"target {spec.target.id!r} gave different examples than when the suite "
                                f"was planned (content hash {content_hash[:12]} != {spec.content_hash[:12]})")
-        strategy = self.registry.get("strategy", spec.strategy.plugin).item
+        strategy = self.registry.get("estimator" if spec.is_estimate else "strategy", spec.strategy.plugin).item
         source_item = self.registry.get("source", spec.source.plugin).item
         seed_everything(spec.seed, self.settings.deterministic)
         source = source_item.build(spec.source.params, env, pretrained=spec.init != "random")
@@ -176,6 +177,8 @@ class Worker:
         state["context"] = context
         hits_before = (self.feature_cache().stats.hits, self.feature_cache().stats.misses)
         seed_everything(spec.seed, self.settings.deterministic)
+        if spec.is_estimate:
+            return self._estimate(strategy, spec, context, hits_before)
         result = strategy.fit(spec.strategy.params, context)
         metrics: dict = {}
         for name in SPLITS:
@@ -200,13 +203,33 @@ class Worker:
         return metrics, details
 
 
+    def _estimate(self, estimator, spec: RunSpec, context, hits_before) -> tuple[dict, dict]:
+        """Score the source with a transferability estimator (an ``estimate`` record)."""
+        import math
+
+        details: dict = {"source": context.source.meta, "weights_id": context.source.weights_id,
+                         "target": {"content_hash": spec.content_hash, "revision": context.target.revision}}
+        metrics: dict = {"n_train": len(context.split("train"))}
+        if estimator.needs_source_head and context.source.source_head is None:
+            details["not_applicable"] = (f"{spec.strategy.plugin} needs the source's own classifier; "
+                                         f"source {spec.source.id!r} has none")
+            return metrics, details
+        score = float(estimator.estimate(spec.strategy.params, context))
+        if not math.isfinite(score):
+            raise ValueError(f"estimator {spec.strategy.plugin!r} returned {score}")
+        metrics["score"] = score
+        stats = self.feature_cache().stats
+        details["feature_cache"] = {"hits": stats.hits - hits_before[0], "misses": stats.misses - hits_before[1]}
+        return metrics, details
+
+
 def record_spec(spec: RunSpec) -> dict:
     """The part of a record that says what ran (identity plus labels)."""
     return {
         "source": spec.source.to_json() | {"fingerprint": spec.source_fingerprint,
                                            "architecture": spec.architecture},
         "target": spec.target.to_json() | {"content_hash": spec.content_hash},
-        "strategy": spec.strategy.to_json(),
+        "estimator" if spec.is_estimate else "strategy": spec.strategy.to_json(),
         "seed": spec.seed,
         "init": spec.init,
         "baseline": spec.baseline,

@@ -41,3 +41,12 @@ def tlbench_register_strategies(register):
     :param register: call ``register(strategy)`` with an instance of a
         `tlbench.api.Strategy` subclass, once per strategy.
     """
+
+
+@hookspec
+def tlbench_register_estimators(register):
+    """Register transferability estimators.
+
+    :param register: call ``register(estimator)`` with an instance of a
+        `tlbench.api.Estimator` subclass, once per estimator.
+    """

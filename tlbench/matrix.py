@@ -34,6 +34,13 @@ class RunSpec:
     content_hash: str | None = None
     baseline_run_id: str | None = None
     """The from-scratch run this one is paired with for its negative-transfer score."""
+    kind: str = "run"
+    """'run' (a strategy trains and predicts) or 'estimate' (`strategy` is then the
+    transferability estimator that scores the source)."""
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.kind == "estimate"
 
     def identity(self) -> dict:
         source: dict[str, Any] = {"plugin": self.source.plugin, "version": self.source.version}
@@ -42,16 +49,20 @@ class RunSpec:
         else:
             source["params"] = self.source.params
             source["fingerprint"] = self.source_fingerprint
-        return {
+        identity = {
             "results_version": RESULTS_VERSION,
             "source": source,
             "target": {"plugin": self.target.plugin, "version": self.target.version,
                        "params": self.target.params, "content_hash": self.content_hash},
-            "strategy": {"plugin": self.strategy.plugin, "version": self.strategy.version,
-                         "params": self.strategy.params},
+            "estimator" if self.is_estimate else "strategy": {
+                "plugin": self.strategy.plugin, "version": self.strategy.version,
+                "params": self.strategy.params},
             "seed": self.seed,
             "init": self.init,
         }
+        if self.is_estimate:
+            identity["kind"] = "estimate"
+        return identity
 
     @property
     def run_id(self) -> str:
@@ -80,9 +91,11 @@ class RunSpec:
 
 
 def expand(suite: Suite, registry: PluginRegistry) -> list[RunSpec]:
-    """All runs of a suite, baselines first, without content hashes (no data is read)."""
+    """All runs of a suite, baselines first and estimates last, without content hashes
+    (no data is read)."""
     baselines: dict[str, RunSpec] = {}
     runs: list[RunSpec] = []
+    estimates: list[RunSpec] = []
     for seed in suite.seeds:
         for target in suite.targets:
             for source in suite.sources:
@@ -96,7 +109,10 @@ def expand(suite: Suite, registry: PluginRegistry) -> list[RunSpec]:
                     init = registry.get("strategy", strategy.plugin).item.init
                     runs.append(RunSpec(source, target, strategy, seed, init=init,
                                         architecture=architecture))
-    return [*baselines.values(), *runs]
+                for estimator in suite.estimators:
+                    estimates.append(RunSpec(source, target, estimator, seed, architecture=architecture,
+                                             kind="estimate"))
+    return [*baselines.values(), *runs, *estimates]
 
 
 def with_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], str],
@@ -107,7 +123,7 @@ def with_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], st
     baseline_ids = {spec.pairing_key: spec.run_id for spec in filled if spec.baseline}
     unique: dict[str, RunSpec] = {}
     for spec in filled:
-        if not spec.baseline:
+        if not spec.baseline and not spec.is_estimate:
             spec = replace(spec, baseline_run_id=baseline_ids.get(spec.pairing_key))
         unique.setdefault(spec.run_id, spec)
     return list(unique.values())

@@ -33,10 +33,11 @@ HOOK_KINDS = {
     "tlbench_register_sources": "source",
     "tlbench_register_targets": "target",
     "tlbench_register_strategies": "strategy",
+    "tlbench_register_estimators": "estimator",
 }
 """Registration hook -> kind of item it registers. Extended as kinds are added."""
 
-PLURAL = {"source": "sources", "target": "targets", "strategy": "strategies"}
+PLURAL = {"source": "sources", "target": "targets", "strategy": "strategies", "estimator": "estimators"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IMPL_MARKER = f"{PROJECT}_impl"
 _SPEC_MARKER = f"{PROJECT}_spec"

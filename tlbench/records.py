@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 SCHEMA_VERSION = 1
+KINDS = ("run", "estimate")
+"""A run trains a strategy; an estimate scores a source with a transferability estimator."""
 STATUSES = ("ok", "error", "timeout", "over_memory")
 FAILED = ("error", "timeout", "over_memory")
 
@@ -20,15 +22,18 @@ METRIC_KEYS = (
     "wall_seconds", "peak_memory_mb", "trainable_params", "total_params",
 )
 
+ESTIMATE_METRIC_KEYS = ("score", "n_train", "wall_seconds", "peak_memory_mb")
+
 
 def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | None = None,
                details: dict | None = None, provenance: dict | None = None,
                error: dict | None = None, started_at: str | None = None,
-               finished_at: str | None = None, attempt: int = 1) -> dict:
-    metrics = {key: None for key in METRIC_KEYS} | (metrics or {})
+               finished_at: str | None = None, attempt: int = 1, kind: str = "run") -> dict:
+    keys = ESTIMATE_METRIC_KEYS if kind == "estimate" else METRIC_KEYS
+    metrics = {key: None for key in keys} | (metrics or {})
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "run",
+        "kind": kind,
         "run_id": run_id,
         "status": status,
         "attempt": attempt,
@@ -59,14 +64,15 @@ def _require(obj: dict, key: str, kinds, problems: list[str], where: str = "") -
 
 
 def validate_record(record: Any) -> list[str]:
-    """Problems that make `record` unusable; empty when it is a valid run record."""
+    """Problems that make `record` unusable; empty when it is a valid record."""
     if not isinstance(record, dict):
         return ["not a JSON object"]
     problems: list[str] = []
     if record.get("schema_version") != SCHEMA_VERSION:
         problems.append(f"schema_version is {record.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    if record.get("kind") != "run":
-        problems.append(f"kind is {record.get('kind')!r}, expected 'run'")
+    kind = record.get("kind")
+    if kind not in KINDS:
+        problems.append(f"kind is {kind!r}, expected one of {', '.join(map(repr, KINDS))}")
     run_id = _require(record, "run_id", str, problems)
     if run_id is not None and not (run_id.isalnum() and 8 <= len(run_id) <= 64):
         problems.append(f"run_id {run_id!r} is not a hex id")
@@ -74,7 +80,7 @@ def validate_record(record: Any) -> list[str]:
         problems.append(f"status is {record.get('status')!r}, expected one of {', '.join(STATUSES)}")
     spec = _require(record, "spec", dict, problems)
     if spec is not None:
-        for part in ("source", "target", "strategy"):
+        for part in ("source", "target", "estimator" if kind == "estimate" else "strategy"):
             entry = _require(spec, part, dict, problems, "spec.")
             if entry is not None:
                 for key in ("id", "plugin", "version"):
@@ -87,8 +93,11 @@ def validate_record(record: Any) -> list[str]:
         for key, value in metrics.items():
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 problems.append(f"metrics.{key} is not a number")
-        if record.get("status") == "ok" and not isinstance(metrics.get("test_accuracy"), (int, float)):
-            problems.append("status is ok but metrics.test_accuracy is missing")
+        headline = "score" if kind == "estimate" else "test_accuracy"
+        not_applicable = kind == "estimate" and (record.get("details") or {}).get("not_applicable")
+        if record.get("status") == "ok" and not not_applicable \
+                and not isinstance(metrics.get(headline), (int, float)):
+            problems.append(f"status is ok but metrics.{headline} is missing")
     _require(record, "provenance", dict, problems)
     return problems
 

@@ -80,6 +80,10 @@ def run_settings(suite: Suite, jobs: int = 1, device: str | None = None, threads
                        python_path=tuple(dict.fromkeys(python_path)))
 
 
+RECORD_FOLDERS = {"run": "runs", "estimate": "estimates"}
+"""Where a result directory keeps each kind of record."""
+
+
 def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
     """Attempt number and negative-transfer score (paired with the same-seed baseline)."""
     previous = records.get(spec.run_id)
@@ -150,10 +154,12 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     specs = plan(suite, registry, log)
-    store = RecordStore(suite.output / "runs")
-    records = store.load_all()
-    for problem in store.problems:
-        log(f"tlbench: warning: {problem}")
+    stores = {kind: RecordStore(suite.output / folder) for kind, folder in RECORD_FOLDERS.items()}
+    records: dict[str, dict] = {}
+    for store in stores.values():
+        records.update(store.load_all())
+        for problem in store.problems:
+            log(f"tlbench: warning: {problem}")
     summary = RunSummary(planned=len(specs), output=suite.output)
     todo = []
     for spec in specs:
@@ -179,7 +185,7 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
 
     def on_record(spec: RunSpec, record: dict) -> None:
         finalize(record, spec, records)
-        store.write(record)
+        stores[spec.kind].write(record)
         records[spec.run_id] = record
         summary.executed += 1
         if record["status"] == "ok":

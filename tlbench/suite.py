@@ -36,7 +36,8 @@ SUITE_KEYS: dict[str, Param] = {
 
 BASELINE_KEYS = ("enabled", "strategy", "plugin")
 ENTRY_KEYS = ("id", "plugin")
-SECTIONS = ("suite", "baseline", "sources", "targets", "strategies")
+SECTIONS = ("suite", "baseline", "sources", "targets", "strategies", "estimators")
+OPTIONAL_SECTIONS = ("estimators",)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Suite:
     sources: tuple[Entry, ...]
     targets: tuple[Entry, ...]
     strategies: tuple[Entry, ...]
+    estimators: tuple[Entry, ...] = ()
+    """Transferability estimators scored for every source, target and seed."""
     baseline: Entry | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -126,7 +129,8 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
         raise SuiteError(f"{where}: suite.device: expected auto, cpu, cuda or cuda:N, "
                          f"got {settings['device']!r}")
 
-    entries = {kind: _entries(data, kind, where, registry) for kind in ("source", "target", "strategy")}
+    entries = {kind: _entries(data, kind, where, registry)
+               for kind in ("source", "target", "strategy", "estimator")}
     baseline = _baseline(data, where, registry, entries["strategy"])
     out = Path(output) if output else Path(settings["output"] or Path("reports") / settings["name"])
     cache = Path(settings["cache_dir"]).expanduser() if settings["cache_dir"] else default_cache_dir()
@@ -135,7 +139,8 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
                  time_budget_s=settings["time_budget_s"], memory_budget_mb=settings["memory_budget_mb"],
                  output=out, cache_dir=cache, deterministic=settings["deterministic"],
                  plugins=tuple(settings["plugins"]), sources=entries["source"],
-                 targets=entries["target"], strategies=entries["strategy"], baseline=baseline, raw=data)
+                 targets=entries["target"], strategies=entries["strategy"],
+                 estimators=entries["estimator"], baseline=baseline, raw=data)
 
 
 def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
@@ -152,6 +157,8 @@ def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
 def _entries(data: dict, kind: str, where: str, registry: PluginRegistry) -> tuple[Entry, ...]:
     section = PLURAL[kind]
     raw = data.get(section)
+    if raw is None and section in OPTIONAL_SECTIONS:
+        return ()
     if raw is None:
         raise SuiteError(f"{where}: [[{section}]]: missing section, expected at least one entry")
     if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):

@@ -505,10 +505,12 @@ class TinySource(Source):
                                     nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
                 proj=nn.Linear(2 * width, 2 * width)))
 
+        head = None
         if pretrained:  # "pretrained" weights: the same every time, whatever the run's seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(1234)
                 backbone = make()
+                head = nn.Linear(2 * width, 5)  # its "source task" classifier, for estimators like LEEP
         else:  # from torch's generator, which the caller has seeded
             backbone = make()
         groups = [[f"{part}.{name}" for name, _ in module.named_parameters()]
@@ -516,7 +518,7 @@ class TinySource(Source):
         return SourceModel(backbone=backbone, feature_dim=2 * width, modality="image",
                            encode=functools.partial(encode_images, size=size), layer_groups=groups,
                            weights_id=f"tiny-cnn:{width}:{'seed1234' if pretrained else 'random'}",
-                           preprocessing_id=f"tiny:{size}", pretrained=pretrained)
+                           preprocessing_id=f"tiny:{size}", pretrained=pretrained, source_head=head)
 
 
 def encode_images(examples: list, size: int):
@@ -585,7 +587,66 @@ class _BandsData(TargetData):
         return Splits(**made)
 
 
+def check_estimator(estimator: ItemRef, params: dict | None = None, *, source: ItemRef | None = None,
+                    target: ItemRef | None = None, seed: int = 0, time_budget_s: float = 600.0,
+                    device: str = "cpu", registry: PluginRegistry | None = None,
+                    cache_dir: str | Path | None = None) -> dict:
+    """Score a tiny source for a tiny target through tlbench's execution path, twice.
+
+    Checks: the estimate ends ok with a finite score (or is recorded as not applicable
+    when the estimator needs a source classifier the source lacks); the same inputs give
+    the same score; the backbone's parameters and buffers are left bitwise unchanged.
+    Returns the first estimate record.
+    """
+    import math
+
+    from .execute import RunSettings, Worker
+    from .hashing import splits_content_hash
+    from .matrix import RunSpec, with_identity
+    from .suite import Entry
+
+    reg, params = resolve("estimator", estimator, params, registry)
+    source_reg, source_params = resolve("source", source if source is not None else TinySource(), None, registry)
+    target_reg, target_params = resolve("target", target if target is not None else TinyTarget(), None, registry)
+    env = _env(registry, cache_dir, device)
+    watched_source = _WatchedSource(source_reg.item)
+    private = PluginRegistry()
+    private.add(watched_source, source_reg.origin)
+    private.add(target_reg.item, target_reg.origin)
+    private.add(reg.item, reg.origin)
+    entries = {kind: Entry(kind, kind, r.name, r.version, p) for kind, r, p in (
+        ("source", source_reg, source_params), ("target", target_reg, target_params), ("estimator", reg, params))}
+    data = target_reg.item.load(target_params, env)
+    spec = RunSpec(entries["source"], entries["target"], entries["estimator"], seed,
+                   architecture=watched_source.architecture(source_params), kind="estimate")
+    [spec] = with_identity([spec], {("target", seed): splits_content_hash(data.splits(seed))[0]},
+                           {"source": watched_source.fingerprint(source_params, env)})
+    watched_source.prepare(source_params, env)
+    worker = Worker(RunSettings(device=device, time_budget_s=time_budget_s, cache_dir=str(env.cache_dir)),
+                    registry=private)
+    first, second = worker.run(spec), worker.run(spec)
+    for record in (first, second):
+        if record["status"] != "ok":
+            error = record.get("error") or {}
+            fail(reg, f"estimate ended with status {record['status']!r}: {error.get('type')}: "
+                      f"{error.get('message')}\n{error.get('traceback') or ''}")
+    if first["details"].get("not_applicable"):
+        if not reg.item.needs_source_head:
+            fail(reg, "recorded as not applicable although it does not need a source classifier")
+        return first
+    score = first["metrics"]["score"]
+    if not isinstance(score, float) or not math.isfinite(score):
+        fail(reg, f"score must be a finite float, got {score!r}")
+    if second["metrics"]["score"] != score:
+        fail(reg, f"the same inputs gave two scores: {score!r} and {second['metrics']['score']!r}")
+    model, _, state = watched_source.built[-1]
+    changed = _differences(state, _state(model.backbone))
+    if changed:
+        fail(reg, f"changed the backbone's parameters or buffers: {changed[:5]}; estimators read frozen features")
+    return first
+
+
 __all__ = ["check_item", "check_source", "check_source_model", "check_layer_groups", "check_target",
-           "check_target_data", "check_splits", "check_strategy", "StrategyCheck", "TinySource",
+           "check_target_data", "check_splits", "check_strategy", "check_estimator", "StrategyCheck", "TinySource",
            "TinyTarget", "encode_images", "sample_examples", "installed_plugins", "heavy_imports",
            "resolve"]

@@ -37,7 +37,7 @@ def stopped_record(spec: RunSpec, settings: RunSettings, device: str | None, *, 
     return new_record(record_spec(spec), spec.run_id, status, metrics=metrics,
                       details={"last_eval": last_eval} if last_eval else {}, provenance=prov,
                       error={"type": error_type, "message": message, "traceback": None},
-                      started_at=started_at, finished_at=now())
+                      started_at=started_at, finished_at=now(), kind=spec.kind)
 
 
 def death_message(code: int | None) -> str:

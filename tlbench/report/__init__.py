@@ -67,6 +67,13 @@ def previous_title(directory: Path) -> str | None:
     return title[:200] if isinstance(title, str) and title.strip() else None
 
 
+def _estimates(records: list[dict], cells):
+    from .estimates import correlation_table, estimates_frame, score_table
+
+    scores = score_table(estimates_frame(records))
+    return scores, correlation_table(scores, cells)
+
+
 def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Report:
     """Read records from `dirs`, write the leaderboard files into `out`."""
     from . import plots
@@ -75,6 +82,7 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     from .frame import kept_apart_notes, records_frame
     from .html import leaderboard_html
     from .load import collect
+    from .estimates import estimates_html, estimates_markdown
     from .markdown import leaderboard_markdown
 
     out = Path(out)
@@ -88,13 +96,19 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     if title is None and len(dirs) == 1:
         title = previous_title(dirs[0])
     meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
-    markdown = leaderboard_markdown(cells, overall, meta)
+    estimate_scores, correlations = _estimates(collection.of_kind("estimate"), cells)
+    has_estimates = not estimate_scores.empty
+    markdown = leaderboard_markdown(cells, overall, meta, [estimates_markdown(estimate_scores, correlations)]
+                                    if has_estimates else [])
     figures = {"accuracy": plots.accuracy_plot(cells), "negative_transfer": plots.nt_heatmap(cells),
                "gap": plots.gap_vs_size(cells)} if len(cells) else {}
-    page = leaderboard_html(frame, cells, overall, meta, figures)
+    page = leaderboard_html(frame, cells, overall, meta, figures,
+                            [estimates_html(estimate_scores, correlations)] if has_estimates else [])
     out.mkdir(parents=True, exist_ok=True)
     files = [publish(out / "leaderboard.md", markdown.encode("utf-8")),
              publish(out / "leaderboard.html", page.encode("utf-8")),
-             *write_tables(frame, out), write_summary(out, meta, cells, overall, conflicts)]
+             *write_tables(frame, out),
+             write_summary(out, meta, cells, overall, conflicts,
+                           {"scores": estimate_scores, "correlations": correlations} if has_estimates else None)]
     return Report(out=out, markdown=markdown, n_records=len(frame), problems=collection.problems,
                   files=files, notes=notes)

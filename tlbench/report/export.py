@@ -50,11 +50,14 @@ def _records(table: pd.DataFrame) -> list[dict]:
     return json.loads(table.to_json(orient="records")) if len(table) else []
 
 
-def write_summary(out: Path, meta: dict, cells: pd.DataFrame, overall: pd.DataFrame, conflicts: list) -> Path:
+def write_summary(out: Path, meta: dict, cells: pd.DataFrame, overall: pd.DataFrame, conflicts: list,
+                  estimates: dict[str, pd.DataFrame] | None = None) -> Path:
     summary = {
         "meta": meta, "cells": _records(cells), "overall": _records(overall),
         "conflicts": [{"target": c.target, "target_identity": c.target_identity, "seed": c.seed,
                        "content_hashes": c.hashes} for c in conflicts],
     }
+    if estimates is not None:
+        summary["estimates"] = {name: _records(table) for name, table in estimates.items()}
     text = json.dumps(jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n"
     return publish(out / "summary.json", text.encode("utf-8"))

@@ -137,7 +137,8 @@ def failures_table(frame: pd.DataFrame) -> str:
 
 
 def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataFrame, meta: dict,
-                     figures: dict[str, bytes | None]) -> str:
+                     figures: dict[str, bytes | None], sections: list[str] = ()) -> str:
+    """The page; `sections` (escaped HTML ``<section>`` elements) come after the figures."""
     parts = [f"<h1>tlbench leaderboard: {esc(meta['title'])}</h1>",
              f'<p class="headline">{esc(meta["headline"])}</p>', f'<p class="defs">{esc(DEFINITIONS)}</p>',
              '<nav><a href="#overall">across targets</a><a href="#targets">by target</a>'
@@ -176,7 +177,9 @@ def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataF
                         "a single target.", "gap-figure"))
     if not any(figures.values()):
         parts.append("<p>No figures: no successful runs yet.</p>")
-    parts.append('</section><section id="failures-section"><h2>Failed runs</h2>')
+    parts.append("</section>")
+    parts.extend(sections)
+    parts.append('<section id="failures-section"><h2>Failed runs</h2>')
     parts.append(failures_table(frame))
     parts.append('</section><section id="provenance"><h2>Provenance</h2>')
     parts.append(_machines_table(meta["provenance"]["machines"]))

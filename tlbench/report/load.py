@@ -84,8 +84,22 @@ def identity_problems(record: dict) -> list[str]:
     return problems
 
 
+def check_estimate_record(record: Any) -> list[str]:
+    problems = validate_record(record)
+    if problems:
+        return problems
+    score = record["metrics"].get("score")
+    if score is not None and not math.isfinite(score):
+        problems.append("metrics.score is not finite")
+    identity = record["spec"].get("identity")
+    if isinstance(identity, dict) and config_hash(identity, len(record["run_id"])) != record["run_id"]:
+        problems.append("run_id is not the hash of spec.identity")
+    return problems
+
+
 KINDS: dict[str, RecordKind] = {
     "run": RecordKind("run", "runs", check_run_record, lambda record: record["run_id"]),
+    "estimate": RecordKind("estimate", "estimates", check_estimate_record, lambda record: record["run_id"]),
 }
 
 

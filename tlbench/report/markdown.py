@@ -40,7 +40,10 @@ def _table(rows: pd.DataFrame, columns: list[display.Column]) -> str:
                     disable_numparse=True)
 
 
-def leaderboard_markdown(cells: pd.DataFrame, overall: pd.DataFrame, meta: dict) -> str:
+def leaderboard_markdown(cells: pd.DataFrame, overall: pd.DataFrame, meta: dict,
+                         sections: list[str] = ()) -> str:
+    """The leaderboard; `sections` (Markdown, starting with a level-2 heading) come
+    before the provenance."""
     lines = [f"# tlbench leaderboard: {text(meta['title'])}", "", text(meta["headline"]), "", DEFINITIONS]
     if cells.empty:
         lines += ["", "No records yet."]
@@ -54,6 +57,8 @@ def leaderboard_markdown(cells: pd.DataFrame, overall: pd.DataFrame, meta: dict)
                   f"which every entry has results" + (f" ({text(', '.join(complete))})" if complete else "")
                   + "; they are never averaged over missing cells. Baselines are not ranked.", ""]
         lines.append(_table(overall, display.OVERALL_COLUMNS))
+    for section in sections:
+        lines += ["", section]
     lines += ["", "## Provenance", ""] + [f"- {text(line)}" for line in provenance_lines(meta["provenance"])]
     if meta.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {text(note)}" for note in meta["notes"]]

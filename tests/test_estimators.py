@@ -1,0 +1,106 @@
+"""Transferability estimators as plugins: conformance, 'not applicable', and a suite
+that reports them next to fine-tuned accuracies with the rank correlation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tlbench import testing
+
+BUILTIN_ESTIMATORS = ["logme", "h-score", "leep", "nce"]
+
+
+@pytest.mark.parametrize("name", BUILTIN_ESTIMATORS)
+def test_builtin_estimator_conforms(name, tmp_path):
+    record = testing.check_estimator(name, cache_dir=tmp_path)
+    assert record["kind"] == "estimate" and record["spec"]["estimator"]["plugin"] == name
+    assert isinstance(record["metrics"]["score"], float)
+    if name in ("leep", "nce"):
+        assert record["metrics"]["score"] <= 0
+
+
+def test_leep_without_a_source_classifier_is_not_applicable(tmp_path):
+    # a timm model built without pretrained weights has no classifier of its own
+    record = testing.check_estimator("leep", source=("timm", {"model": "test_resnet", "pretrained": False,
+                                                              "input_size": 16}), cache_dir=tmp_path)
+    assert record["details"]["not_applicable"].startswith("leep needs the source's own classifier")
+    assert record["metrics"]["score"] is None and record["status"] == "ok"
+
+
+SUITE = """
+[suite]
+name = "est"
+seeds = [0, 1]
+device = "cpu"
+
+[[sources]]
+id = "pre"
+plugin = "pretrain"
+model = "test_resnet"
+input_size = 16
+target = "digits"
+target_params = { classes = [0, 1, 2], shots = 20, val_shots = 5 }
+epochs = 2
+
+[[sources]]
+id = "noise"
+plugin = "pretrain"
+model = "test_resnet"
+input_size = 16
+target = "digits"
+target_params = { classes = [0, 1, 2], shots = 20, val_shots = 5 }
+shuffle_labels = true
+epochs = 2
+
+[[sources]]
+id = "rand"
+plugin = "timm"
+model = "test_resnet"
+pretrained = false
+input_size = 16
+
+[[targets]]
+id = "d"
+plugin = "digits"
+classes = [5, 6, 7]
+shots = 5
+val_shots = 2
+
+[[strategies]]
+id = "lp"
+plugin = "linear-probe"
+
+[[estimators]]
+id = "logme"
+plugin = "logme"
+
+[[estimators]]
+id = "leep"
+plugin = "leep"
+
+[baseline]
+enabled = false
+"""
+
+
+def test_suite_with_estimators(write_suite, cli, tmp_path):
+    out = tmp_path / "out"
+    result = cli("run", str(write_suite(SUITE)), "--out", str(out))
+    assert result.returncode == 0, result.stderr + result.stdout
+    estimates = [json.loads(p.read_text()) for p in (out / "estimates").glob("*.json")]
+    assert len(estimates) == 3 * 2 * 2  # sources x estimators x seeds
+    assert all(r["kind"] == "estimate" and r["status"] == "ok" for r in estimates)
+    leep_rand = [r for r in estimates if r["spec"]["source"]["id"] == "rand" and
+                 r["spec"]["estimator"]["id"] == "leep"]
+    assert all(r["details"]["not_applicable"] for r in leep_rand)
+    runs = list((out / "runs").glob("*.json"))
+    assert len(runs) == 3 * 2
+    leaderboard = (out / "leaderboard.md").read_text()
+    assert "## Transferability estimates" in leaderboard
+    summary = json.loads((out / "summary.json").read_text())
+    [row] = [r for r in summary["estimates"]["correlations"] if r["estimator"] == "logme"]
+    assert row["n_sources"] == 3 and -1 <= row["kendall_tau"] <= 1 and -1 <= row["weighted_tau"] <= 1
+    [leep_row] = [r for r in summary["estimates"]["correlations"] if r["estimator"] == "leep"]
+    assert leep_row["n_sources"] == 2  # rand has no classifier: not applicable, not a score

@@ -1,0 +1,138 @@
+"""Transferability estimates next to the leaderboard, and how far to trust them.
+
+Each estimator's score is averaged over seeds per (target, source). For every target
+and strategy, the sources' mean scores are compared with their fine-tuned mean test
+accuracies by Kendall's tau and by weighted tau (scipy's `weightedtau`, which weighs
+agreement among the top-ranked sources most: picking the best source is what an
+estimate is for). Sources without a score (not applicable, failed) or without an
+accuracy are left out of that comparison, and the number compared is shown.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+SCORE_COLUMNS = ["target", "source", "estimator", "mean_score", "n_seeds", "not_applicable"]
+CORRELATION_COLUMNS = ["target", "strategy", "estimator", "kendall_tau", "weighted_tau", "n_sources"]
+
+
+def estimates_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        spec = record["spec"]
+        rows.append({
+            "run_id": record["run_id"], "status": record["status"], "target": spec["target"]["id"],
+            "source": spec["source"]["id"], "estimator": spec["estimator"]["id"], "seed": spec["seed"],
+            "score": record["metrics"].get("score"),
+            "not_applicable": bool((record.get("details") or {}).get("not_applicable")),
+        })
+    return pd.DataFrame(rows, columns=["run_id", "status", "target", "source", "estimator", "seed", "score",
+                                       "not_applicable"])
+
+
+def score_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean score over seeds per (target, source, estimator)."""
+    if frame.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    ok = frame[frame["status"] == "ok"]
+    rows = []
+    for (target, source, estimator), group in ok.groupby(["target", "source", "estimator"], sort=True):
+        scores = pd.to_numeric(group["score"], errors="coerce").dropna()
+        rows.append({"target": target, "source": source, "estimator": estimator,
+                     "mean_score": float(scores.mean()) if len(scores) else math.nan,
+                     "n_seeds": len(scores), "not_applicable": bool(group["not_applicable"].all())})
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Kendall and weighted tau between estimated scores and fine-tuned accuracies."""
+    from scipy.stats import kendalltau, weightedtau
+
+    rows = []
+    if scores.empty or cells.empty:
+        return pd.DataFrame(columns=CORRELATION_COLUMNS)
+    runs = cells[~cells["baseline"] & (cells["n_seeds"] > 0)]
+    for (target, strategy), group in runs.groupby(["target", "strategy"], sort=True):
+        accuracy = group.groupby("source")["test_mean"].max()
+        for estimator, est in scores[scores["target"] == target].groupby("estimator", sort=True):
+            score = est.set_index("source")["mean_score"].dropna()
+            common = sorted(set(score.index) & set(accuracy.index))
+            tau = weighted = math.nan
+            if len(common) >= 2:
+                x, y = score[common].to_numpy(), accuracy[common].to_numpy()
+                tau = float(kendalltau(x, y).statistic)
+                weighted = float(weightedtau(x, y).statistic)
+            rows.append({"target": target, "strategy": strategy, "estimator": estimator,
+                         "kendall_tau": tau, "weighted_tau": weighted, "n_sources": len(common)})
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def estimate_rows(scores: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, rows, targets) of the score table: one row per (target, source)."""
+    estimators = sorted(scores["estimator"].unique())
+    rows = []
+    for (target, source), group in scores.groupby(["target", "source"], sort=True):
+        by = group.set_index("estimator")
+        cells = []
+        for estimator in estimators:
+            if estimator not in by.index:
+                cells.append("missing")
+            elif by.loc[estimator, "not_applicable"]:
+                cells.append("n/a")
+            else:
+                cells.append(_fmt(by.loc[estimator, "mean_score"]))
+        rows.append([target, source, *cells])
+    return ["target", "source", *estimators], rows, sorted(scores["target"].unique())
+
+
+def correlation_rows(correlations: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    rows = [[r.target, r.strategy, r.estimator, _fmt(r.kendall_tau, True), _fmt(r.weighted_tau, True),
+             str(r.n_sources)] for r in correlations.itertuples()]
+    return ["target", "strategy", "estimator", "Kendall τ", "weighted τ", "sources compared"], rows
+
+
+EXPLANATION = ("Scores are means over seeds (higher: expected to transfer better); n/a: the estimator "
+               "needs a source classifier the source does not have. τ compares each estimator's ranking "
+               "of the sources with their fine-tuned test accuracy: +1 is the same order, −1 the reverse; "
+               "weighted τ counts agreement among the top sources most.")
+
+
+def estimates_markdown(scores: pd.DataFrame, correlations: pd.DataFrame) -> str:
+    from tabulate import tabulate
+
+    from .markdown import text
+
+    headers, rows, _ = estimate_rows(scores)
+    lines = ["## Transferability estimates", "", text(EXPLANATION), "",
+             tabulate([[text(c) for c in row] for row in rows], headers=headers, tablefmt="github",
+                      disable_numparse=True)]
+    if not correlations.empty:
+        headers, rows = correlation_rows(correlations)
+        lines += ["", tabulate([[text(c) for c in row] for row in rows], headers=headers, tablefmt="github",
+                               disable_numparse=True)]
+    return "\n".join(lines)
+
+
+def estimates_html(scores: pd.DataFrame, correlations: pd.DataFrame) -> str:
+    from .html import esc
+
+    def table(headers: list[str], rows: list[list[str]], table_id: str) -> str:
+        head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    headers, rows, _ = estimate_rows(scores)
+    parts = ['<section id="estimates"><h2>Transferability estimates</h2>', f"<p>{esc(EXPLANATION)}</p>",
+             table(headers, rows, "estimate-scores")]
+    if not correlations.empty:
+        parts.append(table(*correlation_rows(correlations), "estimate-correlations"))
+    parts.append("</section>")
+    return "".join(parts)
