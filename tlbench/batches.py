@@ -75,6 +75,14 @@ class _Pairs(torch.utils.data.Dataset):
         return self.examples[i], int(self.labels[i])
 
 
+class _Encoded:
+    """A split's encoded tensors, shared by its views of different batch sizes."""
+
+    def __init__(self):
+        self.tensors: tuple[Inputs, torch.Tensor] | None = None
+        self.streaming = False
+
+
 class SplitBatches:
     """Batches of one split for one model: cached when small, streamed otherwise."""
 
@@ -85,35 +93,42 @@ class SplitBatches:
         self.encode, self.device = encode, device
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache_bytes = cache_bytes
-        self._cached: tuple[Inputs, torch.Tensor] | None = None
-        self._streaming = False
+        self._encoded = _Encoded()
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def resized(self, batch_size: int, num_workers: int | None = None) -> "SplitBatches":
+        """The same split in batches of another size, sharing the encoded tensors."""
+        other = SplitBatches(self.examples, self.labels, self.encode, self.device, batch_size,
+                             self.num_workers if num_workers is None else num_workers, self.cache_bytes)
+        other._encoded = self._encoded
+        return other
+
     def _try_cache(self) -> bool:
-        if self._cached is not None:
+        store = self._encoded
+        if store.tensors is not None:
             return True
-        if self._streaming or len(self.labels) == 0 or self.cache_bytes <= 0:
+        if store.streaming or len(self.labels) == 0 or self.cache_bytes <= 0:
             return False
-        first = self.encode(list(self.examples[i] for i in range(min(len(self.labels), self.batch_size))))
-        estimate = inputs_nbytes(first) / max(1, min(len(self.labels), self.batch_size)) * len(self.labels)
-        if estimate > self.cache_bytes:
-            self._streaming = True
+        probe = min(len(self.labels), self.batch_size)
+        first = self.encode([self.examples[i] for i in range(probe)])
+        if inputs_nbytes(first) / probe * len(self.labels) > self.cache_bytes:
+            store.streaming = True
             return False
-        parts = [first]
-        for start in range(self.batch_size, len(self.labels), max(self.batch_size, 256)):
-            stop = min(len(self.labels), start + max(self.batch_size, 256))
+        parts, step = [first], max(self.batch_size, 256)
+        for start in range(probe, len(self.labels), step):
+            stop = min(len(self.labels), start + step)
             parts.append(self.encode([self.examples[i] for i in range(start, stop)]))
         inputs = concat_inputs(parts) if len(parts) > 1 else first
-        self._cached = (inputs_to(inputs, self.device), torch.as_tensor(self.labels, device=self.device))
+        store.tensors = (inputs_to(inputs, self.device), torch.as_tensor(self.labels, device=self.device))
         return True
 
     def batches(self, shuffle: bool = False, generator: torch.Generator | None = None,
                 drop_last: bool = False) -> Iterator[tuple[Inputs, torch.Tensor]]:
         n = len(self.labels)
         if self._try_cache():
-            inputs, labels = self._cached
+            inputs, labels = self._encoded.tensors
             order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
             stop = n - n % self.batch_size if drop_last and n > self.batch_size else n
             for start in range(0, stop, self.batch_size):

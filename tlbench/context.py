@@ -29,6 +29,18 @@ class RunContext:
     last_eval: dict = field(default_factory=dict)
     """Metrics of the last completed evaluation: what a timed-out run still reports."""
     _digests: dict[str, list[bytes]] = field(default_factory=dict)
+    _batches: dict[str, SplitBatches] = field(default_factory=dict)
+    _features: dict[str, np.ndarray] = field(default_factory=dict)
+    _versions: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # in-place changes (optimiser steps) bump a tensor's version; moving devices does not
+        self._versions = {id(p): p._version for p in self.source.backbone.parameters()}
+
+    def backbone_changed(self) -> bool:
+        """Whether the source's parameters were changed in place since the run began."""
+        return any(p._version != self._versions.get(id(p), p._version)
+                   for p in self.source.backbone.parameters())
 
     @property
     def num_classes(self) -> int:
@@ -49,9 +61,11 @@ class RunContext:
         self.on_event("eval", self.last_eval)
 
     def batches(self, name: str, batch_size: int | None = None, num_workers: int = 0) -> SplitBatches:
-        split = self.split(name)
-        return SplitBatches(split.examples, split.labels, self.source.encode, self.device,
-                            batch_size=batch_size or self.batch_size_hint, num_workers=num_workers)
+        """Batches of a split; a split is encoded once per run, whatever the batch size."""
+        if name not in self._batches:
+            split = self.split(name)
+            self._batches[name] = SplitBatches(split.examples, split.labels, self.source.encode, self.device)
+        return self._batches[name].resized(batch_size or self.batch_size_hint, num_workers)
 
     def digests(self, name: str) -> list[bytes]:
         if name not in self._digests:
@@ -59,19 +73,36 @@ class RunContext:
         return self._digests[name]
 
     def features(self, name: str, batch_size: int | None = None) -> np.ndarray:
-        """Frozen-backbone features of a split, from the feature cache when there is one."""
+        """Frozen features of the source on a split (float32, one row per example,
+        read-only), from the feature cache when there is one; computed once per run.
+
+        They are the source's features as built: asking for features that must be
+        extracted after the backbone was trained is an error, never a stale or a
+        poisoned cache entry.
+        """
+        if name in self._features:
+            return self._features[name]
         split = self.split(name)
 
         def extract(indices: list[int]) -> np.ndarray:
+            if self.backbone_changed():
+                raise RuntimeError(f"frozen features of split {name!r} were asked for after the backbone "
+                                   f"was trained; ask for them before training")
             subset = [split.examples[i] for i in indices]
             return self.extract_features(subset, batch_size)
 
         if self.feature_cache is None:
-            return extract(list(range(len(split))))
-        return self.feature_cache.features(self.source, split.examples, extract, self.digests(name))
+            features = np.ascontiguousarray(extract(list(range(len(split)))), dtype=np.float32)
+        else:
+            features = self.feature_cache.features(self.source, split.examples, extract, self.digests(name))
+        features.flags.writeable = False
+        self._features[name] = features
+        return features
 
     @torch.no_grad()
     def extract_features(self, examples: list, batch_size: int | None = None) -> np.ndarray:
+        """Features of `examples` from the backbone in eval mode, in float32 (no autocast,
+        so cached features do not depend on the device's mixed-precision settings)."""
         backbone = self.source.backbone
         was_training = backbone.training
         backbone.eval()

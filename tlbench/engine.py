@@ -1,14 +1,20 @@
 """The one training engine every strategy uses, so strategies differ only in what they train.
 
-It owns the optimiser (AdamW or SGD), the warm-up + cosine schedule (applied as a factor
-to each parameter group's own learning rate, so layer-wise scales survive), weight decay
+A strategy builds a model (inputs -> logits) and optimiser parameter groups (which
+parameters train, at which learning rate) and hands both to `train`. The engine owns
+everything else: the optimiser (AdamW or SGD), the per-step warm-up + cosine schedule
+(a factor on each group's own learning rate, so layer-wise scales survive), weight decay
 that skips norms and biases, label smoothing, gradient clipping, evaluation on the
-validation split with checkpoint selection and early stopping, budget checks at every
-step, and on CUDA bf16 autocast and channels-last images.
+validation split after every epoch with checkpoint selection and early stopping, budget
+checks at every step, and on CUDA bf16 autocast and channels-last convolutions.
+
+Parameters in no group are frozen (``requires_grad=False``) by `train`, so the counts a
+record reports are the parameters the optimiser could change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -34,6 +40,9 @@ class Classifier(nn.Module):
         return self.head(self.backbone(inputs))
 
 
+# --------------------------------------------------------------------------- parameters
+
+
 def is_no_decay(name: str, param: torch.Tensor) -> bool:
     """Biases and normalisation weights (1-d tensors) get no weight decay."""
     return param.ndim <= 1 or name.endswith(".bias")
@@ -41,7 +50,8 @@ def is_no_decay(name: str, param: torch.Tensor) -> bool:
 
 def param_groups(named: Iterable[tuple[str, torch.Tensor]], lr: float, weight_decay: float,
                  label: str = "params") -> list[dict]:
-    """Optimiser groups for `named` parameters: one with weight decay, one without."""
+    """Optimiser groups for the trainable ones of `named`: one with weight decay, one
+    without (norms and biases). Each group carries its parameter names and a label."""
     decay, no_decay = [], []
     for name, param in named:
         if param.requires_grad:
@@ -67,7 +77,62 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def freeze_outside(model: nn.Module, groups: list[dict]) -> None:
+    """Freeze every parameter of `model` that is in none of `groups`."""
+    members: set[int] = set()
+    for group in groups:
+        for param in group["params"]:
+            if id(param) in members:
+                raise ValueError(f"a parameter appears in more than one optimiser group "
+                                 f"(group {group.get('label', '?')!r})")
+            members.add(id(param))
+    for param in model.parameters():
+        if id(param) not in members:
+            param.requires_grad_(False)
+
+
+def _has_running_stats(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+
+
+def stat_layers(model: nn.Module) -> list[nn.Module]:
+    """Normalisation layers that keep running statistics (BatchNorm and the like)."""
+    return [module for module in model.modules() if _has_running_stats(module)]
+
+
+def frozen_stat_layers(model: nn.Module) -> list[nn.Module]:
+    """Normalisation layers with running statistics whose parameters are all frozen;
+    a layer without affine parameters goes with the module that contains it."""
+    modules = dict(model.named_modules())
+    frozen = []
+    for name, module in modules.items():
+        if not _has_running_stats(module):
+            continue
+        owner = module
+        if not any(True for _ in module.parameters()):
+            owner = modules[name.rpartition(".")[0]]
+        if not any(p.requires_grad for p in owner.parameters()):
+            frozen.append(module)
+    return frozen
+
+
+def train_mode_keeping_stats(layers: list[nn.Module]) -> Callable[[nn.Module], None]:
+    """A `set_train_mode` for `train`: everything trains except `layers`, which stay in
+    eval mode, so their running statistics neither update nor change how they normalise."""
+
+    def set_train_mode(model: nn.Module) -> None:
+        model.train()
+        for layer in layers:
+            layer.eval()
+
+    return set_train_mode
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
 def cosine_factor(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor at `step` (0-based): linear warm-up to 1, then cosine to 0."""
     if warmup and step < warmup:
         return (step + 1) / warmup
     if total <= warmup:
@@ -84,31 +149,22 @@ def make_optimizer(groups: list[dict], params: dict) -> torch.optim.Optimizer:
     return torch.optim.AdamW(clean, lr=params["lr"])
 
 
-@dataclass
-class TrainResult:
-    epochs_run: int = 0
-    steps: int = 0
-    best_epoch: int | None = None
-    best_val_accuracy: float | None = None
-    stopped_early: bool = False
-    history: list[dict] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"epochs_run": self.epochs_run, "steps": self.steps, "best_epoch": self.best_epoch,
-                "best_val_accuracy": self.best_val_accuracy, "stopped_early": self.stopped_early,
-                "history": self.history}
+def eval_batch_size(params: dict) -> int:
+    return max(params.get("batch_size", 64), 128)
 
 
-def _autocast(device: torch.device, params: dict):
-    enabled = device.type == "cuda" and params.get("amp", True) and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=enabled) if enabled \
-        else torch.autocast(device_type="cpu", enabled=False)
+def autocast(device: torch.device, params: dict):
+    """bf16 autocast on CUDA when asked for and supported; nothing elsewhere."""
+    if device.type == "cuda" and params.get("amp", True) and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _prepare(model: nn.Module, run: RunContext, params: dict) -> bool:
+    """Move `model` to the run's device; channels-last where it helps (convolutions on CUDA)."""
     model.to(run.device)
     channels_last = (run.device.type == "cuda" and params.get("channels_last", True)
-                     and run.source.modality == "image")
+                     and any(isinstance(m, nn.Conv2d) for m in model.modules()))
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return channels_last
@@ -129,37 +185,69 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def predict(run: RunContext, model: nn.Module, split: str, params: dict) -> np.ndarray:
-    """Logits of `model` on a split, in eval mode."""
+    """Logits of `model` on a split, in eval mode (the model is left in eval mode)."""
     channels_last = _prepare(model, run, params)
     model.eval()
     out = []
-    for inputs, _ in run.batches(split, max(params.get("batch_size", 64), 128), params.get("num_workers", 0)).batches():
-        with _autocast(run.device, params):
-            out.append(model(_format(inputs, channels_last)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, run.num_classes), dtype=np.float32)
+    for inputs, _ in run.batches(split, eval_batch_size(params), params.get("num_workers", 0)).batches():
+        run.check_budget()
+        with autocast(run.device, params):
+            out.append(model(_format(inputs, channels_last)).float())
+    if not out:
+        return np.zeros((0, run.num_classes), dtype=np.float32)
+    return torch.cat(out).cpu().numpy()
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else None
 
 
+@dataclass
+class TrainResult:
+    epochs_run: int = 0
+    steps: int = 0
+    best_epoch: int | None = None
+    best_val_accuracy: float | None = None
+    selected_epoch: int | None = None
+    """The epoch whose weights the model holds after training."""
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+    groups: list[dict] = field(default_factory=list)
+    """Per optimiser group: label, parameter count, base and peak learning rate, weight decay."""
+
+    def to_json(self) -> dict:
+        return {"epochs_run": self.epochs_run, "steps": self.steps, "best_epoch": self.best_epoch,
+                "best_val_accuracy": self.best_val_accuracy, "selected_epoch": self.selected_epoch,
+                "stopped_early": self.stopped_early, "groups": self.groups, "history": self.history}
+
+
 def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *,
           extra_loss: Callable[[], torch.Tensor] | None = None,
-          set_train_mode: Callable[[nn.Module], None] | None = None) -> TrainResult:
+          set_train_mode: Callable[[nn.Module], None] | None = None,
+          epoch_metrics: Callable[[], dict] | None = None) -> TrainResult:
     """Train `model` (inputs -> logits) on the train split; select on the val split.
 
-    `extra_loss()` adds a regulariser (L2-SP); `set_train_mode(model)` replaces
-    ``model.train()`` (to keep frozen BatchNorm statistics fixed).
+    `groups` are optimiser parameter groups (see `param_groups`); parameters in none of
+    them are frozen. `extra_loss()` adds a regulariser to every step's loss (L2-SP);
+    `set_train_mode(model)` replaces ``model.train()`` at the start of every epoch (to
+    keep frozen BatchNorm statistics fixed); `epoch_metrics()` adds entries to each
+    epoch's history.
     """
+    freeze_outside(model, groups)
     channels_last = _prepare(model, run, params)
     optimizer = make_optimizer(groups, params)
-    train_batches = run.batches("train", params["batch_size"], params.get("num_workers", 0))
+    batch_size = params["batch_size"]
+    train_batches = run.batches("train", batch_size, params.get("num_workers", 0))
     n_train = len(train_batches)
-    drop_last = n_train > params["batch_size"] and n_train % params["batch_size"] == 1
-    steps_per_epoch = max(1, (n_train - (1 if drop_last else 0) + params["batch_size"] - 1) // params["batch_size"])
+    if n_train == 0:
+        raise ValueError("the training split is empty")
+    # a last batch of one example breaks BatchNorm in train mode: drop it
+    drop_last = n_train > batch_size and n_train % batch_size == 1
+    steps_per_epoch = n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
     total = params["epochs"] * steps_per_epoch
     warmup = int(round(params["warmup_epochs"] * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, total, warmup))
+    peak_lr = [0.0] * len(optimizer.param_groups)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     generator = torch.Generator().manual_seed(run.seed)
@@ -167,10 +255,10 @@ def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *
     result, best_state, stale = TrainResult(), None, 0
     for epoch in range(1, params["epochs"] + 1):
         (set_train_mode or (lambda m: m.train()))(model)
-        epoch_loss, seen = 0.0, 0
+        epoch_loss, seen = torch.zeros((), device=run.device), 0
         for inputs, labels in train_batches.batches(shuffle=True, generator=generator, drop_last=drop_last):
             run.check_budget()
-            with _autocast(run.device, params):
+            with autocast(run.device, params):
                 logits = model(_format(inputs, channels_last))
             loss = loss_fn(logits.float(), labels)
             if extra_loss is not None:
@@ -179,13 +267,17 @@ def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *
             loss.backward()
             if params.get("clip_grad_norm"):
                 torch.nn.utils.clip_grad_norm_(trainable, params["clip_grad_norm"])
+            for i, group in enumerate(optimizer.param_groups):
+                peak_lr[i] = max(peak_lr[i], group["lr"])
             optimizer.step()
             scheduler.step()
             result.steps += 1
-            epoch_loss += float(loss.detach()) * len(labels)
+            epoch_loss += loss.detach() * len(labels)
             seen += len(labels)
         result.epochs_run = epoch
-        entry = {"epoch": epoch, "train_loss": epoch_loss / max(1, seen)}
+        entry = {"epoch": epoch, "train_loss": float(epoch_loss) / max(1, seen)}
+        if epoch_metrics is not None:
+            entry.update(epoch_metrics())
         if len(val_labels):
             val_acc = accuracy(predict(run, model, "val", params), val_labels)
             entry["val_accuracy"] = val_acc
@@ -200,8 +292,15 @@ def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *
         if params.get("patience") and stale >= params["patience"]:
             result.stopped_early = True
             break
-    if best_state is not None and result.best_epoch != result.epochs_run:
-        model.load_state_dict(best_state, strict=False)
+    result.selected_epoch = result.epochs_run
+    if best_state is not None:
+        result.selected_epoch = result.best_epoch
+        if result.best_epoch != result.epochs_run:
+            model.load_state_dict(best_state, strict=False)
+    result.groups = [{"label": group.get("label", f"group{i}"),
+                      "params": sum(p.numel() for p in group["params"]),
+                      "lr": group["lr"], "weight_decay": group["weight_decay"], "peak_lr": peak_lr[i]}
+                     for i, group in enumerate(groups)]
     return result
 
 

@@ -1,11 +1,17 @@
 """The feature cache: frozen-backbone features, extracted once per example.
 
-Features are keyed by the source's weights and preprocessing, then by a digest of each
-example's content. A split is served from whatever examples are already cached and
-only the missing ones are extracted, so seeds that sample different few-shot subsets,
-different strategies and reruns of a suite share one extraction. Each extraction is
-appended as one ``.npz`` chunk, written atomically; concurrent workers at worst
-extract the same example twice.
+What identifies a split's features is the source's weights (`weights_id`), its
+preprocessing (`preprocessing_id`) and the content of the split's examples, in order.
+The cache stores them per example: one folder per (weights, preprocessing, feature
+size), and in it rows addressed by each example's content digest, the same digests
+that make up a target's content hash. So a split is a hit exactly when every one of
+its examples was extracted before by the same weights and preprocessing, whatever
+seed, split name, strategy or suite run drew it; seeds that sample different few-shot
+subsets of one data set share one extraction, and a changed example misses.
+
+Each extraction of missing examples is written as one chunk of two ``.npy`` files
+(features, then the digests that commit the chunk), atomically; chunks are read back
+memory-mapped. Concurrent workers at worst extract the same example twice.
 """
 
 from __future__ import annotations
@@ -15,25 +21,30 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .api import SourceModel
 from .hashing import config_hash, examples_digests
 
+FORMAT = 2
+"""Bumped when the on-disk layout changes; part of every cache key."""
+
 
 @dataclass
 class CacheStats:
     hits: int = 0
+    """Examples served from the cache."""
     misses: int = 0
+    """Examples that had to be extracted."""
 
 
 @dataclass
 class _Index:
     rows: dict[bytes, tuple[int, int]] = field(default_factory=dict)
     chunks: list[np.ndarray] = field(default_factory=list)
-    seen_files: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
 
 
 class FeatureCache:
@@ -46,50 +57,87 @@ class FeatureCache:
 
     @staticmethod
     def key(source: SourceModel) -> str:
-        return config_hash({"weights": source.weights_id, "preprocessing": source.preprocessing_id,
-                            "feature_dim": source.feature_dim}, 24)
+        """The folder of `source`'s features: its weights, preprocessing and feature size."""
+        return config_hash({"format": FORMAT, "weights": source.weights_id,
+                            "preprocessing": source.preprocessing_id,
+                            "feature_dim": int(source.feature_dim)}, 24)
 
     def _refresh(self, key: str) -> _Index:
+        """Pick up chunks written since the last look (by this or another process)."""
         index = self._indexes.setdefault(key, _Index())
         folder = self.root / key
-        if folder.is_dir():
-            for path in sorted(folder.glob("chunk-*.npz")):
-                if path.name in index.seen_files:
-                    continue
-                with np.load(path) as data:
-                    digests, features = data["digests"], data["features"]
-                chunk_no = len(index.chunks)
-                index.chunks.append(features)
-                for row, digest in enumerate(digests):
-                    index.rows.setdefault(digest.tobytes(), (chunk_no, row))
-                index.seen_files.add(path.name)
+        if not folder.is_dir():
+            return index
+        for digests_path in sorted(folder.glob("*.digests.npy")):
+            stem = digests_path.name.removesuffix(".digests.npy")
+            if stem in index.seen:
+                continue
+            digests = np.load(digests_path)
+            features = np.load(folder / f"{stem}.features.npy", mmap_mode="r")
+            chunk_no = len(index.chunks)
+            index.chunks.append(features)
+            for row, digest in enumerate(digests):
+                index.rows.setdefault(digest.tobytes(), (chunk_no, row))
+            index.seen.add(stem)
         return index
 
-    def features(self, source: SourceModel, examples: Sequence, extract,
+    def features(self, source: SourceModel, examples: Sequence,
+                 extract: Callable[[list[int]], np.ndarray],
                  digests: list[bytes] | None = None) -> np.ndarray:
-        """Features of `examples` in order; `extract(indices)` computes missing ones."""
+        """Features of `examples`, in order, as a new float32 array.
+
+        `extract(indices)` computes the features of ``examples[i]`` for the given indices;
+        it is called once, for the examples the cache lacks (each distinct one once).
+        `digests` are the examples' content digests when the caller has them already.
+        """
         key = self.key(source)
         digests = digests if digests is not None else examples_digests(examples)
         index = self._refresh(key)
-        missing = [i for i, d in enumerate(digests) if d not in index.rows]
-        unique_missing = list({digests[i]: i for i in missing}.values())
+        missing = [i for i, digest in enumerate(digests) if digest not in index.rows]
         self.stats.hits += len(digests) - len(missing)
         self.stats.misses += len(missing)
+        first_of: dict[bytes, int] = {}
+        for i in missing:
+            first_of.setdefault(digests[i], i)
+        unique_missing = list(first_of.values())
         if unique_missing:
             fresh = np.ascontiguousarray(extract(unique_missing), dtype=np.float32)
-            new_digests = np.stack([np.frombuffer(digests[i], dtype=np.uint8) for i in unique_missing])
-            self._write_chunk(key, new_digests, fresh)
+            if fresh.shape != (len(unique_missing), source.feature_dim):
+                raise ValueError(f"feature extraction returned shape {fresh.shape}, expected "
+                                 f"{(len(unique_missing), source.feature_dim)}")
+            self._write_chunk(key, [digests[i] for i in unique_missing], fresh)
             index = self._refresh(key)
-        out = np.empty((len(digests), source.feature_dim), dtype=np.float32)
+        return self._gather(index, digests, source.feature_dim)
+
+    @staticmethod
+    def _gather(index: _Index, digests: list[bytes], dim: int) -> np.ndarray:
+        out = np.empty((len(digests), dim), dtype=np.float32)
+        by_chunk: dict[int, tuple[list[int], list[int]]] = {}
         for i, digest in enumerate(digests):
             chunk, row = index.rows[digest]
-            out[i] = index.chunks[chunk][row]
+            targets, rows = by_chunk.setdefault(chunk, ([], []))
+            targets.append(i)
+            rows.append(row)
+        for chunk, (targets, rows) in by_chunk.items():
+            out[targets] = index.chunks[chunk][rows]
         return out
 
-    def _write_chunk(self, key: str, digests: np.ndarray, features: np.ndarray) -> None:
+    def _write_chunk(self, key: str, digests: list[bytes], features: np.ndarray) -> None:
         folder = self.root / key
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".chunk-", suffix=".npz", dir=folder)
+        stem = uuid.uuid4().hex
+        # the features first, the digests last: a chunk exists once its digests do
+        _save_atomic(folder / f"{stem}.features.npy", features)
+        _save_atomic(folder / f"{stem}.digests.npy",
+                     np.stack([np.frombuffer(d, dtype=np.uint8) for d in digests]))
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, digests=digests, features=features)
-        os.replace(tmp, folder / f"chunk-{uuid.uuid4().hex}.npz")
+            np.save(handle, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

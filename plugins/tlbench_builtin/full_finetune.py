@@ -1,16 +1,16 @@
 """Strategies `full-finetune` and `scratch`: every parameter trains.
 
-`full-finetune` starts from the pretrained source, optionally with a smaller learning
-rate for the backbone than for the new head. `scratch` is the same recipe from a
-random initialisation of the same architecture: the from-scratch baseline.
+`full-finetune` starts from the pretrained source with a new linear head, optionally
+with a smaller learning rate for the backbone than for the head. `scratch` is the same
+recipe from a random initialisation of the same architecture: the from-scratch baseline.
 """
 
 from __future__ import annotations
 
 import tlbench
 from tlbench.api import FitResult, Strategy
-from tlbench.recipe import ENGINE_PARAMS
 from tlbench.params import Param
+from tlbench.recipe import ENGINE_PARAMS
 
 
 class FullFinetune(Strategy):
@@ -20,20 +20,20 @@ class FullFinetune(Strategy):
     baseline_recipe = True
     params = {
         **ENGINE_PARAMS,
-        "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (head gets lr)", min=0),
+        "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (the head gets lr)", min=0),
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import Classifier, evaluate, param_groups, train
+        from tlbench.engine import param_groups
 
-        model = Classifier(run.source.backbone, run.new_head())
-        for param in model.parameters():
-            param.requires_grad_(True)
-        groups = param_groups(model.backbone.named_parameters(), params["lr"] * params["backbone_lr_scale"],
-                              params["weight_decay"], "backbone")
+        from .finetuning import finetune, new_classifier, set_trainable
+
+        model = new_classifier(run)
+        set_trainable(model, lambda name, param: True)
+        backbone_lr = params["lr"] * params["backbone_lr_scale"]
+        groups = param_groups(model.backbone.named_parameters(), backbone_lr, params["weight_decay"], "backbone")
         groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
-        outcome = train(run, model, groups, params)
-        return evaluate(run, model, params, {"training": outcome.to_json()})
+        return finetune(run, model, groups, params, {"backbone_lr": backbone_lr, "head_lr": params["lr"]})
 
 
 class Scratch(FullFinetune):

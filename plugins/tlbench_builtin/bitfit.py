@@ -1,0 +1,51 @@
+"""Strategy `bitfit` (Ben Zaken et al. 2022): only the bias terms and the new head train.
+
+Bias terms are the backbone parameters named ``bias`` or ``*_bias`` (linear,
+convolution and normalisation biases, and split attention biases such as ``q_bias``);
+every other backbone parameter stays bitwise unchanged. With `freeze_bn_stats`, all
+BatchNorm layers run in eval mode, so their running statistics stay fixed and the
+biases are the only backbone state that changes.
+"""
+
+from __future__ import annotations
+
+import tlbench
+from tlbench.api import FitResult, Strategy
+from tlbench.params import Param
+from tlbench.recipe import ENGINE_PARAMS
+
+
+def is_bias(name: str) -> bool:
+    leaf = name.rpartition(".")[2]
+    return leaf == "bias" or leaf.endswith("_bias")
+
+
+class BitFit(Strategy):
+    name = "bitfit"
+    version = "1"
+    description = "train only the backbone's bias terms and a new head"
+    params = {
+        **ENGINE_PARAMS,
+        "freeze_bn_stats": Param(bool, True, "keep every BatchNorm layer's running statistics fixed "
+                                             "(those layers run in eval mode)"),
+    }
+
+    def fit(self, params: dict, run) -> FitResult:
+        from tlbench.engine import param_groups, stat_layers, train_mode_keeping_stats
+
+        from .finetuning import finetune, new_classifier, set_trainable
+
+        model = new_classifier(run)
+        set_trainable(model, lambda name, param: name.startswith("head.") or is_bias(name))
+        keep = stat_layers(model.backbone) if params["freeze_bn_stats"] else []
+        groups = param_groups(model.backbone.named_parameters(), params["lr"], params["weight_decay"], "biases")
+        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
+        resolved = {"bias_tensors": sum(1 for n, p in model.backbone.named_parameters() if p.requires_grad),
+                    "frozen_bn_stat_layers": len(keep)}
+        return finetune(run, model, groups, params, resolved,
+                        set_train_mode=train_mode_keeping_stats(keep) if keep else None)
+
+
+@tlbench.hookimpl
+def tlbench_register_strategies(register):
+    register(BitFit())
