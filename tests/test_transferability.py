@@ -88,3 +88,41 @@ def test_nce_formula_and_sign():
     assert nce(source, labels) == pytest.approx(expected, rel=1e-12)
     assert nce(source, labels) <= 0
     assert nce(labels, labels) == pytest.approx(0.0, abs=1e-12)  # a perfect source: no uncertainty left
+
+
+def _weighted_tau_by_hand(x, y):
+    """Vigna's weighted tau without ties: hyperbolic weight 1/(r+1) on ranks by decreasing
+    importance, each pair weighted by the sum of its members' weights; averaged over
+    ranking by x and by y (scipy's default)."""
+    def one(order_by):
+        rank = {i: r for r, i in enumerate(sorted(range(len(x)), key=lambda i: -order_by[i]))}
+        num = den = 0.0
+        for i in range(len(x)):
+            for j in range(i + 1, len(x)):
+                weight = 1 / (rank[i] + 1) + 1 / (rank[j] + 1)
+                num += weight * np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+                den += weight
+        return num / den
+
+    return (one(x) + one(y)) / 2
+
+
+def test_weighted_tau_against_scipy_and_the_report():
+    import pandas as pd
+    from scipy.stats import weightedtau
+
+    from tlbench.report.estimates import correlation_table
+
+    scores = np.array([0.9, 0.1, 0.5, 0.7, 0.3])
+    accuracy = np.array([0.8, 0.3, 0.6, 0.5, 0.2])
+    expected = _weighted_tau_by_hand(scores, accuracy)
+    assert weightedtau(scores, accuracy).statistic == pytest.approx(expected, rel=1e-12)
+    sources = list("abcde")
+    score_table = pd.DataFrame({"target": "t", "source": sources, "estimator": "logme", "mean_score": scores,
+                                "n_seeds": 3, "not_applicable": False})
+    cells = pd.DataFrame({"target": "t", "source": sources, "strategy": "ft", "baseline": False, "n_seeds": 3,
+                          "test_mean": accuracy})
+    [row] = correlation_table(score_table, cells).to_dict("records")
+    assert row["weighted_tau"] == pytest.approx(expected, rel=1e-12)
+    assert row["kendall_tau"] == pytest.approx(0.6)  # 8 concordant, 2 discordant pairs of 10
+    assert row["n_sources"] == 5
