@@ -16,6 +16,8 @@ memory-mapped. Concurrent workers at worst extract the same example twice.
 
 from __future__ import annotations
 
+import functools
+
 import os
 import tempfile
 import uuid
@@ -47,6 +49,16 @@ class _Index:
     seen: set[str] = field(default_factory=set)
 
 
+@functools.cache
+def _model_libraries() -> tuple:
+    """Versions of the libraries that compute a forward pass: an upgrade that changes a
+    model's features must not be served features of the old one."""
+    from .provenance import library_versions
+
+    versions = library_versions()
+    return tuple((name, versions.get(name)) for name in ("torch", "timm", "transformers"))
+
+
 class FeatureCache:
     """On-disk, per-example cache of frozen features, shared across processes."""
 
@@ -60,7 +72,7 @@ class FeatureCache:
         """The folder of `source`'s features: its weights, preprocessing and feature size."""
         return config_hash({"format": FORMAT, "weights": source.weights_id,
                             "preprocessing": source.preprocessing_id,
-                            "feature_dim": int(source.feature_dim)}, 24)
+                            "feature_dim": int(source.feature_dim), "libraries": _model_libraries()}, 24)
 
     def _refresh(self, key: str) -> _Index:
         """Pick up chunks written since the last look (by this or another process)."""

@@ -40,8 +40,23 @@ def _guard(suite: Suite, section: str, index: int, entry: Entry, action: str, ca
                         f"(TLBENCH_DEBUG=1 shows the traceback)") from None
 
 
+def check_recipes(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> None:
+    """Let strategies and estimators check their parameters together (cheap, no data):
+    e.g. two options that exclude each other. Done for dry runs too."""
+    env = planning_env(suite, registry, log)
+    sections = [("strategies", "strategy", suite.strategies), ("estimators", "estimator", suite.estimators)]
+    for section, kind, entries in sections:
+        for i, entry in enumerate(entries):
+            item = registry.get(kind, entry.plugin).item
+            _guard(suite, section, i, entry, "check", lambda: item.check(entry.params, env))
+    if suite.baseline is not None:
+        item = registry.get("strategy", suite.baseline.plugin).item
+        _guard(suite, "baseline", 0, suite.baseline, "check", lambda: item.check(suite.baseline.params, env))
+
+
 def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> list[RunSpec]:
     """All runs of `suite` with their run ids (reads target data, builds no model)."""
+    check_recipes(suite, registry, log)
     env = planning_env(suite, registry, log)
     fingerprints: dict[str, str | None] = {}
     for i, source in enumerate(suite.sources):

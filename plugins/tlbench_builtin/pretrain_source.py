@@ -114,7 +114,8 @@ class Pretrain(Source):
         from .timm_models import ImageEncoder, PreLogits, create, data_config
 
         seed_everything(params["seed"])
-        model = create(params["model"], pretrained=False, num_classes=data.num_classes)
+        model = create(params["model"], pretrained=False, input_size=params["input_size"],
+                       num_classes=data.num_classes)
         encoder = ImageEncoder(data_config(model, params["input_size"]))
         carrier = SourceModel(backbone=PreLogits(model), feature_dim=model.num_features, modality="image",
                               encode=encoder, layer_groups=[], weights_id="", preprocessing_id="")
@@ -147,14 +148,15 @@ class Pretrain(Source):
         from .timm_models import create, data_config, source_model
 
         if not pretrained:
-            model = create(params["model"], pretrained=False)
+            model = create(params["model"], pretrained=False, input_size=params["input_size"])
             return source_model(model, pretrained=False, data_config=data_config(model, params["input_size"]),
                                 meta={"model": params["model"], "weights": "random"})
         data, _, _, key = self._data(params, env)
         weights, meta_path = self._paths(env, key)
         if not weights.exists():
             self.prepare(params, env)
-        model = create(params["model"], pretrained=False, num_classes=data.num_classes)
+        model = create(params["model"], pretrained=False, input_size=params["input_size"],
+                       num_classes=data.num_classes)
         model.load_state_dict(load_file(str(weights)))
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
         return source_model(model, pretrained=True, data_config=data_config(model, params["input_size"]),

@@ -21,11 +21,13 @@ from .image_examples import to_rgb_uint8
 
 
 def create(name: str, *, pretrained: bool, num_classes: int | None = None, file: str | None = None,
-           **kwargs) -> nn.Module:
+           input_size: int | None = None, **kwargs) -> nn.Module:
     """A timm model; with `file`, pretrained weights from that local file.
 
     Without `num_classes`, a model loaded from a file gets the classifier the file has
-    (any number of classes, or none), so fine-tuned checkpoints load strictly too.
+    (any number of classes, or none), so fine-tuned checkpoints load strictly too. With
+    `input_size`, models built for a fixed input size (ViTs) are built for that size
+    (timm resamples their position embeddings); others take any size as they are.
     """
     import timm
 
@@ -38,6 +40,12 @@ def create(name: str, *, pretrained: bool, num_classes: int | None = None, file:
         options["pretrained_cfg_overlay"] = overlay
     if num_classes is not None:
         options["num_classes"] = num_classes
+    if input_size:
+        try:
+            return timm.create_model(name, pretrained=pretrained, img_size=input_size, **options)
+        except TypeError as exc:  # a model without a fixed input size takes no img_size
+            if "img_size" not in str(exc):
+                raise
     return timm.create_model(name, pretrained=pretrained, **options)
 
 

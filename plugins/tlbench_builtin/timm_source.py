@@ -219,7 +219,7 @@ class TimmSource(Source):
         hub_model = model_name.startswith(_HUB_PREFIXES)
         meta: dict = {"model": model_name}
         if not use_weights and not hub_model:
-            model = create(model_name, pretrained=False)
+            model = create(model_name, pretrained=False, input_size=params["input_size"])
             meta["weights"] = "random"
         else:
             where = self._location(params)
@@ -230,9 +230,11 @@ class TimmSource(Source):
                 raise where.repo.unavailable(_how(model_name)) if where.repo is not None else \
                     ResourceUnavailable(f"model {model_name!r}: weights not found at {where.path}")
             if where.kind in ("hub-model", "local-dir"):
-                model = create(f"{_LOCAL_PREFIX}{local}", pretrained=use_weights)
+                model = create(f"{_LOCAL_PREFIX}{local}", pretrained=use_weights,
+                               input_size=params["input_size"])
             else:
-                model = create(model_name, pretrained=True, file=str(local), num_classes=where.num_classes)
+                model = create(model_name, pretrained=True, input_size=params["input_size"], file=str(local),
+                               num_classes=where.num_classes)
             meta["weights"] = str(local) if use_weights else "random"
             if where.repo is not None:
                 meta["hub"] = {"repo": where.repo.repo_id, "revision": snapshot_revision(local)}
