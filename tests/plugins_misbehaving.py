@@ -11,7 +11,7 @@ import os
 import time
 
 import tlbench
-from tlbench.api import Strategy
+from tlbench.api import Source, Strategy
 from tlbench.params import Param
 
 LAST_VAL = 0.25
@@ -80,6 +80,20 @@ class CudaOutOfMemory(_Misbehaving):
         import torch
 
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+class Unpreparable(Source):
+    name = "unpreparable"
+    version = "1"
+    description = "a source whose one-time preparation fails (a download that breaks)"
+
+    def prepare(self, params: dict, env):
+        raise RuntimeError("the weights server went away")
+
+
+@tlbench.hookimpl
+def tlbench_register_sources(register):
+    register(Unpreparable())
 
 
 @tlbench.hookimpl

@@ -142,3 +142,13 @@ def test_bad_devices_is_a_usage_error(cli, write_suite, tmp_path):
     result = cli("run", str(suite), "--out", str(tmp_path / "out"), "--devices", "gpu0", env=PLUGIN_ENV)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("tlbench: error: --devices: 'gpu0' is not a device")
+
+
+def test_a_source_that_cannot_be_prepared_is_a_suite_error(cli, write_suite, tmp_path):
+    suite = write_suite(SUITE.replace('plugin = "timm"', 'plugin = "unpreparable"', 1)
+                        .replace('model = "test_resnet"\npretrained = false\ninput_size = 32\n', ""))
+    result = cli("run", str(suite), "--out", str(tmp_path / "out"), "--jobs", "2", env=PLUGIN_ENV)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"tlbench: error: {suite}: sources[0] (rn): unpreparable prepare failed: RuntimeError: "
+        f"the weights server went away")

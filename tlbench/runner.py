@@ -16,6 +16,7 @@ from typing import Callable
 from .errors import UserError
 from .execute import RunSettings
 from .matrix import RunSpec
+from .executors import PreparationFailed
 from .executors.stopped import INTERRUPTED
 from .planner import plan
 from .plugins import PluginRegistry
@@ -127,20 +128,20 @@ def _interrupted(record: dict) -> bool:
     return (record.get("error") or {}).get("type") == INTERRUPTED
 
 
-def _prepare(suite: Suite, executor, todo: list[RunSpec]) -> None:
-    """Prepare the sources that runs still need, where they run; a failure is the
-    suite's problem (exit 2), named by its entry, before any run starts."""
+def _sources_to_prepare(suite: Suite, todo: list[RunSpec]) -> list[dict]:
+    """The source entries that runs still to do build from prepared weights."""
     needed = {spec.source.id for spec in todo if spec.init != "random"}
-    entries = [(i, entry) for i, entry in enumerate(suite.sources) if entry.id in needed]
-    failures = executor.prepare([entry.to_json() for _, entry in entries])
-    if failures:
-        failure = failures[0]
-        index = next(i for i, entry in entries if entry.id == failure.source["id"])
-        where = f"{suite.path}: sources[{index}] ({failure.source['id']})"
-        message = failure.message.splitlines()[0] if failure.message else ""
-        if failure.user_error:
-            raise UserError(f"{where}: {message}")
-        raise UserError(f"{where}: {failure.source['plugin']} prepare failed: {failure.error_type}: {message}")
+    return [entry.to_json() for entry in suite.sources if entry.id in needed]
+
+
+def _preparation_error(suite: Suite, failure) -> UserError:
+    """A source that could not be prepared, as one line naming its suite entry."""
+    index = next(i for i, entry in enumerate(suite.sources) if entry.id == failure.source["id"])
+    where = f"{suite.path}: sources[{index}] ({failure.source['id']})"
+    message = failure.message.splitlines()[0] if failure.message else ""
+    if failure.user_error:
+        return UserError(f"{where}: {message}")
+    return UserError(f"{where}: {failure.source['plugin']} prepare failed: {failure.error_type}: {message}")
 
 
 def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local", jobs: int = 1,
@@ -195,8 +196,9 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
         progress.finished(spec, record)
 
     try:
-        _prepare(suite, runner, todo)
-        runner.run(todo, on_record, progress.event)
+        runner.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, todo))
+    except PreparationFailed as exc:
+        raise _preparation_error(suite, exc.failure) from None
     finally:
         runner.close()
         progress.close()

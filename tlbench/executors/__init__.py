@@ -1,12 +1,12 @@
 """Executors: where runs execute. All share the same contract and semantics:
 
-``executor.prepare(sources)`` prepares the sources that runs need (pretraining,
-conversions) where the runs will execute and returns the failures;
-``executor.run(specs, on_record, on_event)`` executes every spec once and calls
-``on_record(spec, record)`` as each finishes, in the driver process, which alone
-writes to the store; ``executor.close()`` releases the workers. A run starts only
-after its from-scratch baseline has finished, so its negative-transfer score can be
-recorded with it. A failed, killed or crashed run still gets a record.
+``executor.run(specs, on_record, on_event, sources)`` prepares the `sources` that
+runs need (pretraining, downloads), raising `PreparationFailed` at the first that
+fails, executes every spec once and calls ``on_record(spec, record)`` as each
+finishes, in the driver process, which alone writes to the store;
+``executor.close()`` releases the workers. A run starts only after its source is
+prepared and its from-scratch baseline has finished, so its negative-transfer score
+can be recorded with it. A failed, killed or crashed run still gets a record.
 """
 
 from dataclasses import dataclass
@@ -24,4 +24,12 @@ class PrepareFailure:
     user_error: bool = False
 
 
-__all__ = ["PrepareFailure", "Schedule"]
+class PreparationFailed(Exception):
+    """A source could not be prepared: the suite cannot run as written."""
+
+    def __init__(self, failure: PrepareFailure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+__all__ = ["PrepareFailure", "PreparationFailed", "Schedule"]

@@ -11,7 +11,7 @@ from typing import Callable
 from ..errors import UserError
 from ..execute import RunSettings, Worker
 from ..matrix import RunSpec
-from . import PrepareFailure
+from . import PreparationFailed, PrepareFailure
 from .schedule import Schedule
 
 
@@ -21,18 +21,18 @@ class InlineExecutor:
     def __init__(self, settings: RunSettings, registry=None):
         self.worker = Worker(settings, registry)
 
-    def prepare(self, sources: list[dict]) -> list[PrepareFailure]:
-        failures = []
+    def prepare(self, sources: list[dict]) -> None:
         for source in sources:
             try:
                 self.worker.prepare(source)
             except Exception as exc:
-                failures.append(PrepareFailure(source, type(exc).__name__, str(exc).strip(),
-                                               isinstance(exc, UserError)))
-        return failures
+                raise PreparationFailed(PrepareFailure(source, type(exc).__name__, str(exc).strip(),
+                                                       isinstance(exc, UserError))) from None
 
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
-            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None) -> None:
+            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None,
+            sources: list[dict] = ()) -> None:
+        self.prepare(list(sources))
         schedule = Schedule(specs)
         while (spec := schedule.next_ready()) is not None:
             record = self.worker.run(spec, lambda kind, payload, spec=spec: on_event(spec, kind, payload))

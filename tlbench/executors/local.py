@@ -30,7 +30,7 @@ import psutil
 from ..errors import PluginError, UserError
 from ..execute import RunSettings, now
 from ..matrix import RunSpec
-from . import PrepareFailure
+from . import PreparationFailed, PrepareFailure
 from .schedule import Schedule
 from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
                       timeout_message)
@@ -162,7 +162,8 @@ class LocalExecutor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log = str(self.log_dir / f"worker-{slot.index}.log")
         slot.process = self._context.Process(
-            target=_worker_main, args=(child, self.settings.to_json(), slot.device, log, os.getpid(), self._modules),
+            target=_worker_main,
+            args=(child, self.settings.to_json(), slot.device, log, os.getpid(), self._modules),
             name=f"tlbench-worker-{slot.index}", daemon=True)
         slot.process.start()
         child.close()
@@ -193,47 +194,39 @@ class LocalExecutor:
                     pass
             self._kill(slot)
 
-    # ------------------------------------------------------------------ preparation
-
-    def prepare(self, sources: list[dict]) -> list[PrepareFailure]:
-        """Prepare sources (pretraining, conversions) in parallel on the workers.
-
-        Workers stay up for the runs that follow. Returns the preparations that failed.
-        """
-        pending, failures = list(sources), []
-
-        def dispatch(slot: _Slot) -> None:
-            if pending:
-                slot.assign("prepare", source=pending.pop(0))
-                slot.conn.send(("prepare", slot.source))
-
-        def finished(slot: _Slot, message: tuple) -> None:
-            error = message[1]
-            if error is not None:
-                failures.append(PrepareFailure(slot.source, error["type"], error["message"],
-                                               error["user_error"]))
-            slot.release()
-
-        def lost(slot: _Slot, status: str, error_type: str, message: str) -> None:
-            failures.append(PrepareFailure(slot.source, error_type, message))
-            slot.release()
-
-        self._drive(lambda: bool(pending), dispatch, finished, lost)
-        return failures
-
     # ------------------------------------------------------------------ runs
 
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
-            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None) -> None:
-        schedule = Schedule(specs)
+            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None,
+            sources: list[dict] = ()) -> None:
+        """Prepare `sources` and execute `specs` on the workers; see `tlbench.executors`.
+
+        Preparations go first, one per worker, so they run in parallel; a worker that
+        is free while others still prepare takes runs that need no prepared source
+        (the from-scratch baselines).
+        """
+        schedule = Schedule(specs, list(sources))
 
         def dispatch(slot: _Slot) -> None:
+            source = schedule.next_preparation()
+            if source is not None:
+                slot.assign("prepare", source=source)
+                slot.conn.send(("prepare", source))
+                return
             spec = schedule.next_ready()
             if spec is not None:
                 slot.assign("run", spec=spec)
                 slot.conn.send(("run", spec.to_json()))
 
         def finished(slot: _Slot, message: tuple) -> None:
+            if slot.task == "prepare":
+                source, error = slot.source, message[1]
+                slot.release()
+                if error is not None:
+                    raise PreparationFailed(PrepareFailure(source, error["type"], error["message"],
+                                                           error["user_error"]))
+                schedule.prepared(source)
+                return
             spec, record = slot.spec, message[1]
             slot.release()
             if not _reusable_after(record, slot.device or self.settings.device):
@@ -242,6 +235,8 @@ class LocalExecutor:
             on_record(spec, record)
 
         def lost(slot: _Slot, status: str, error_type: str, message: str) -> None:
+            if slot.task == "prepare":
+                raise PreparationFailed(PrepareFailure(slot.source, error_type, message))
             spec = slot.spec
             record = stopped_record(spec, self.settings, slot.device, status=status, error_type=error_type,
                                     message=message, wall_seconds=time.monotonic() - slot.started,
@@ -257,8 +252,7 @@ class LocalExecutor:
             on_event(slot.spec, message[2], message[3])
 
         try:
-            self._drive(lambda: bool(schedule.pending), dispatch, finished, lost, event,
-                        more=lambda: bool(schedule))
+            self._drive(schedule, dispatch, finished, lost, event)
         except KeyboardInterrupt:
             for slot in self._slots:
                 if slot.task == "run":
@@ -270,19 +264,18 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------ the loop
 
-    def _drive(self, has_pending, dispatch, finished, lost, event=None, more=None) -> None:
+    def _drive(self, schedule: Schedule, dispatch, finished, lost, event) -> None:
         """Hand out work to idle workers and watch busy ones until nothing is left.
 
         `dispatch(slot)` gives an idle, ready worker a task if one is ready to start;
         `finished(slot, message)` takes a task's result; `lost(slot, status, type,
         message)` records a task whose worker had to be stopped or died.
         """
-        more = more or (lambda: has_pending() or any(slot.busy for slot in self._slots))
-        while more():
+        while schedule:
             for slot in self._slots:
                 if slot.busy:
                     continue
-                if slot.process is None and has_pending():
+                if slot.process is None and schedule.has_pending():
                     self._start(slot)
                 if slot.ready:
                     dispatch(slot)
@@ -308,7 +301,7 @@ class LocalExecutor:
                 self._kill(slot)
                 last = message[1].strip().splitlines()[-1] if message[1].strip() else "unknown error"
                 raise PluginError(f"worker process failed to start: {last}")
-            elif kind == "event" and slot.task == "run" and event is not None:
+            elif kind == "event" and slot.task == "run":
                 event(slot, message)
             elif kind in ("record", "prepared") and slot.busy:
                 finished(slot, message)

@@ -26,7 +26,6 @@ from typing import Callable
 from ..errors import UserError
 from ..execute import RunSettings, now
 from ..matrix import RunSpec
-from . import PrepareFailure
 from .schedule import Schedule
 from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
                       timeout_message)
@@ -179,20 +178,21 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ preparation
 
-    def prepare(self, sources: list[dict]) -> list[PrepareFailure]:
+    def prepare(self, sources: list[dict]) -> None:
         """Prepare sources here, in the driver, as the inline executor does: downloads
         happen where the user ran tlbench, into the caches the user pointed at; a node
         whose cache lacks a prepared source prepares it again when a run builds it."""
-        if not sources:
-            return []
-        from .inline import InlineExecutor
+        if sources:
+            from .inline import InlineExecutor
 
-        return InlineExecutor(replace(self.settings, device="auto")).prepare(sources)
+            InlineExecutor(replace(self.settings, device="auto")).prepare(sources)
 
     # ------------------------------------------------------------------ runs
 
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
-            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None) -> None:
+            on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None,
+            sources: list[dict] = ()) -> None:
+        self.prepare(list(sources))
         schedule = Schedule(specs)
         settings_json = self.settings.to_json()
         inflight: dict = {}

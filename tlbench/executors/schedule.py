@@ -1,4 +1,9 @@
-"""Order of execution: specs in suite order, each after the baseline it is paired with."""
+"""Order of execution: source preparations first, then specs in suite order, each
+after the baseline it is paired with and after its source is prepared.
+
+From-scratch baselines need no prepared source, so with several workers they run
+while the sources are still being prepared (pretrained, downloaded).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,35 @@ from ..matrix import RunSpec
 
 
 class Schedule:
-    def __init__(self, specs: list[RunSpec]):
+    def __init__(self, specs: list[RunSpec], sources: list[dict] = ()):
         self.pending = list(specs)
         self.unfinished = {spec.run_id for spec in specs}
+        self.preparations = list(sources)
+        """Source entries (as JSON) still to prepare."""
+        self.unprepared = {source["id"] for source in sources}
 
     def __bool__(self) -> bool:
-        return bool(self.unfinished)
+        return bool(self.unfinished or self.unprepared)
+
+    def has_pending(self) -> bool:
+        return bool(self.pending or self.preparations)
+
+    def next_preparation(self) -> dict | None:
+        return self.preparations.pop(0) if self.preparations else None
 
     def next_ready(self) -> RunSpec | None:
-        """The first pending spec whose baseline is not still to run, or None."""
+        """The first pending spec whose baseline is not still to run and whose source is
+        prepared (or not needed: random initialisation), or None."""
         for i, spec in enumerate(self.pending):
-            if spec.baseline_run_id is None or spec.baseline_run_id not in self.unfinished:
-                return self.pending.pop(i)
+            if spec.baseline_run_id is not None and spec.baseline_run_id in self.unfinished:
+                continue
+            if spec.init != "random" and spec.source.id in self.unprepared:
+                continue
+            return self.pending.pop(i)
         return None
+
+    def prepared(self, source: dict) -> None:
+        self.unprepared.discard(source["id"])
 
     def finished(self, spec: RunSpec) -> None:
         self.unfinished.discard(spec.run_id)
-
-    def cancel_pending(self) -> list[RunSpec]:
-        cancelled, self.pending = self.pending, []
-        for spec in cancelled:
-            self.unfinished.discard(spec.run_id)
-        return cancelled
