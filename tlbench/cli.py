@@ -88,23 +88,36 @@ def cmd_run(args) -> int:
         for record in summary.failed:
             spec = record["spec"]
             source = f"scratch({spec['source']['id']})" if spec.get("baseline") else spec["source"]["id"]
-            label = f"{source} → {spec['target']['id']} · {spec['strategy']['id']} · seed {spec['seed']}"
+            recipe = (spec.get("strategy") or spec.get("estimator"))["id"]
+            label = f"{source} → {spec['target']['id']} · {recipe} · seed {spec['seed']}"
             reason = (record.get("error") or {}).get("message", "")
             print(f"  {record['status']:<11} {label}: {reason}")
     print(f"results: {', '.join(str(p) for p in report.files)}")
     return summary.exit_code
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _dry_run(suite, registry) -> int:
     from .matrix import expand
+    from .planner import check_recipes
 
+    check_recipes(suite, registry, lambda message: print(message, file=sys.stderr))
     specs = expand(suite, registry)
     baselines = sum(spec.baseline for spec in specs)
+    estimates = sum(spec.is_estimate for spec in specs)
     for spec in specs:
-        print(("baseline  " if spec.baseline else "run       ") + spec.label())
-    print(f"{len(specs)} runs: {len(specs) - baselines} transfer runs ({len(suite.sources)} sources × "
-          f"{len(suite.targets)} targets × {len(suite.strategies)} strategies × {len(suite.seeds)} seeds)"
-          f" + {baselines} from-scratch baselines; output {suite.output}")
+        kind = "baseline" if spec.baseline else "estimate" if spec.is_estimate else "run"
+        print(f"{kind:<10}{spec.label()}")
+    line = (f"{len(specs)} runs: {len(specs) - baselines - estimates} transfer runs ("
+            f"{_count(len(suite.sources), 'source')} × {_count(len(suite.targets), 'target')} × "
+            f"{_count(len(suite.strategies), 'strategy', 'strategies')} × {_count(len(suite.seeds), 'seed')})"
+            f" + {baselines} from-scratch baselines")
+    if estimates:
+        line += f" + {estimates} transferability estimates"
+    print(f"{line}; output {suite.output}")
     return 0
 
 
