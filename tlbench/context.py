@@ -34,13 +34,18 @@ class RunContext:
     _versions: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # in-place changes (optimiser steps) bump a tensor's version; moving devices does not
-        self._versions = {id(p): p._version for p in self.source.backbone.parameters()}
+        # in-place changes (optimiser steps, BatchNorm's step counter) bump a tensor's
+        # version; moving devices does not
+        self._versions = {id(t): t._version for t in self._backbone_state()}
+
+    def _backbone_state(self):
+        yield from self.source.backbone.parameters()
+        yield from self.source.backbone.buffers()
 
     def backbone_changed(self) -> bool:
-        """Whether the source's parameters were changed in place since the run began."""
-        return any(p._version != self._versions.get(id(p), p._version)
-                   for p in self.source.backbone.parameters())
+        """Whether the source's parameters or buffers (BatchNorm statistics) were changed
+        in place since the run began."""
+        return any(t._version != self._versions.get(id(t), t._version) for t in self._backbone_state())
 
     @property
     def num_classes(self) -> int:
@@ -82,19 +87,21 @@ class RunContext:
         """
         if name in self._features:
             return self._features[name]
+        if self.backbone_changed():  # checked before the cache: a hit would hide it
+            raise RuntimeError(f"frozen features of split {name!r} were asked for after the backbone "
+                               f"was trained (its parameters or BatchNorm statistics changed); "
+                               f"ask for them before training")
         split = self.split(name)
 
         def extract(indices: list[int]) -> np.ndarray:
-            if self.backbone_changed():
-                raise RuntimeError(f"frozen features of split {name!r} were asked for after the backbone "
-                                   f"was trained; ask for them before training")
             subset = [split.examples[i] for i in indices]
             return self.extract_features(subset, batch_size)
 
         if self.feature_cache is None:
             features = np.ascontiguousarray(extract(list(range(len(split)))), dtype=np.float32)
         else:
-            features = self.feature_cache.features(self.source, split.examples, extract, self.digests(name))
+            features = self.feature_cache.features(self.source, split.examples, extract, self.digests(name),
+                                                   device=self.device.type)
         features.flags.writeable = False
         self._features[name] = features
         return features

@@ -194,7 +194,8 @@ class Worker:
         metrics["trainable_params"] = int(result.trainable_params)
         metrics["total_params"] = int(result.total_params)
         stats = self.feature_cache().stats
-        details = {"strategy": result.info, "source": source.meta,
+        details = {"strategy": plain_json(result.info, f"strategy {spec.strategy.plugin!r} FitResult.info"),
+                   "source": plain_json(source.meta, f"source {spec.source.plugin!r} SourceModel.meta"),
                    "target": {"content_hash": content_hash, "revision": data.revision,
                               "num_classes": data.num_classes, "modality": data.modality},
                    "feature_cache": {"hits": stats.hits - hits_before[0],
@@ -207,8 +208,8 @@ class Worker:
         """Score the source with a transferability estimator (an ``estimate`` record)."""
         import math
 
-        details: dict = {"source": context.source.meta, "weights_id": context.source.weights_id,
-                         "target": {"content_hash": spec.content_hash, "revision": context.target.revision}}
+        details: dict = {"source": plain_json(context.source.meta, "SourceModel.meta"),
+                         "weights_id": context.source.weights_id, "target": {"content_hash": spec.content_hash, "revision": context.target.revision}}
         metrics: dict = {"n_train": len(context.split("train"))}
         if estimator.needs_source_head and context.source.source_head is None:
             details["not_applicable"] = (f"{spec.strategy.plugin} needs the source's own classifier; "
@@ -221,6 +222,19 @@ class Worker:
         stats = self.feature_cache().stats
         details["feature_cache"] = {"hits": stats.hits - hits_before[0], "misses": stats.misses - hits_before[1]}
         return metrics, details
+
+
+def plain_json(value, what: str):
+    """`value` as plain JSON data, or a run error naming `what` (never a crash of the suite
+    when the record is written)."""
+    import json
+
+    from .store import jsonable
+
+    try:
+        return json.loads(json.dumps(jsonable(value), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not plain JSON data, which a record must be: {exc}") from None
 
 
 def record_spec(spec: RunSpec) -> dict:

@@ -59,6 +59,17 @@ def _model_libraries() -> tuple:
     return tuple((name, versions.get(name)) for name in ("torch", "timm", "transformers"))
 
 
+def _numerics(device: str) -> str:
+    """The device settings that change features' last bits: the device kind, and on CUDA
+    whether TF32 is allowed for matrix products and convolutions."""
+    kind = device.split(":")[0]
+    if kind != "cuda":
+        return kind
+    import torch
+
+    return f"cuda tf32={torch.backends.cuda.matmul.allow_tf32},{torch.backends.cudnn.allow_tf32}"
+
+
 class FeatureCache:
     """On-disk, per-example cache of frozen features, shared across processes."""
 
@@ -68,11 +79,14 @@ class FeatureCache:
         self._indexes: dict[str, _Index] = {}
 
     @staticmethod
-    def key(source: SourceModel) -> str:
-        """The folder of `source`'s features: its weights, preprocessing and feature size."""
+    def key(source: SourceModel, device: str = "cpu") -> str:
+        """The folder of `source`'s features: its weights, preprocessing and feature size,
+        the libraries that compute them, and the kind of device (GPU kernels, TF32 on
+        by default for cuDNN convolutions, give other last bits than the CPU's)."""
         return config_hash({"format": FORMAT, "weights": source.weights_id,
                             "preprocessing": source.preprocessing_id,
-                            "feature_dim": int(source.feature_dim), "libraries": _model_libraries()}, 24)
+                            "feature_dim": int(source.feature_dim), "libraries": _model_libraries(),
+                            "device": _numerics(device)}, 24)
 
     def _refresh(self, key: str) -> _Index:
         """Pick up chunks written since the last look (by this or another process)."""
@@ -95,14 +109,14 @@ class FeatureCache:
 
     def features(self, source: SourceModel, examples: Sequence,
                  extract: Callable[[list[int]], np.ndarray],
-                 digests: list[bytes] | None = None) -> np.ndarray:
+                 digests: list[bytes] | None = None, device: str = "cpu") -> np.ndarray:
         """Features of `examples`, in order, as a new float32 array.
 
         `extract(indices)` computes the features of ``examples[i]`` for the given indices;
         it is called once, for the examples the cache lacks (each distinct one once).
         `digests` are the examples' content digests when the caller has them already.
         """
-        key = self.key(source)
+        key = self.key(source, device)
         digests = digests if digests is not None else examples_digests(examples)
         index = self._refresh(key)
         missing = [i for i, digest in enumerate(digests) if digest not in index.rows]

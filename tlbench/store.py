@@ -50,13 +50,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def jsonable(value):
-    """Plain JSON data: numpy scalars to Python numbers, NaN and infinities to null."""
+    """Plain JSON data: numpy scalars and arrays (and tensors) to Python numbers and lists,
+    NaN and infinities to null. Anything else JSON cannot hold is left for `json` to refuse."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
-        value = value.item()
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy array or scalar, torch tensor
+        value = value.tolist()
+        if isinstance(value, list):
+            return jsonable(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
