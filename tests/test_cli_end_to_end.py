@@ -72,7 +72,7 @@ def test_run_report_and_resume(write_suite, cli, tmp_path):
     assert lp["metrics"]["trainable_params"] == 96 * 3 + 3  # only the head: test_resnet has 96 features
     leaderboard = (out / "leaderboard.md").read_text()
     assert "## Target: d" in leaderboard and "NT vs scratch" in leaderboard
-    for name in ("pre", "rand", "rand (random init)", "pre (random init)"):
+    for name in ("pre", "rand", "rand (from scratch)", "pre (from scratch)"):
         assert f"| {name} " in leaderboard
     assert "# tlbench leaderboard: tiny" in first.stdout  # printed at the end of the run
     table = pd.read_csv(out / "results.csv")

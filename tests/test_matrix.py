@@ -106,3 +106,13 @@ def test_spec_json_round_trip(write_suite, registry):
     for spec in specs[:5]:
         again = RunSpec.from_json(spec.to_json())
         assert again == spec and again.run_id == spec.run_id
+
+
+def test_execution_knobs_are_not_identity(write_suite, registry):
+    _, specs = _plan(write_suite(SUITE), registry)
+    spec = next(s for s in specs if not s.baseline and s.strategy.id == "ft")
+    assert "num_workers" in spec.strategy.settings
+    more_workers = replace(spec, strategy=replace(spec.strategy, params={**spec.strategy.params, "num_workers": 4}))
+    assert more_workers.run_id == spec.run_id
+    more_epochs = replace(spec, strategy=replace(spec.strategy, params={**spec.strategy.params, "epochs": 99}))
+    assert more_epochs.run_id != spec.run_id

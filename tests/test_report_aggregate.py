@@ -184,7 +184,7 @@ def test_negative_transfer_flagged_only_below_zero(tables):
     # seed 1 of good · ft had no stored score (its baseline finished later): recomputed from the records
     assert ft["nt_seeds"] == 3
     baselines = cells[cells["baseline"]]
-    assert set(baselines["source"]) == {"good (random init)"} and not baselines["negative_transfer"].any()
+    assert set(baselines["source"]) == {"good (from scratch)"} and not baselines["negative_transfer"].any()
 
 
 def test_comparison_with_the_best_cell(tables):

@@ -86,9 +86,6 @@ class Budget:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def time_left(self) -> float:
-        return self.time_budget_s - self.elapsed()
-
     def peak_memory_mb(self) -> float | None:
         if self.device.startswith("cuda"):
             import torch

@@ -15,6 +15,12 @@ from .hashing import canonical_json, config_hash
 from .plugins import PluginRegistry
 from .suite import Entry, Suite
 
+def baseline_label(source_id: str) -> str:
+    """How reports and progress lines name a from-scratch baseline: the source whose
+    architecture it shares, trained from a random initialisation."""
+    return f"{source_id} (from scratch)"
+
+
 RESULTS_VERSION = 1
 """Bumped when a change in tlbench's core would change the results of existing runs."""
 
@@ -47,16 +53,16 @@ class RunSpec:
         if self.init == "random":
             source["architecture"] = self.architecture
         else:
-            source["params"] = self.source.params
+            source["params"] = self.source.identity_params()
             source["fingerprint"] = self.source_fingerprint
         identity = {
             "results_version": RESULTS_VERSION,
             "source": source,
             "target": {"plugin": self.target.plugin, "version": self.target.version,
-                       "params": self.target.params, "content_hash": self.content_hash},
+                       "params": self.target.identity_params(), "content_hash": self.content_hash},
             "estimator" if self.is_estimate else "strategy": {
                 "plugin": self.strategy.plugin, "version": self.strategy.version,
-                "params": self.strategy.params},
+                "params": self.strategy.identity_params()},
             "seed": self.seed,
             "init": self.init,
         }
@@ -76,7 +82,7 @@ class RunSpec:
         return canonical_json([self.source.plugin, self.architecture, self.target.id, self.seed])
 
     def label(self) -> str:
-        source = f"scratch({self.source.id})" if self.baseline else self.source.id
+        source = baseline_label(self.source.id) if self.baseline else self.source.id
         return f"{source} → {self.target.id} · {self.strategy.id} · seed {self.seed}"
 
     def to_json(self) -> dict:
@@ -86,7 +92,7 @@ class RunSpec:
     def from_json(cls, data: dict) -> "RunSpec":
         data = dict(data)
         for key in ("source", "target", "strategy"):
-            data[key] = Entry(**data[key])
+            data[key] = Entry(**{**data[key], "settings": tuple(data[key].get("settings", ()))})
         return cls(**data)
 
 

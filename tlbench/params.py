@@ -36,6 +36,9 @@ class Param:
     """For lists: the type of each item."""
     nullable: bool = False
     """Whether "not given" (None) is a meaningful value; implied by a None default."""
+    affects_results: bool = True
+    """False for pure execution knobs (data-loader workers): they are recorded but left
+    out of run identities, so changing them reruns nothing."""
 
     @property
     def required(self) -> bool:

@@ -74,14 +74,3 @@ def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = pr
                             lambda: data.splits(seed))
             hashes[(target.id, seed)] = splits_content_hash(splits)[0]
     return with_identity(expand(suite, registry), hashes, fingerprints)
-
-
-def prepare_sources(suite: Suite, registry: PluginRegistry, specs: list[RunSpec],
-                    log: Callable[[str], None] = print) -> None:
-    """One-time source preparation (e.g. pretraining) for sources that runs still need."""
-    env = planning_env(suite, registry, log)
-    needed = {spec.source.id for spec in specs if spec.init != "random"}
-    for i, source in enumerate(suite.sources):
-        if source.id in needed:
-            item = registry.get("source", source.plugin).item
-            _guard(suite, "sources", i, source, "prepare", lambda: item.prepare(source.params, env))

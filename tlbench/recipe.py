@@ -28,7 +28,7 @@ ENGINE_PARAMS: dict[str, Param] = {
                     choices=("best_val", "last")),
     "amp": Param(bool, True, "bf16 autocast on CUDA (no effect on CPU)"),
     "channels_last": Param(bool, True, "channels-last memory format for convolutional models on CUDA"),
-    "num_workers": Param(int, 0, "data-loader workers for splits too large to keep encoded", min=0),
+    "num_workers": Param(int, 0, "data-loader workers for splits too large to keep encoded", min=0, affects_results=False),
 }
 """Knobs of the engine; strategies include them in their own parameter schemas."""
 

@@ -34,7 +34,6 @@ SUITE_KEYS: dict[str, Param] = {
     "plugins": Param(list, [], "extra plugin modules to load by import name", items=str),
 }
 
-BASELINE_KEYS = ("enabled", "strategy", "plugin")
 ENTRY_KEYS = ("id", "plugin")
 SECTIONS = ("suite", "baseline", "sources", "targets", "strategies", "estimators")
 OPTIONAL_SECTIONS = ("estimators",)
@@ -49,6 +48,11 @@ class Entry:
     plugin: str
     version: str
     params: dict[str, Any]
+    settings: tuple[str, ...] = ()
+    """Parameters that do not affect results (execution knobs), left out of run identities."""
+
+    def identity_params(self) -> dict[str, Any]:
+        return {key: value for key, value in self.params.items() if key not in self.settings}
 
     def to_json(self) -> dict:
         return {"id": self.id, "plugin": self.plugin, "version": self.version, "params": self.params}
@@ -122,8 +126,9 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
     if not _ID.match(settings["name"]):
         raise SuiteError(f"{where}: suite.name: expected letters, digits, '.', '_' or '-', "
                          f"got {settings['name']!r}")
-    if not settings["seeds"] or len(set(settings["seeds"])) != len(settings["seeds"]):
-        raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers, "
+    if not settings["seeds"] or len(set(settings["seeds"])) != len(settings["seeds"]) \
+            or min(settings["seeds"]) < 0:
+        raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers >= 0, "
                          f"got {settings['seeds']!r}")
     if not _DEVICE.match(settings["device"]):
         raise SuiteError(f"{where}: suite.device: expected auto, cpu, cuda or cuda:N, "
@@ -193,7 +198,9 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry) -> Entr
         params = resolve_params(registered.item.params, given, where)
     except ParamError as exc:
         raise SuiteError(str(exc)) from None
-    return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params)
+    settings = tuple(sorted(key for key, param in registered.item.params.items() if not param.affects_results))
+    return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params,
+                 settings=settings)
 
 
 def _baseline(data: dict, where: str, registry: PluginRegistry,
@@ -221,17 +228,20 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
                              f"that entry's; set parameters there or use baseline.plugin")
         for entry in strategies:
             if entry.id == ref:
-                return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params)
+                return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params,
+                             entry.settings)
         ids = [e.id for e in strategies]
         raise SuiteError(f"{where}: baseline.strategy: no strategy entry with id {ref!r}"
                          f"{closest(str(ref), ids)}; known ids: {', '.join(ids)}")
     if "plugin" in table:
         given = {k: v for k, v in table.items() if k != "enabled"}
-        given.setdefault("id", f"scratch-{given['plugin']}")
+        given.setdefault("id", given["plugin"] if str(given["plugin"]).startswith("scratch")
+                         else f"scratch-{given['plugin']}")
         return _entry(given, "strategy", f"{where}: baseline", registry)
     for entry in strategies:
         if getattr(registry.get("strategy", entry.plugin).item, "baseline_recipe", False):
-            return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params)
+            return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params,
+                             entry.settings)
     for reg in registry.items("strategy"):
         if getattr(reg.item, "baseline_recipe", False):
             return _entry({"plugin": reg.name, "id": f"scratch-{reg.name}"}, "strategy",

@@ -137,7 +137,10 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, settings: RunSettings, address: str | None = None, log_dir: Path | None = None):
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray: Ray is not installed; pip install 'tlbench[ray]'") from None
 
         self.ray = ray
         self._started_here = not ray.is_initialized()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..hashing import canonical_json, config_hash
+from ..matrix import baseline_label
 from ..records import METRIC_KEYS
 from .conflicts import Conflict, data_groups, find_conflicts
 
@@ -39,7 +40,7 @@ COLUMNS = KEY_COLUMNS + list(METRIC_KEYS) + PROVENANCE_COLUMNS
 
 def source_label(spec: dict) -> str:
     """Baselines are shown as the random-init twin of the source that defined them."""
-    return f"{spec['source']['id']} (random init)" if spec.get("baseline") else spec["source"]["id"]
+    return baseline_label(spec['source']['id']) if spec.get("baseline") else spec["source"]["id"]
 
 
 def identity_of(spec: dict) -> dict:
