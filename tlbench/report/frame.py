@@ -196,6 +196,11 @@ def kept_apart_notes(frame: pd.DataFrame) -> list[str]:
         if len(variants) > 1:
             notes.append(f"{source} · {strategy} appears as {len(variants)} different entries "
                          f"({'; '.join(variants['variant_note'])}); shown as separate rows, never pooled")
+    baselines = frame[frame["baseline"].astype(bool)]
+    for (source, target), group in baselines.groupby(["source", "target"], sort=True):
+        if group["entry"].nunique() > 1:
+            notes.append(f"{source} on {target} has {group['entry'].nunique()} from-scratch recipes (the suite's "
+                         f"baseline changed); each run's NT is against the baseline it was planned with")
     for target, group in frame.groupby("target", sort=True):
         keys = group.drop_duplicates("target_key")
         if len(keys) > 1:
