@@ -32,8 +32,8 @@ KEY_COLUMNS = ["run_id", "status", "target", "source", "strategy", "seed", "base
                "baseline_run_id"]
 PROVENANCE_COLUMNS = ["tlbench_version", "python_version", "torch_version", "timm_version",
                       "transformers_version", "peft_version", "numpy_version", "device", "device_name",
-                      "host", "platform", "git_revision", "deterministic", "started_at", "finished_at",
-                      "attempt", "error_type", "error_message"]
+                      "host", "platform", "git_revision", "deterministic", "threads", "started_at",
+                      "finished_at", "attempt", "error_type", "error_message"]
 LIBRARIES = ("tlbench", "python", "torch", "timm", "transformers", "peft", "numpy")
 COLUMNS = KEY_COLUMNS + list(METRIC_KEYS) + PROVENANCE_COLUMNS
 
@@ -97,7 +97,8 @@ def run_row(record: dict) -> dict:
     row.update({
         "device": prov.get("device"), "device_name": prov.get("device_name"), "host": prov.get("host"),
         "platform": prov.get("platform"), "git_revision": prov.get("git_revision"),
-        "deterministic": prov.get("deterministic"), "started_at": record.get("started_at"),
+        "deterministic": prov.get("deterministic"), "threads": prov.get("threads"),
+        "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"), "attempt": record.get("attempt"),
         "error_type": error.get("type"), "error_message": error.get("message"),
     })
