@@ -11,23 +11,48 @@ from tlbench.api import Env, Split, Splits, Target, TargetData
 from tlbench.params import Param
 
 
+def load_digit_images():
+    """scikit-learn's digits as (images of 0..16 intensities, 8x8 float64; labels).
+
+    Read straight from the file scikit-learn ships, as its `load_digits` reads it:
+    importing scikit-learn costs seconds in every process that plans or runs a suite,
+    reading the file milliseconds. `load_digits` itself where the file is not found.
+    """
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    folders = spec.submodule_search_locations if spec is not None else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    with gzip.open(path, mode="rt", encoding="utf-8") as handle:
+        data = np.loadtxt(handle, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
 class DigitsData(TargetData):
     modality = "image"
 
     def __init__(self, classes: list[int], shots: int, val_shots: int):
         import numpy as np
-        from sklearn.datasets import load_digits
 
-        digits = load_digits()
-        keep = np.isin(digits.target, classes)
+        images, targets = load_digit_images()
+        keep = np.isin(targets, classes)
         # 0..16 intensities to 0..255 uint8 images
-        self.images = np.round(digits.images[keep] * (255.0 / 16.0)).astype(np.uint8)
+        self.images = np.round(images[keep] * (255.0 / 16.0)).astype(np.uint8)
         relabel = {c: i for i, c in enumerate(classes)}
-        self.labels = np.array([relabel[c] for c in digits.target[keep]], dtype=np.int64)
+        self.labels = np.array([relabel[c] for c in targets[keep]], dtype=np.int64)
         self.num_classes = len(classes)
         self.class_names = [str(c) for c in classes]
         self.shots, self.val_shots = shots, val_shots
-        self.revision = f"sklearn-digits-{len(digits.target)}"
+        self.revision = f"sklearn-digits-{len(targets)}"
 
     def splits(self, seed: int) -> Splits:
         import numpy as np
