@@ -64,7 +64,7 @@ def cmd_run(args) -> int:
     suite, registry = _load_suite(args.suite, args.out)
     if args.dry_run:
         return _dry_run(suite, registry)
-    from .report import build_report
+    from .report import build_report, import_libraries
     from .runner import run_suite
 
     from .executors.devices import parse_devices
@@ -73,7 +73,7 @@ def cmd_run(args) -> int:
     try:
         summary = run_suite(suite, registry, executor=args.executor, jobs=args.jobs, devices=devices,
                             address=args.address, retry_failed=args.retry_failed, device=args.device,
-                            threads=args.threads)
+                            threads=args.threads, while_running=import_libraries)
     except KeyboardInterrupt:
         print("tlbench: interrupted; finished runs are recorded, run the same command to continue",
               file=sys.stderr)
@@ -84,10 +84,12 @@ def cmd_run(args) -> int:
           f"({summary.ok} ok, {len(summary.failed) - summary.kept_failures} failed)"
           + (f", {summary.kept_failures} failures kept (--no-retry)" if summary.kept_failures else ""))
     if summary.failed:
+        from .matrix import baseline_label
+
         print("failed runs:")
         for record in summary.failed:
             spec = record["spec"]
-            source = f"scratch({spec['source']['id']})" if spec.get("baseline") else spec["source"]["id"]
+            source = baseline_label(spec["source"]["id"]) if spec.get("baseline") else spec["source"]["id"]
             recipe = (spec.get("strategy") or spec.get("estimator"))["id"]
             label = f"{source} → {spec['target']['id']} · {recipe} · seed {spec['seed']}"
             reason = (record.get("error") or {}).get("message", "")

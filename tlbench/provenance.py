@@ -15,6 +15,12 @@ LIBRARIES = ("torch", "timm", "transformers", "peft", "datasets", "numpy", "scik
 
 
 def library_versions() -> dict[str, str | None]:
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str | None]:
+    """Read once per process: parsing package metadata costs about 30 ms, every record."""
     found: dict[str, str | None] = {"tlbench": __version__, "python": platform.python_version()}
     for name in LIBRARIES:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -99,7 +100,7 @@ def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
 
 def make_executor(name: str, settings: RunSettings, jobs: int, registry: PluginRegistry,
                   output: Path, devices: list[str] | None = None, address: str | None = None,
-                  requested_device: str = "auto"):
+                  requested_device: str = "auto", processes: list[tuple] = ()):
     if name != "ray" and address:
         raise UserError("--address: only used with --executor ray")
     if name == "inline":
@@ -121,7 +122,7 @@ def make_executor(name: str, settings: RunSettings, jobs: int, registry: PluginR
 
         cuda_count = torch.cuda.device_count()
     per_worker = worker_devices(requested_device, settings.device, devices, jobs, cuda_count)
-    return LocalExecutor(settings, jobs=jobs, devices=per_worker, log_dir=output / "logs")
+    return LocalExecutor(settings, jobs=jobs, devices=per_worker, log_dir=output / "logs", processes=processes)
 
 
 def _interrupted(record: dict) -> bool:
@@ -144,23 +145,63 @@ def _preparation_error(suite: Suite, failure) -> UserError:
     return UserError(f"{where}: {failure.source['plugin']} prepare failed: {failure.error_type}: {message}")
 
 
+def _started_early(suite: Suite, registry: PluginRegistry, records: dict[str, dict], executor: str,
+                   jobs: int, devices: list[str] | None, address: str | None, device: str | None,
+                   threads: int | None):
+    """(settings, local executor with its workers started) when the store cannot hold
+    every run of the suite yet, else None. Workers then start up (interpreter, torch,
+    the libraries the suite's sources and targets check with) while the driver plans,
+    instead of after it; with everything perhaps done already, none is started for nothing."""
+    if executor != "local":
+        return None
+    from .matrix import expand
+
+    try:
+        planned = len(expand(suite, registry))
+    except Exception:  # planning will say what is wrong
+        return None
+    if sum(is_done(record) for record in records.values()) >= planned:
+        return None
+    from .executors.local import start_processes, stop_processes
+
+    processes = start_processes(jobs)  # they start up while torch loads here to resolve the device
+    try:
+        settings = run_settings(suite, jobs, device, threads, executor)
+        runner = make_executor(executor, settings, jobs, registry, suite.output, devices, address,
+                               requested_device=device or suite.device, processes=processes)
+    except BaseException:
+        stop_processes(processes)
+        raise
+    runner.start(warm_up=[{"kind": entry.kind, **entry.to_json()} for entry in (*suite.sources, *suite.targets)])
+    return settings, runner
+
+
 def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local", jobs: int = 1,
               devices: list[str] | None = None, address: str | None = None, retry_failed: bool = True,
               device: str | None = None, threads: int | None = None,
-              log: Callable[[str], None] | None = None) -> RunSummary:
+              log: Callable[[str], None] | None = None,
+              while_running: Callable[[], None] | None = None) -> RunSummary:
     """Run every planned run that the store does not hold as done; return the summary.
 
     Failed runs are redone unless `retry_failed` is off; runs stopped by Ctrl-C are
     always redone. Raises KeyboardInterrupt after recording the interrupted runs.
+    `while_running()` is called in a background thread once runs start executing, for
+    work the driver can do while it waits (the CLI imports what its report needs).
     """
     log = log or (lambda message: print(message, file=sys.stderr))
-    specs = plan(suite, registry, log)
     stores = {kind: RecordStore(suite.output / folder) for kind, folder in RECORD_FOLDERS.items()}
     records: dict[str, dict] = {}
     for store in stores.values():
         records.update(store.load_all())
         for problem in store.problems:
             log(f"tlbench: warning: {problem}")
+    early = _started_early(suite, registry, records, executor, jobs, devices, address, device, threads)
+    try:
+        specs = plan(suite, registry, log)
+    except BaseException:
+        if early is not None:
+            early[1].close()
+        raise
     summary = RunSummary(planned=len(specs), output=suite.output)
     todo = []
     for spec in specs:
@@ -174,14 +215,16 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
         else:
             todo.append(spec)
     if not todo:
+        if early is not None:
+            early[1].close()
         return summary
-    settings = run_settings(suite, jobs, device, threads, executor)
+    settings = early[0] if early is not None else run_settings(suite, jobs, device, threads, executor)
     if executor == "local" and not settings.device.startswith("cuda") and \
             jobs * (settings.threads or 1) > available_cores():
         log(f"tlbench: warning: --jobs {jobs} × {settings.threads} threads per run is more than the "
             f"{available_cores()} cores here; runs will slow each other down")
-    runner = make_executor(executor, settings, jobs, registry, suite.output, devices, address,
-                           requested_device=device or suite.device)
+    runner = early[1] if early is not None else make_executor(
+        executor, settings, jobs, registry, suite.output, devices, address, requested_device=device or suite.device)
     progress = Progress(len(todo), log)
 
     def on_record(spec: RunSpec, record: dict) -> None:
@@ -195,6 +238,8 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
             summary.failed.append(record)
         progress.finished(spec, record)
 
+    if while_running is not None:
+        threading.Thread(target=while_running, name="tlbench-while-running", daemon=True).start()
     try:
         runner.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, todo))
     except PreparationFailed as exc:

@@ -69,29 +69,75 @@ def preload(modules: list[str]) -> None:
             pass
 
 
-def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | None,
-                 driver_pid: int, modules: list[str]) -> None:
-    """A worker process: build a Worker, then execute what the driver sends until told to stop."""
-    _die_with_driver(driver_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    if log_path:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def _exit_worker() -> None:
+    """End a worker that was told to stop, at once: its results are sent and its cache
+    files written atomically, and the interpreter's shutdown with torch loaded takes a
+    second or two that the driver would wait for."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _warm_up(worker, entries: list[dict]) -> None:
+    """Check suite entries as planning does, for the libraries their plugins import;
+    what fails is the driver's planning to report."""
+    env = worker.env("cpu")
+    for entry in entries:
+        try:
+            worker.registry.get(entry["kind"], entry["plugin"]).item.check(entry["params"], env)
+        except Exception:
+            pass
+
+
+def _output_to(path: str | None) -> None:
+    if path:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+
+
+def _receive_or_exit(conn) -> tuple:
+    message = conn.recv()
+    if message is None:
+        _exit_worker()
+    return message
+
+
+def _worker_main(conn, settings_json: dict | None, device: str | None, log_path: str | None,
+                 driver_pid: int, modules: list[str] | None) -> None:
+    """A worker process: build a Worker, then execute what the driver sends until told to stop.
+
+    A worker started early (`settings_json` None, see `start_processes`) imports torch
+    while the driver resolves its settings, takes ``("start", settings, device,
+    entries)`` and checks those suite entries as planning does (which imports what
+    their plugins need), then ``("preload", modules, log_path)`` once the driver has
+    planned; only then is it ready. Its output is discarded until it has a log.
+    """
+    _die_with_driver(driver_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    early = settings_json is None
+    _output_to(os.devnull if early else log_path)
     try:
+        if early:
+            import torch  # noqa: F401  (every run needs it)
+
+            _, settings_json, device, entries = _receive_or_exit(conn)
         from ..execute import Worker
 
         worker = Worker(RunSettings.from_json(settings_json))
+        if early:
+            _warm_up(worker, entries)
+            _, modules, log_path = _receive_or_exit(conn)
+            _output_to(log_path)
         preload(modules)
     except BaseException:
         conn.send(("fatal", traceback.format_exc()))
         return
     conn.send(("ready", os.getpid()))
     while True:
-        message = conn.recv()
-        if message is None:
-            return
-        kind, payload = message
+        kind, payload = _receive_or_exit(conn)
         if kind == "prepare":
             try:
                 worker.prepare(payload, device=device)
@@ -109,6 +155,32 @@ def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | 
         conn.send(("record", worker.run(spec, on_event, device=device)))
 
 
+def _spawn(context, index: int, settings_json: dict | None, device: str | None, log_path: str | None,
+           modules: list[str] | None) -> tuple:
+    parent, child = context.Pipe()
+    process = context.Process(target=_worker_main,
+                              args=(child, settings_json, device, log_path, os.getpid(), modules),
+                              name=f"tlbench-worker-{index}", daemon=True)
+    process.start()
+    child.close()
+    return process, parent
+
+
+def start_processes(jobs: int) -> list[tuple]:
+    """Worker processes started before their settings are known, so that their start-up
+    (interpreter, tlbench, torch) overlaps the driver's own: pass them to `LocalExecutor`
+    (``processes=``); `stop_processes` if it is never made."""
+    context = mp.get_context("spawn")
+    return [_spawn(context, index, None, None, None, None) for index in range(max(1, jobs))]
+
+
+def stop_processes(processes: list[tuple]) -> None:
+    for process, conn in processes:
+        process.kill()
+        process.join(5)
+        conn.close()
+
+
 @dataclass
 class _Slot:
     """One worker process and what it is doing."""
@@ -118,6 +190,9 @@ class _Slot:
     process: mp.Process | None = None
     conn: object = None
     ready: bool = False
+    early: str | None = None
+    """For a worker started early: 'bare' until it has its settings, then 'warming'
+    until `run` gives it the modules to preload (see `_worker_main`)."""
     start_failures: int = 0
     task: str | None = None
     """'run' or 'prepare' while busy."""
@@ -144,7 +219,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, settings: RunSettings, jobs: int = 1, devices: list[str] | None = None,
-                 log_dir: Path | None = None):
+                 log_dir: Path | None = None, processes: list[tuple] = ()):
         self.settings = settings
         self.jobs = max(1, jobs)
         devices = devices or [None]
@@ -152,22 +227,37 @@ class LocalExecutor:
         self._context = mp.get_context("spawn")
         self._slots = [_Slot(index=i, device=devices[i % len(devices)]) for i in range(self.jobs)]
         self._modules = driver_imports()
+        for slot, (process, conn) in zip(self._slots, processes):  # from `start_processes`
+            slot.process, slot.conn, slot.early = process, conn, "bare"
 
     # ------------------------------------------------------------------ processes
 
+    def start(self, warm_up: list[dict] = ()) -> None:
+        """Start the workers now, before the runs are known, so that their start-up
+        overlaps the driver's planning. Each checks the `warm_up` entries (``kind``,
+        ``plugin``, ``params``) as planning does, which imports what their plugins need;
+        `run` tells them what else planning imported, to import before any run."""
+        for slot in self._slots:
+            if slot.process is None:
+                slot.process, slot.conn = _spawn(self._context, slot.index, None, None, None, None)
+                slot.ready, slot.early = False, "bare"
+            self._give_settings(slot, warm_up)
+
+    def _give_settings(self, slot: _Slot, warm_up: list[dict] = ()) -> None:
+        if slot.early == "bare":
+            slot.conn.send(("start", self.settings.to_json(), slot.device, list(warm_up)))
+            slot.early = "warming"
+
+    def _log_path(self, slot: _Slot) -> str | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return str(self.log_dir / f"worker-{slot.index}.log")
+
     def _start(self, slot: _Slot) -> None:
-        parent, child = self._context.Pipe()
-        log = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = str(self.log_dir / f"worker-{slot.index}.log")
-        slot.process = self._context.Process(
-            target=_worker_main,
-            args=(child, self.settings.to_json(), slot.device, log, os.getpid(), self._modules),
-            name=f"tlbench-worker-{slot.index}", daemon=True)
-        slot.process.start()
-        child.close()
-        slot.conn, slot.ready = parent, False
+        slot.process, slot.conn = _spawn(self._context, slot.index, self.settings.to_json(), slot.device,
+                                         self._log_path(slot), self._modules)
+        slot.ready, slot.early = False, None
 
     def _kill(self, slot: _Slot) -> None:
         if slot.process is not None and slot.process.is_alive():
@@ -181,12 +271,12 @@ class LocalExecutor:
             slot.process.join(5)
         if slot.conn is not None:
             slot.conn.close()
-        slot.process, slot.conn, slot.ready = None, None, False
+        slot.process, slot.conn, slot.ready, slot.early = None, None, False, None
 
     def close(self) -> None:
-        """Ask idle workers to exit, kill the rest."""
+        """Ask idle workers to exit, kill the rest (and those still starting)."""
         for slot in self._slots:
-            if slot.process is not None and slot.process.is_alive() and not slot.busy:
+            if slot.process is not None and slot.process.is_alive() and slot.ready and not slot.busy:
                 try:
                     slot.conn.send(None)
                     slot.process.join(5)
@@ -206,6 +296,12 @@ class LocalExecutor:
         (the from-scratch baselines).
         """
         schedule = Schedule(specs, list(sources))
+        self._modules = driver_imports()  # what planning imported: the runs will need it too
+        for slot in self._slots:
+            self._give_settings(slot)  # a worker given as `processes` without `start`
+            if slot.early == "warming":
+                slot.conn.send(("preload", self._modules, self._log_path(slot)))
+                slot.early = None
 
         def dispatch(slot: _Slot) -> None:
             source = schedule.next_preparation()

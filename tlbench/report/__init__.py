@@ -74,6 +74,21 @@ def _estimates(records: list[dict], cells):
     return scores, correlation_table(scores, cells)
 
 
+def import_libraries() -> None:
+    """Import what building a report needs (pandas, matplotlib, pyarrow: a second or two),
+    e.g. in a thread while runs execute; a failure here is left for `build_report` to raise."""
+    import importlib
+
+    for name in ("tlbench.report.plots", "tlbench.report.html", "tlbench.report.export",
+                 "tlbench.report.aggregate", "tlbench.report.frame", "tlbench.report.load",
+                 "tlbench.report.markdown", "tlbench.report.estimates", "matplotlib.figure",
+                 "matplotlib.patches", "matplotlib.backends.backend_agg", "pyarrow.parquet", "scipy.special"):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+
 def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Report:
     """Read records from `dirs`, write the leaderboard files into `out`."""
     from . import plots

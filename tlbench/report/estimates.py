@@ -48,11 +48,11 @@ def score_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """Kendall and weighted tau between estimated scores and fine-tuned accuracies."""
+    rows = []
+    if scores.empty or cells.empty:  # before importing scipy.stats: a second and more
+        return pd.DataFrame(columns=CORRELATION_COLUMNS)
     from scipy.stats import kendalltau, weightedtau
 
-    rows = []
-    if scores.empty or cells.empty:
-        return pd.DataFrame(columns=CORRELATION_COLUMNS)
     runs = cells[~cells["baseline"] & (cells["n_seeds"] > 0)]
     for (target, strategy), group in runs.groupby(["target", "strategy"], sort=True):
         accuracy = group.groupby("source")["test_mean"].max()
