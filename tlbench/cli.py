@@ -9,6 +9,8 @@ stay fast.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import sys
@@ -212,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # At exit, before the interpreter's shutdown: it then skips a last walk over every
+    # object torch, pandas and matplotlib made (a second or more); objects alive at exit
+    # are not promised their finalizers anyway.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     for flag in ("jobs", "threads"):
         value = getattr(args, flag, None)
