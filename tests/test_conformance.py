@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,6 +193,57 @@ def test_broken_targets_are_caught(variant, message):
     assert str(caught.value).startswith("target 'broken-target'")
 
 
+class ImageFiles(TinyTarget):
+    """The tiny target's images as PNG files in `folder` (written when missing), each
+    example ``as_example(file)``."""
+
+    name = "image-files"
+
+    def __init__(self, folder, as_example):
+        self.folder, self.as_example = folder, as_example
+
+    def load(self, params, env):
+        from PIL import Image
+
+        data = super().load(params, env)
+        files = []
+        for i, image in enumerate(data.images):
+            files.append(self.folder / f"{i}.png")
+            if not files[-1].exists():
+                Image.fromarray(image).save(files[-1])
+        data.images = [self.as_example(file) for file in files]
+        return data
+
+
+def test_image_files_given_as_str_are_caught(tmp_path):
+    with pytest.raises(AssertionError, match=r"^target 'image-files' .*: splits\(0\)\.train gives an image "
+                                             r"example as a str \('.*\.png'\); give image files as "
+                                             r"pathlib\.Path") as caught:
+        check_target(ImageFiles(tmp_path, str))
+    assert "an edited image would never redo its runs" in str(caught.value)
+    data = check_target(ImageFiles(tmp_path, Path))
+    assert all(isinstance(example, Path) for example in data.splits(0).train.examples)
+
+
+def test_only_a_path_makes_an_edited_image_change_the_content_hash(tmp_path):
+    """Why the kit insists: a str example is hashed as text, a Path by the file's bytes."""
+    from PIL import Image
+
+    from tlbench.hashing import splits_content_hash
+
+    def content_hash(as_example) -> str:
+        data = ImageFiles(tmp_path, as_example).load({"classes": 3, "per_class": 8}, None)
+        return splits_content_hash(data.splits(0))[0]
+
+    by_path, by_text = content_hash(Path), content_hash(str)
+    file = tmp_path / "0.png"
+    edited = np.asarray(Image.open(file)).copy()
+    edited[0, 0] ^= 0xFF
+    Image.fromarray(edited).save(file)
+    assert content_hash(Path) != by_path
+    assert content_hash(str) == by_text
+
+
 # ---------------------------------------------------------------------- strategies
 
 
@@ -226,16 +278,18 @@ class ChangesFrozenWeights(NearestMean):
 
 
 class ChangesFrozenBuffers(NearestMean):
-    """Runs the backbone in train mode: BatchNorm running statistics move."""
+    """Runs the backbone in train mode after reading its features: BatchNorm running
+    statistics move. (Reading features after that is refused by the run itself.)"""
 
     name = "changes-frozen-buffers"
 
     def fit(self, params, run):
+        result = super().fit(params, run)
         run.source.backbone.train()
         with torch.no_grad():
             for inputs, _ in run.batches("train").batches():
                 run.source.backbone(inputs)
-        return super().fit(params, run)
+        return result
 
 
 class UnderReports(Strategy):
@@ -275,12 +329,12 @@ class NanLogits(NearestMean):
         return result
 
 
-class ArrayInfo(NearestMean):
-    name = "array-info"
+class NonJsonInfo(NearestMean):
+    name = "non-json-info"
 
     def fit(self, params, run):
         result = super().fit(params, run)
-        result.info = {"means": np.zeros((2, 2))}
+        result.info = {"classes": {0, 1}}  # a set: JSON has none (arrays are recorded as lists)
         return result
 
 
@@ -339,7 +393,7 @@ def test_strategy_that_under_reports_trainable_parameters_is_caught():
     (WrongShape(), r"run ended with status 'error': ValueError: strategy 'wrong-shape' returned logits of shape "
                    r"\(\d+, 2\) for split 'test', expected \(\d+, 3\)"),
     (NanLogits(), r"logits of split 'val' contain NaN"),
-    (ArrayInfo(), r"FitResult.info must be plain JSON data"),
+    (NonJsonInfo(), r"strategy 'non-json-info' FitResult.info is not plain JSON data"),
     (SmallTotal(), r"fewer than the backbone's"),
     (FrozenButCountsBackbone(), r"declares frozen_features_only but counts \d+ trainable parameters"),
     (Raises(), r"run ended with status 'error': RuntimeError: out of ideas"),

@@ -104,3 +104,42 @@ def test_suite_with_estimators(write_suite, cli, tmp_path):
     assert row["n_sources"] == 3 and -1 <= row["kendall_tau"] <= 1 and -1 <= row["weighted_tau"] <= 1
     [leep_row] = [r for r in summary["estimates"]["correlations"] if r["estimator"] == "leep"]
     assert leep_row["n_sources"] == 2  # rand has no classifier: not applicable, not a score
+
+
+def _estimate(target_params: dict, source: str, score: float, seed: int = 0) -> dict:
+    identity = {"source": {"plugin": "tiny", "version": "1", "params": {"name": source}},
+                "target": {"plugin": "digits", "version": "1", "params": target_params},
+                "estimator": {"plugin": "logme", "version": "1", "params": {}}, "seed": seed, "kind": "estimate"}
+    return {"run_id": f"{source}-{target_params}-{seed}", "status": "ok", "metrics": {"score": score},
+            "spec": {"target": {"id": "digits"}, "source": {"id": source}, "estimator": {"id": "logme"},
+                     "seed": seed, "identity": identity}}
+
+
+def test_estimates_of_one_id_with_two_configurations_are_never_pooled():
+    """Two merged suites both call their target 'digits' but draw different shots: their
+    scores stay apart, and each meets only the accuracies of its own configuration."""
+    import pandas as pd
+
+    from tlbench.report.estimates import correlation_table, estimates_frame, score_table
+    from tlbench.report.frame import source_identity_of, target_identity_of
+
+    records = [_estimate({"shots": 5}, "a", 1.0), _estimate({"shots": 5}, "b", 2.0),
+               _estimate({"shots": 50}, "a", 4.0), _estimate({"shots": 50}, "b", 3.0)]
+    scores = score_table(estimates_frame(records))
+    assert len(scores) == 4
+    assert sorted(scores["mean_score"]) == [1.0, 2.0, 3.0, 4.0]
+    assert scores["target"].str.startswith("digits (config #").all()
+    assert scores["target"].nunique() == 2
+
+    def cell(record, accuracy):
+        spec = record["spec"]
+        return {"target_label": f"digits {spec['identity']['target']['params']}", "strategy": "ft",
+                "baseline": False, "n_seeds": 1, "test_mean": accuracy,
+                "target_identity": target_identity_of(spec), "source_identity": source_identity_of(spec)}
+
+    # accuracies rank a > b on both configurations: 5 shots agrees with nothing, 50 shots fully
+    cells = pd.DataFrame([cell(records[0], 0.9), cell(records[1], 0.8), cell(records[2], 0.7),
+                          cell(records[3], 0.6)])
+    taus = correlation_table(scores, cells).set_index("target")["kendall_tau"]
+    assert taus["digits {'shots': 5}"] == -1.0
+    assert taus["digits {'shots': 50}"] == 1.0

@@ -29,7 +29,8 @@ def tiny_bert(tmp_path_factory):
     config = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
     BertModel(config).save_pretrained(folder)
-    BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}).save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")  # transformers 4 and 5 alike
+    BertTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     return folder
 
 

@@ -58,7 +58,8 @@ def bert_folder(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=48, max_position_embeddings=32)).save_pretrained(folder)
-    BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}).save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")  # transformers 4 and 5 alike
+    BertTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     return folder
 
 
@@ -418,3 +419,36 @@ def test_lp_ft_starts_fine_tuning_from_the_probed_head(registry, resnet_file, ca
                   **frozen_lr)
     assert not torch.equal(control.model.head.weight, probe.model.head.weight)
     assert lpft.trainable_params == lpft.total_params  # then everything trains
+
+
+# ---------------------------------------------------------------------- backbone and head rates
+
+
+def test_backbone_lr_scale_is_one_parameter_of_full_finetune_and_lp_ft(registry):
+    from tlbench_builtin.finetuning import BACKBONE_LR_SCALE
+
+    shared = BACKBONE_LR_SCALE["backbone_lr_scale"]
+    users = {reg.name for reg in registry.items("strategy") if "backbone_lr_scale" in reg.item.params}
+    assert users == {"full-finetune", "scratch", "lp-ft"}
+    assert all(registry.get("strategy", name).item.params["backbone_lr_scale"] is shared for name in users)
+
+
+@pytest.mark.parametrize("name, given, backbone_label, backbone_scale", [
+    ("full-finetune", {"backbone_lr_scale": 0.25}, "backbone", 0.25),
+    ("lp-ft", {"backbone_lr_scale": 0.1}, "backbone", 0.1),
+    ("l2-sp", {}, "backbone", 1.0),
+    ("bitfit", {}, "biases", 1.0),
+])
+def test_backbone_and_head_train_at_their_own_rates(registry, image_run, name, given, backbone_label,
+                                                    backbone_scale):
+    lr = 0.02
+    result = fit(registry, name, image_run, lr=lr, **given, **{**ENGINE, "epochs": 1})
+    peaks: dict[str, list[float]] = {}
+    for group in result.info["training"]["groups"]:  # as the optimiser saw them
+        peaks.setdefault(group["label"].removesuffix("/no_decay"), []).append(group["peak_lr"])
+    assert set(peaks) == {backbone_label, "head"}
+    assert peaks[backbone_label] == [pytest.approx(lr * backbone_scale)] * len(peaks[backbone_label])
+    assert peaks["head"] == [pytest.approx(lr)] * len(peaks["head"])
+    if "backbone_lr_scale" in given:
+        assert {k: result.info["resolved"][k] for k in ("backbone_lr", "head_lr")} == {
+            "backbone_lr": pytest.approx(lr * backbone_scale), "head_lr": lr}

@@ -5,8 +5,8 @@ hooks (see `tlbench.hookspecs`). Registration must stay cheap: import torch, tim
 transformers inside methods, never at module level, so `tlbench list` stays fast.
 
 Data crossing this contract is plain: raw examples (image arrays, PIL images, image
-file paths or strings) with integer labels in; logits out. tlbench, not the strategy,
-turns logits into the accuracies that reports print.
+files as `pathlib.Path`, or texts as strings) with integer labels in; logits out.
+tlbench, not the strategy, turns logits into the accuracies that reports print.
 """
 
 from __future__ import annotations
@@ -113,7 +113,14 @@ class Source(Item):
 
 @dataclass
 class Split:
-    """The examples of one split and their integer labels (0..num_classes-1)."""
+    """The examples of one split and their integer labels (0..num_classes-1).
+
+    Examples are raw. Images: uint8 arrays, PIL images, or image files as
+    `pathlib.Path`, which tlbench hashes by their bytes, so an edited image redoes the
+    runs that used it. Never give an image file as a `str`: a `str` is text, hashed by
+    its characters, so edits to the file would go unnoticed (the conformance kit fails
+    an image target that does). Texts: strings.
+    """
 
     examples: Sequence[Any]
     labels: "np.ndarray"
@@ -179,7 +186,10 @@ class Strategy(Item):
     init: ClassVar[str] = "pretrained"
     """'random' to get the source architecture with random weights (from scratch)."""
     frozen_features_only: ClassVar[bool] = False
-    """True if the strategy only reads frozen features (the feature cache serves it)."""
+    """A declaration: the strategy only reads `run.features(...)` and leaves the backbone's
+    parameters and buffers unchanged, so the feature cache may serve it. The conformance
+    kit (`tlbench.testing.check_strategy`) fails a strategy that declares it and changes
+    the backbone."""
     baseline_recipe: ClassVar[bool] = False
     """True if this recipe is the default from-scratch baseline of a suite (see `tlbench.suite`)."""
 

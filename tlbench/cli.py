@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
+from .wording import count
 
 
 def _registry(modules=()):
@@ -100,10 +101,6 @@ def cmd_run(args) -> int:
     return summary.exit_code
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
 def _dry_run(suite, registry) -> int:
     from .matrix import expand
     from .planner import check_recipes
@@ -116,8 +113,8 @@ def _dry_run(suite, registry) -> int:
         kind = "baseline" if spec.baseline else "estimate" if spec.is_estimate else "run"
         print(f"{kind:<10}{spec.label()}")
     line = (f"{len(specs)} runs: {len(specs) - baselines - estimates} transfer runs ("
-            f"{_count(len(suite.sources), 'source')} × {_count(len(suite.targets), 'target')} × "
-            f"{_count(len(suite.strategies), 'strategy', 'strategies')} × {_count(len(suite.seeds), 'seed')})"
+            f"{count(len(suite.sources), 'source')} × {count(len(suite.targets), 'target')} × "
+            f"{count(len(suite.strategies), 'strategy', 'strategies')} × {count(len(suite.seeds), 'seed')})"
             f" + {baselines} from-scratch baselines")
     if estimates:
         line += f" + {estimates} transferability estimates"
@@ -155,8 +152,8 @@ def cmd_merge(args) -> int:
             print(f"tlbench: warning: {duplicate}", file=sys.stderr)
     for note in result.kept_apart:
         print(f"tlbench: kept apart: {note}", file=sys.stderr)
-    for directory, count in result.per_input.items():
-        print(f"{directory}: {count} valid records")
+    for directory, n_valid in result.per_input.items():
+        print(f"{directory}: {n_valid} valid records")
     identical = sum(d.identical for d in result.duplicates)
     print(f"merged into {result.out}: {result.written} records written, {result.unchanged} already there, "
           f"{len(result.duplicates)} duplicates kept once ({identical} identical), "

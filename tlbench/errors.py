@@ -25,3 +25,12 @@ class PluginError(UserError):
 
 class ResourceUnavailable(UserError):
     """A model, weights file or data set that cannot be had (missing file, offline hub)."""
+
+
+def first_line(error: BaseException | str, limit: int = 500) -> str:
+    """The first non-empty line of an error's message (its type's name when it has none):
+    what a one-line report of the error shows."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    return text.splitlines()[0][:limit]

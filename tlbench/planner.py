@@ -12,7 +12,7 @@ import os
 from typing import Callable
 
 from .api import Env
-from .errors import ResourceUnavailable, UserError
+from .errors import ResourceUnavailable, UserError, first_line
 from .hashing import splits_content_hash
 from .matrix import RunSpec, expand, with_identity
 from .plugins import PluginRegistry
@@ -35,7 +35,7 @@ def _guard(suite: Suite, section: str, index: int, entry: Entry, action: str, ca
     except Exception as exc:
         if os.environ.get("TLBENCH_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = first_line(str(exc))
         raise UserError(f"{where}: {entry.plugin} {action} failed: {type(exc).__name__}: {message} "
                         f"(TLBENCH_DEBUG=1 shows the traceback)") from None
 

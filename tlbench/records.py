@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import first_line
+
 SCHEMA_VERSION = 1
 KINDS = ("run", "estimate")
 """A run trains a strategy; an estimate scores a source with a transferability estimator."""
@@ -48,8 +50,7 @@ def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | Non
 
 
 def error_info(exc: BaseException, tb: str | None = None) -> dict:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return {"type": type(exc).__name__, "message": message[:500], "traceback": tb}
+    return {"type": type(exc).__name__, "message": first_line(exc), "traceback": tb}
 
 
 def _require(obj: dict, key: str, kinds, problems: list[str], where: str = "") -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .execute import RunSettings
 from .matrix import RunSpec
 from .executors import PreparationFailed
@@ -139,7 +139,7 @@ def _preparation_error(suite: Suite, failure) -> UserError:
     """A source that could not be prepared, as one line naming its suite entry."""
     index = next(i for i, entry in enumerate(suite.sources) if entry.id == failure.source["id"])
     where = f"{suite.path}: sources[{index}] ({failure.source['id']})"
-    message = failure.message.splitlines()[0] if failure.message else ""
+    message = first_line(failure.message)
     if failure.user_error:
         return UserError(f"{where}: {message}")
     return UserError(f"{where}: {failure.source['plugin']} prepare failed: {failure.error_type}: {message}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api import SPLITS, Env, FitResult, Item, Source, SourceModel, Split, Splits, Strategy, Target, TargetData
+from .api import SPLITS, Env, FitResult, Source, SourceModel, Split, Splits, Strategy, Target, TargetData
 from .params import Param, check_value, resolve_params
 from .plugins import Origin, PluginRegistry, Registered
 
@@ -252,7 +252,8 @@ def check_layer_groups(reg: Registered, model: SourceModel) -> None:
 def check_target(target: ItemRef, params: dict | None = None, *, seeds: tuple[int, ...] = (0, 1),
                  registry: PluginRegistry | None = None, cache_dir: str | Path | None = None) -> TargetData:
     """Load the target and check its splits for every seed in `seeds`: non-empty, disjoint,
-    labelled 0..num_classes-1, and the same examples (content hash) on every call and load."""
+    labelled 0..num_classes-1, image files given as `pathlib.Path` (not `str`), and the
+    same examples (content hash) on every call and load."""
     from .hashing import splits_content_hash
 
     reg, params = resolve("target", target, params, registry)
@@ -303,6 +304,12 @@ def check_splits(reg: Registered, data: TargetData, splits: Splits, seed: int) -
         labels = np.asarray(split.labels)
         if len(split.examples) != len(labels):
             fail(reg, f"{where} has {len(split.examples)} examples but {len(labels)} labels")
+        if data.modality == "image":
+            text = next((example for example in split.examples if isinstance(example, str)), None)
+            if text is not None:
+                fail(reg, f"{where} gives an image example as a str ({text!r}); give image files as "
+                          f"pathlib.Path: a str is hashed as text, so an edited image would never redo "
+                          f"its runs, while a Path is hashed by the file's bytes")
         if len(labels) == 0:
             fail(reg, f"{where} is empty")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):

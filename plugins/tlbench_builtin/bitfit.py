@@ -31,15 +31,14 @@ class BitFit(Strategy):
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import param_groups, stat_layers, train_mode_keeping_stats
+        from tlbench.engine import stat_layers, train_mode_keeping_stats
 
-        from .finetuning import finetune, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
 
         model = new_classifier(run)
         set_trainable(model, lambda name, param: name.startswith("head.") or is_bias(name))
         keep = stat_layers(model.backbone) if params["freeze_bn_stats"] else []
-        groups = param_groups(model.backbone.named_parameters(), params["lr"], params["weight_decay"], "biases")
-        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
+        groups = backbone_and_head_groups(model, params, backbone_label="biases")
         resolved = {"bias_tensors": sum(1 for n, p in model.backbone.named_parameters() if p.requires_grad),
                     "frozen_bn_stat_layers": len(keep)}
         return finetune(run, model, groups, params, resolved,

@@ -1,23 +1,36 @@
 """What the fine-tuning strategies share: a classifier over the source with a new head,
-which of its parameters train, the source's layer groups by parameter, and one call
-from optimiser groups to a `FitResult` that records what trained and how.
+which of its parameters train, the source's layer groups by parameter, optimiser groups
+for the backbone and the head (and the `backbone_lr_scale` parameter that sets their
+ratio), and one call from optimiser groups to a `FitResult` that records what trained
+and how.
 
-Imported only inside `fit`, so torch stays out of plugin registration.
+Importing this module stays light (strategies take `BACKBONE_LR_SCALE` into their
+schemas at registration); torch and the engine are imported inside the functions.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+from tlbench.params import Param
 
-from tlbench.api import FitResult
-from tlbench.engine import Classifier, count_params, evaluate, train
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from tlbench.api import FitResult
+    from tlbench.engine import Classifier
+
+BACKBONE_LR_SCALE = {
+    "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (the head gets lr)", min=0),
+}
+"""The parameter of strategies that train the backbone slower (or faster) than the head."""
 
 
 def new_classifier(run, head: nn.Module | None = None) -> Classifier:
     """The source's backbone with `head` (a fresh linear head by default)."""
+    from tlbench.engine import Classifier
+
     return Classifier(run.source.backbone, head if head is not None else run.new_head())
 
 
@@ -25,6 +38,24 @@ def set_trainable(model: nn.Module, trains: Callable[[str, nn.Parameter], bool])
     """``requires_grad`` of every parameter of `model` from ``trains(name, param)``."""
     for name, param in model.named_parameters():
         param.requires_grad_(bool(trains(name, param)))
+
+
+def learning_rates(params: dict) -> dict[str, float]:
+    """Peak learning rates: the head's is `lr`; the backbone's is ``lr × backbone_lr_scale``
+    for strategies that take `BACKBONE_LR_SCALE`, else `lr` too."""
+    return {"backbone_lr": params["lr"] * params.get("backbone_lr_scale", 1.0), "head_lr": params["lr"]}
+
+
+def backbone_and_head_groups(model: Classifier, params: dict, backbone_label: str = "backbone") -> list[dict]:
+    """Optimiser groups of the trainable backbone parameters (labelled `backbone_label`)
+    and of the head's, at their `learning_rates`, each split by weight decay."""
+    from tlbench.engine import param_groups
+
+    rates = learning_rates(params)
+    groups = param_groups(model.backbone.named_parameters(), rates["backbone_lr"], params["weight_decay"],
+                          backbone_label)
+    groups += param_groups(model.head.named_parameters(), rates["head_lr"], params["weight_decay"], "head")
+    return groups
 
 
 def layer_index(run) -> dict[str, int]:
@@ -49,6 +80,8 @@ def layer_index(run) -> dict[str, int]:
 
 def trainable_by_part(model: Classifier) -> dict[str, int]:
     """Trainable parameter counts of the backbone and of the head."""
+    from tlbench.engine import count_params
+
     return {"backbone": count_params(model.backbone)[0], "head": count_params(model.head)[0]}
 
 
@@ -62,6 +95,8 @@ def finetune(run, model: Classifier, groups: list[dict], params: dict, resolved:
     The record's strategy info holds `resolved` (what the strategy decided from its
     parameters and the source), the trainable counts by part, and the training log.
     """
+    from tlbench.engine import evaluate, train
+
     outcome = train(run, model, groups, params, extra_loss=extra_loss, set_train_mode=set_train_mode,
                     epoch_metrics=epoch_metrics)
     details = {"resolved": resolved, "trainable": trainable_by_part(model), **(info or {}),

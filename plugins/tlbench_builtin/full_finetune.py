@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import tlbench
 from tlbench.api import FitResult, Strategy
-from tlbench.params import Param
 from tlbench.recipe import ENGINE_PARAMS
+
+from .finetuning import BACKBONE_LR_SCALE
 
 
 class FullFinetune(Strategy):
@@ -18,22 +19,15 @@ class FullFinetune(Strategy):
     version = "1"
     description = "fine-tune the whole pretrained model with a new head"
     baseline_recipe = True
-    params = {
-        **ENGINE_PARAMS,
-        "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (the head gets lr)", min=0),
-    }
+    params = {**ENGINE_PARAMS, **BACKBONE_LR_SCALE}
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import param_groups
-
-        from .finetuning import finetune, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, learning_rates, new_classifier, set_trainable
 
         model = new_classifier(run)
         set_trainable(model, lambda name, param: True)
-        backbone_lr = params["lr"] * params["backbone_lr_scale"]
-        groups = param_groups(model.backbone.named_parameters(), backbone_lr, params["weight_decay"], "backbone")
-        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
-        return finetune(run, model, groups, params, {"backbone_lr": backbone_lr, "head_lr": params["lr"]})
+        groups = backbone_and_head_groups(model, params)
+        return finetune(run, model, groups, params, learning_rates(params))
 
 
 class Scratch(FullFinetune):

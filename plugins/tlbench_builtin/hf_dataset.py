@@ -2,7 +2,7 @@
 
 `path` is a hub id (``org/name``, at `revision`) or a local file or directory
 (parquet, csv, json, arrow, or an image folder). A hub data set is fetched once into
-the hub cache (``HF_HOME``) by the driver and then loaded from that local snapshot, so
+the hub cache (``HF_HOME``) when the suite is planned and then loaded from that local snapshot, so
 workers and later offline runs read the very same files, and the snapshot's commit
 sha is the recorded revision. A local file's revision is its sha256; a directory's is a
 digest of its listing.
@@ -25,11 +25,12 @@ import os
 from pathlib import Path
 
 import tlbench
-from tlbench.api import Env, Split, Splits, Target, TargetData
-from tlbench.errors import ParamError, ResourceUnavailable
+from tlbench.api import Env, Splits, Target, TargetData
+from tlbench.errors import ParamError, ResourceUnavailable, first_line
 from tlbench.params import Param
 
-from .split_sampling import SAMPLING_PARAMS, Pools, check_sampling, draw
+from .hf_extra import require_hf_extra
+from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
 
 FORMATS = ("parquet", "csv", "json", "arrow", "imagefolder")
 _SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
@@ -121,8 +122,7 @@ def _load(params: dict):
         try:
             loaded = datasets.load_dataset(where, **options)
         except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ResourceUnavailable(f"data set {params['path']!r} cannot be loaded: {first}") from None
+            raise ResourceUnavailable(f"data set {params['path']!r} cannot be loaded: {first_line(exc)}") from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded, revision
@@ -271,20 +271,7 @@ class HFDatasetData(TargetData):
         return [stored_image(value, self.image_folder) for value in rows[self.column]]
 
     def splits(self, seed: int) -> Splits:
-        import numpy as np
-
-        def pool(split):
-            if split not in self.labels:
-                return None, None
-            return np.arange(len(self.labels[split])), self.labels[split]
-
-        drawn = draw(Pools(*pool("train"), *pool("val"), *pool("test")), self.params, seed, self.class_names)
-
-        def make(indices, source: str) -> Split:
-            return Split(examples=self._examples(source, indices), labels=self.labels[source][indices])
-
-        return Splits(train=make(drawn.train, "train"), val=make(drawn.val, drawn.val_from),
-                      test=make(drawn.test, drawn.test_from))
+        return sampled_splits(self.labels, self.params, seed, self.class_names, self._examples)
 
 
 class HFDataset(Target):
@@ -311,6 +298,7 @@ class HFDataset(Target):
     def check(self, params: dict, env: Env) -> None:
         from .hub_cache import hub_online
 
+        require_hf_extra("target 'hf-dataset'", "datasets")
         for key, value in (params["splits"] or {}).items():
             if key not in _AUTO_SPLITS:
                 raise ParamError(f"splits.{key}: expected keys train, val and test")

@@ -2,7 +2,7 @@
 
 `model` is a hub id or a local directory saved with ``save_pretrained`` (the model and
 its tokenizer or image processor). A hub model is fetched once into the hub cache
-(``HF_HOME``) by the driver in `prepare`, only the files an AutoModel needs (config,
+(``HF_HOME``) in `prepare` (scheduled before any run of the source), only the files an AutoModel needs (config,
 tokenizer or processor files, safetensors weights, or .bin when there are none); builds
 load that local snapshot and never go online. Text models take their tokenizer, image
 models their image processor; the pooled output (CLS token, masked mean or the model's
@@ -17,6 +17,8 @@ import tlbench
 from tlbench.api import Env, Source, SourceModel
 from tlbench.errors import ParamError, ResourceUnavailable
 from tlbench.params import Param
+
+from .hf_extra import require_hf_extra
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _SIDE_FILE_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".merges")
@@ -88,6 +90,7 @@ class HFSource(Source):
     def check(self, params: dict, env: Env) -> None:
         from .hub_cache import hub_online
 
+        require_hf_extra("source 'hf'", "transformers")
         local = self._local_dir(params)
         if local is not None:
             if not local.is_dir():

@@ -1,9 +1,10 @@
 """The Hugging Face hub as tlbench uses it: the local cache first, the network only when asked.
 
 Sources and targets look their models and data sets up in the local hub cache (the one
-``HF_HOME`` / ``HF_HUB_CACHE`` name, read when called rather than at import). Only the
-driver downloads, in a source's `prepare` or a target's `load`, before any run starts;
-workers then find everything on disk and never touch the network. When something is
+``HF_HOME`` / ``HF_HUB_CACHE`` name, read when called rather than at import). Downloads
+happen only in a source's `prepare` (scheduled before any run of that source) and in a
+target's `load` while the suite is planned; runs then find everything on disk and never
+touch the network. When something is
 missing and the hub cannot be had (``HF_HUB_OFFLINE`` is set, or a quick probe of the
 endpoint fails), the caller gets one `ResourceUnavailable` line that names the id and
 says how to provide it offline.
@@ -15,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlbench.errors import ResourceUnavailable
+from tlbench.errors import ResourceUnavailable, first_line
 
 _TRUE = {"1", "true", "yes", "on"}
 _PROBE_TIMEOUT_S = 5.0
@@ -194,9 +195,8 @@ class HubRepo:
             raise
         except Exception as exc:
             error = exc
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ResourceUnavailable(f"{self.describe()} could not be downloaded ({type(error).__name__}: "
-                                  f"{first[:200]}); download it once with network into the same HF_HOME "
+                                  f"{first_line(error, 200)}); download it once with network into the same HF_HOME "
                                   f"({self.download_hint()}) or {how}") from None
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import tlbench
-from tlbench.api import Env, Split, Splits, Target, TargetData
+from tlbench.api import Env, Splits, Target, TargetData
 from tlbench.errors import ResourceUnavailable
 from tlbench.params import Param
 
 from .local_files import listing_digest
-from .split_sampling import SAMPLING_PARAMS, Pools, check_sampling, draw
+from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -72,25 +72,8 @@ class ImageFolderData(TargetData):
         """Digest of the file listing (paths and sizes); the run's content hash covers the bytes."""
 
     def splits(self, seed: int) -> Splits:
-        import numpy as np
-
-        def rows(split):
-            if split not in self.files:
-                return None, None
-            return np.arange(len(self.files[split])), self.labels[split]
-
-        train, train_labels = rows("train")
-        val, val_labels = rows("val")
-        test, test_labels = rows("test")
-        drawn = draw(Pools(train, train_labels, val, val_labels, test, test_labels), self.params, seed,
-                     self.class_names)
-
-        def make(indices, source: str) -> Split:
-            files = self.files[source]
-            return Split(examples=[files[i] for i in indices], labels=self.labels[source][indices])
-
-        return Splits(train=make(drawn.train, "train"), val=make(drawn.val, drawn.val_from),
-                      test=make(drawn.test, drawn.test_from))
+        return sampled_splits(self.labels, self.params, seed, self.class_names,
+                              lambda split, indices: [self.files[split][i] for i in indices])
 
 
 class ImageFolder(Target):

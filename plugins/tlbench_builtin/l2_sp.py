@@ -60,17 +60,14 @@ class L2SP(Strategy):
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import param_groups
-
-        from .finetuning import finetune, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
 
         model = new_classifier(run)
         set_trainable(model, lambda name, param: True)
         model.to(run.device)
         penalty = L2SPPenalty(model.backbone.parameters(), model.head.parameters(), params["alpha"], params["beta"])
         start = penalty.terms()
-        groups = param_groups(model.backbone.named_parameters(), params["lr"], params["weight_decay"], "backbone")
-        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
+        groups = backbone_and_head_groups(model, params)
         resolved = {"alpha": params["alpha"], "beta": params["beta"], "anchored_tensors": len(penalty.anchors)}
         fit = finetune(run, model, groups, params, resolved, extra_loss=penalty, epoch_metrics=penalty.terms)
         fit.info["penalty"] = {"start": start, "end": penalty.terms()}

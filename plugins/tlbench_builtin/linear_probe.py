@@ -9,8 +9,11 @@ suite do not extract them again.
 
 from __future__ import annotations
 
+import math
+
 import tlbench
 from tlbench.api import FitResult, Strategy
+from tlbench.errors import ParamError
 from tlbench.params import Param
 
 DEFAULT_L2 = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
@@ -19,8 +22,26 @@ PROBE_PARAMS = {
     "l2_grid": Param(list, list(DEFAULT_L2), "L2 strengths tried, strongest first; the best on val wins "
                                              "(l2 = 1 / (C · n_train) in scikit-learn's terms)", items=float),
     "max_iter": Param(int, 200, "L-BFGS iterations per strength", min=1),
-    "tol": Param(float, 1e-4, "stop when the largest gradient component is below this", min=0),
+    "tol": Param(float, 1e-4, "stop when the largest gradient component is below this (> 0)", min=0),
 }
+
+
+def _positive(value) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def check_probe(params: dict, prefix: str = "") -> None:
+    """Reject what the schema lets through but the solver cannot use: an empty L2 grid,
+    strengths or a tolerance that are not positive and finite. `prefix` is how a
+    strategy that embeds the probe names its parameters (lp-ft: ``probe_``)."""
+    grid, tol = params[f"{prefix}l2_grid"], params[f"{prefix}tol"]
+    if not grid:
+        raise ParamError(f"{prefix}l2_grid: expected a non-empty list of positive numbers, got []")
+    for i, l2 in enumerate(grid):
+        if not _positive(l2):
+            raise ParamError(f"{prefix}l2_grid[{i}]: expected a positive number (an L2 strength), got {l2!r}")
+    if not _positive(tol):
+        raise ParamError(f"{prefix}tol: expected a positive number, got {tol!r}")
 
 
 def probe_head(run, params: dict):
@@ -47,11 +68,15 @@ class LinearProbe(Strategy):
     frozen_features_only = True
     params = dict(PROBE_PARAMS)
 
+    def check(self, params: dict, env) -> None:
+        check_probe(params)
+
     def fit(self, params: dict, run) -> FitResult:
         import numpy as np
 
         from tlbench.engine import Classifier, count_params
 
+        self.check(params, None)
         for param in run.source.backbone.parameters():
             param.requires_grad_(False)
         head, fit = probe_head(run, params)

@@ -135,6 +135,8 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
                  device: torch.device = torch.device("cpu"),
                  check: Callable[[], None] = lambda: None) -> LogisticFit:
     """Fit along `l2_grid` (strong to weak), keep the strength with the best val accuracy."""
+    if not l2_grid or not all(l2 > 0 for l2 in l2_grid):
+        raise ValueError(f"l2_grid must be a non-empty list of positive strengths, got {list(l2_grid)!r}")
     device = torch.device(device)
     # float64 where it is cheap (the CPU), so `tol` is always reachable; float32 on accelerators,
     # where the solve stops early only once no decrease is measurable

@@ -16,6 +16,8 @@ from tlbench.errors import ParamError
 from tlbench.params import Param
 from tlbench.recipe import ENGINE_PARAMS
 
+from .hf_extra import require_hf_extra
+
 ATTENTION_TARGETS = (("qkv",), ("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"))
 """Leaf names of attention projections, by model family, in the order they are tried."""
 
@@ -54,12 +56,14 @@ class LoRA(Strategy):
                                             "(default: found from the architecture)", items=str),
     }
 
+    def check(self, params: dict, env) -> None:
+        require_hf_extra("strategy 'lora'", "peft", "transformers")
+
     def fit(self, params: dict, run) -> FitResult:
         from peft import LoraConfig, inject_adapter_in_model
         from peft.tuners.lora import LoraLayer
-        from tlbench.engine import param_groups
 
-        from .finetuning import finetune, new_classifier
+        from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
 
         backbone = run.source.backbone
         targets = choose_targets(backbone, params["target_modules"])
@@ -71,10 +75,8 @@ class LoRA(Strategy):
         adapted = [module for module in backbone.modules() if isinstance(module, LoraLayer)]
         check_adapters_used(run, backbone, adapted)
         model = new_classifier(run)
-        for name, param in model.named_parameters():
-            param.requires_grad_(name.startswith("head.") or ".lora_" in name)
-        groups = param_groups(model.backbone.named_parameters(), params["lr"], params["weight_decay"], "adapters")
-        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
+        set_trainable(model, lambda name, param: name.startswith("head.") or ".lora_" in name)
+        groups = backbone_and_head_groups(model, params, backbone_label="adapters")
         resolved = {"target_modules": targets, "adapted_layers": len(adapted), "rank": params["rank"],
                     "alpha": params["alpha"], "scale": params["alpha"] / params["rank"]}
         return finetune(run, model, groups, params, resolved)

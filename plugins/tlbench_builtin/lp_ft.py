@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import tlbench
 from tlbench.api import FitResult, Strategy
-from tlbench.params import Param
 from tlbench.recipe import ENGINE_PARAMS
 
-from .linear_probe import PROBE_PARAMS
+from .finetuning import BACKBONE_LR_SCALE
+from .linear_probe import PROBE_PARAMS, check_probe
 
 
 class LinearProbeThenFinetune(Strategy):
@@ -22,24 +22,24 @@ class LinearProbeThenFinetune(Strategy):
     description = "linear probe on frozen features, then fine-tune everything from that head"
     params = {
         **ENGINE_PARAMS,
-        "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (the head gets lr)", min=0),
+        **BACKBONE_LR_SCALE,
         **{f"probe_{name}": param for name, param in PROBE_PARAMS.items()},
     }
 
-    def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import param_groups
+    def check(self, params: dict, env) -> None:
+        check_probe(params, prefix="probe_")
 
-        from .finetuning import finetune, new_classifier, set_trainable
+    def fit(self, params: dict, run) -> FitResult:
+        from .finetuning import backbone_and_head_groups, finetune, learning_rates, new_classifier, set_trainable
         from .linear_probe import probe_head
 
+        self.check(params, None)
         probe = {name: params[f"probe_{name}"] for name in PROBE_PARAMS}
         head, fit = probe_head(run, probe)
         model = new_classifier(run, head)
         set_trainable(model, lambda name, param: True)
-        backbone_lr = params["lr"] * params["backbone_lr_scale"]
-        groups = param_groups(model.backbone.named_parameters(), backbone_lr, params["weight_decay"], "backbone")
-        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
-        resolved = {"backbone_lr": backbone_lr, "head_lr": params["lr"], "probe_l2": fit.l2}
+        groups = backbone_and_head_groups(model, params)
+        resolved = {**learning_rates(params), "probe_l2": fit.l2}
         return finetune(run, model, groups, params, resolved, info={"probe": fit.to_json()})
 
 

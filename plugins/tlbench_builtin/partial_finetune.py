@@ -48,9 +48,9 @@ class PartialFinetune(Strategy):
         return max(0, n_groups - train_last)
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import frozen_stat_layers, param_groups, train_mode_keeping_stats
+        from tlbench.engine import frozen_stat_layers, train_mode_keeping_stats
 
-        from .finetuning import finetune, layer_index, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, layer_index, new_classifier, set_trainable
 
         self.check(params, None)
         index = layer_index(run)
@@ -60,8 +60,7 @@ class PartialFinetune(Strategy):
         set_trainable(model, lambda name, param: not name.startswith("backbone.")
                       or index[name.removeprefix("backbone.")] >= frozen)
         keep = frozen_stat_layers(model) if params["freeze_bn_stats"] else []
-        groups = param_groups(model.backbone.named_parameters(), params["lr"], params["weight_decay"], "backbone")
-        groups += param_groups(model.head.named_parameters(), params["lr"], params["weight_decay"], "head")
+        groups = backbone_and_head_groups(model, params)
         resolved = {"layer_groups": n_groups, "frozen_groups": frozen, "trained_groups": n_groups - frozen,
                     "frozen_bn_stat_layers": len(keep)}
         return finetune(run, model, groups, params, resolved,

@@ -3,8 +3,12 @@
 It makes sources with known relationships to a target, offline: pretrained on related
 classes (helpful), or on the same images with shuffled labels (meant to hurt). The
 weights are trained once, with tlbench's own training engine, and cached as
-safetensors under ``<cache>/pretrain/`` keyed by the whole pretraining config and the
-content hash of the data; later builds and other processes reuse the file.
+safetensors under ``<cache>/pretrain/`` keyed by the whole pretraining config, the
+target plugin's version and the content hash of the data; later builds and other
+processes reuse the file. That key is also the source's fingerprint, so runs on the
+source are redone when its pretraining data changes. What the pretraining reached
+(accuracies, epochs) travels inside the weights file's metadata, which is written
+with the weights in one atomic rename.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ class Pretrain(Source):
         item, target_params = self._target(params, env)
         item.check(target_params, env)
 
+    def fingerprint(self, params: dict, env: Env) -> str:
+        """The weights' cache key: it changes with the pretraining data, as the weights do."""
+        return "pretrain:" + self._data(params, env)[3]
+
     def _data(self, params: dict, env: Env):
         """All examples of the pretraining target (seeded split, every part) and its hash."""
         import numpy as np
@@ -78,15 +86,14 @@ class Pretrain(Source):
                            "target_params": target_params, "content_hash": content_hash}, 24)
         return data, train, splits.val, key
 
-    def _paths(self, env: Env, key: str) -> tuple[Path, Path]:
-        folder = Path(env.cache_dir) / "pretrain"
-        return folder / f"{key}.safetensors", folder / f"{key}.json"
+    def _weights(self, env: Env, key: str) -> Path:
+        return Path(env.cache_dir) / "pretrain" / f"{key}.safetensors"
 
     # ------------------------------------------------------------------ training
 
     def prepare(self, params: dict, env: Env) -> None:
         data, train, val, key = self._data(params, env)
-        weights, meta_path = self._paths(env, key)
+        weights = self._weights(env, key)
         if weights.exists():
             return
         weights.parent.mkdir(parents=True, exist_ok=True)
@@ -96,9 +103,9 @@ class Pretrain(Source):
                 return
             env.log(f"pretrain: training {params['model']} on {params['target']}"
                     f"{' (shuffled labels)' if params['shuffle_labels'] else ''} into {weights}")
-            self._train(params, env, data, train, val, weights, meta_path)
+            self._train(params, env, data, train, val, weights)
 
-    def _train(self, params, env, data, train, val, weights: Path, meta_path: Path) -> None:
+    def _train(self, params, env, data, train, val, weights: Path) -> None:
         import numpy as np
         import torch
         from safetensors.torch import save_file
@@ -106,9 +113,9 @@ class Pretrain(Source):
         from tlbench.api import Split, SourceModel, Splits
         from tlbench.budget import Budget
         from tlbench.context import RunContext
-        from tlbench.engine import accuracy, predict, train as train_model
+        from tlbench.engine import accuracy, param_groups, predict, train as train_model
         from tlbench.execute import resolve_device
-        from tlbench.recipe import ENGINE_PARAMS
+        from tlbench.recipe import engine_defaults
         from tlbench.seeding import seed_everything
 
         from .timm_models import ImageEncoder, PreLogits, create, data_config
@@ -123,11 +130,8 @@ class Pretrain(Source):
         device = torch.device(resolve_device(env.device))
         run = RunContext(source=carrier, target=data, splits=Splits(train=train, val=val, test=empty),
                          seed=params["seed"], device=device, budget=Budget(float("inf")))
-        recipe = {key: p.default for key, p in ENGINE_PARAMS.items()}
-        recipe.update(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
-                      weight_decay=params["weight_decay"], select="last")
-        from tlbench.engine import param_groups
-
+        recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
+                                 weight_decay=params["weight_decay"], select="last")
         groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
         outcome = train_model(run, model, groups, recipe)
         train_acc = accuracy(predict(run, model, "train", recipe), train.labels)
@@ -138,11 +142,11 @@ class Pretrain(Source):
         tmp = weights.with_suffix(".tmp")
         save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
         tmp.replace(weights)
-        meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ building
 
     def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         from .timm_models import create, data_config, source_model
@@ -152,13 +156,14 @@ class Pretrain(Source):
             return source_model(model, pretrained=False, data_config=data_config(model, params["input_size"]),
                                 meta={"model": params["model"], "weights": "random"})
         data, _, _, key = self._data(params, env)
-        weights, meta_path = self._paths(env, key)
+        weights = self._weights(env, key)
         if not weights.exists():
             self.prepare(params, env)
         model = create(params["model"], pretrained=False, input_size=params["input_size"],
                        num_classes=data.num_classes)
         model.load_state_dict(load_file(str(weights)))
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        with safe_open(str(weights), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("tlbench", "{}"))
         return source_model(model, pretrained=True, data_config=data_config(model, params["input_size"]),
                             meta={"model": params["model"], "weights": str(weights),
                                   "pretraining": {k: meta.get(k) for k in ("train_accuracy", "val_accuracy",

@@ -15,17 +15,24 @@ Shared by the `hf-dataset` and `imagefolder` targets. The rules, in order:
    total (not stratified, as in VTAB), or everything. Seeded.
 
 Indices come back sorted, so the examples keep the data set's order and two loads of
-the same data give the same content hash.
+the same data give the same content hash. `sampled_splits` turns them into the
+target's `Splits`.
+
+numpy is imported inside the functions: the targets import this module when they
+register, and `tlbench list` stays light.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
-
+from tlbench.api import Split, Splits
 from tlbench.errors import ParamError
 from tlbench.params import Param
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 VTAB_1K = {"n_train": 800, "n_val": 200}
 
@@ -99,11 +106,15 @@ def check_sampling(params: dict) -> None:
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
+    import numpy as np
+
     return np.random.default_rng(np.random.SeedSequence([seed, _STREAMS[stream]]))
 
 
 def _per_class(indices: np.ndarray, labels: np.ndarray, k: int, rng, what: str,
                class_names: list[str]) -> np.ndarray:
+    import numpy as np
+
     chosen = []
     for label, name in enumerate(class_names):  # every class, so a missing one is an error
         members = indices[labels == label]
@@ -126,6 +137,8 @@ def _fraction(indices: np.ndarray, fraction: float, rng) -> np.ndarray:
 
 def draw(pools: Pools, params: dict, seed: int, class_names: list[str]) -> Drawn:
     """The index sets of one seed, following the rules in the module docstring."""
+    import numpy as np
+
     settings = resolved(params)
     pool, pool_labels = pools.train, pools.train_labels
 
@@ -172,3 +185,27 @@ def draw(pools: Pools, params: dict, seed: int, class_names: list[str]) -> Drawn
         raise ParamError("the training split is empty after holding out validation and test examples")
     return Drawn(train=np.sort(train), val=np.sort(val), val_from=val_from, test=np.sort(test),
                  test_from=test_from)
+
+
+def sampled_splits(labels: dict[str, np.ndarray], params: dict, seed: int, class_names: list[str],
+                   examples: Callable[[str, np.ndarray], Sequence[Any]]) -> Splits:
+    """The `Splits` of one seed, drawn from a data set's own splits.
+
+    `labels` maps each split the data set has ('train', and optionally 'val' and
+    'test') to the labels of all its rows; ``examples(split, indices)`` gives the
+    examples of those rows of that split, in order.
+    """
+    import numpy as np
+
+    def pool(split: str):
+        if split not in labels:
+            return None, None
+        return np.arange(len(labels[split])), labels[split]
+
+    drawn = draw(Pools(*pool("train"), *pool("val"), *pool("test")), params, seed, class_names)
+
+    def make(indices: np.ndarray, source: str) -> Split:
+        return Split(examples=examples(source, indices), labels=labels[source][indices])
+
+    return Splits(train=make(drawn.train, "train"), val=make(drawn.val, drawn.val_from),
+                  test=make(drawn.test, drawn.test_from))

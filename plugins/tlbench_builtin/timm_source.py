@@ -3,8 +3,9 @@
 Where the weights come from, in order: `file` (a local .safetensors, or a .pth/.bin
 loaded with weights_only=True); a ``local-dir:`` model folder; the Hugging Face hub
 (timm's own ``timm/<model>.<tag>`` repositories, or an ``hf-hub:org/name`` model), read
-from the local hub cache that ``HF_HOME`` names. Hub weights are fetched once, by the
-driver in `prepare`; builds in workers load the cached file and never go online. A
+from the local hub cache that ``HF_HOME`` names. Hub weights are fetched once, in
+`prepare` (scheduled before any run of the source); builds load the cached file and
+never go online. A
 model that is not cached while the hub is off ends the suite before any run with one
 line saying how to provide it.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import tlbench
 from tlbench.api import Env, Source, SourceModel
-from tlbench.errors import ResourceUnavailable
+from tlbench.errors import ResourceUnavailable, first_line
 from tlbench.params import Param
 
 _HUB_PREFIXES = ("hf-hub:", "hf_hub:")
@@ -175,7 +176,7 @@ class TimmSource(Source):
             except Exception as exc:
                 raise ResourceUnavailable(f"file: {str(where.path)!r} cannot be loaded as weights "
                                           f"(safetensors, or a torch pickle with weights_only=True): "
-                                          f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                                          f"{type(exc).__name__}: {first_line(exc, 200)}"
                                           ) from None
             return
         if self._cached_weights(where) is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..execute import RunSettings, now
 from ..matrix import RunSpec
 from .schedule import Schedule
@@ -250,8 +250,8 @@ class RayExecutor:
                 return self._stopped(task, "over_memory", "MemoryBudgetExceeded",
                                      memory_message(self.settings, used), peak_memory_mb=used)
             if isinstance(exc, self.ray.exceptions.WorkerCrashedError):
-                return self._stopped(task, "error", "WorkerDied", f"{death_message(None)} ({_first_line(exc)})")
-            return self._stopped(task, "error", type(exc).__name__, _first_line(exc))
+                return self._stopped(task, "error", "WorkerDied", f"{death_message(None)} ({first_line(exc)})")
+            return self._stopped(task, "error", type(exc).__name__, first_line(exc))
 
     def _police(self, inflight: dict, finish) -> None:
         """Cancel tasks that outlive their time budget by the grace period."""
@@ -274,6 +274,3 @@ class RayExecutor:
                               peak_memory_mb=peak_memory_mb)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..store import StoreProblem
+from ..wording import count
 
 
 @dataclass
@@ -29,10 +30,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
 def report_meta(frame, cells, title: str, notes: list[str]) -> dict:
     import tlbench
 
@@ -43,9 +40,9 @@ def report_meta(frame, cells, title: str, notes: list[str]) -> dict:
     seeds = sorted(int(s) for s in frame["seed"].unique())
     labels = dict(zip(cells["target_key"], cells["target_label"])) if len(cells) else {}
     machines = frame["host"].fillna("unknown host").nunique()
-    headline = (f"{_count(ok, 'run')} ok, {len(frame) - ok} failed · {_count(len(labels), 'target')} · "
-                f"{_count(frame['entry'].nunique(), 'entry', 'entries')} · "
-                f"seeds: {', '.join(map(str, seeds)) or '—'} · {_count(machines, 'machine')}")
+    headline = (f"{count(ok, 'run')} ok, {len(frame) - ok} failed · {count(len(labels), 'target')} · "
+                f"{count(frame['entry'].nunique(), 'entry', 'entries')} · "
+                f"seeds: {', '.join(map(str, seeds)) or '—'} · {count(machines, 'machine')}")
     return {
         "title": title, "headline": headline, "tlbench": tlbench.__version__,
         "built_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -31,8 +31,8 @@ from .stats import Interval, paired_interval, t_interval
 
 CELL_INPUTS = ["status", "seed", "test_accuracy", "train_accuracy", "val_accuracy", "overfitting_gap",
                "negative_transfer", "n_train", "wall_seconds", "peak_memory_mb", "trainable_params", "total_params"]
-ENTRY_COLUMNS = ["entry", "source", "strategy", "variant_note", "baseline"]
-TARGET_COLUMNS = ["target_key", "target_label"]
+ENTRY_COLUMNS = ["entry", "source", "strategy", "variant_note", "baseline", "source_identity"]
+TARGET_COLUMNS = ["target_key", "target_label", "target_identity"]
 
 
 def _interval_columns(prefix: str, interval: Interval, with_std: bool = True) -> dict:

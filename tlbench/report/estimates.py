@@ -1,6 +1,7 @@
 """Transferability estimates next to the leaderboard, and how far to trust them.
 
-Each estimator's score is averaged over seeds per (target, source). For every target
+Each estimator's score is averaged over seeds per (target, source), both by identity
+(plugin, version, parameters; the source's fingerprint), as leaderboard cells are. For every target
 and strategy, the sources' mean scores are compared with their fine-tuned mean test
 accuracies by Kendall's tau and by weighted tau (scipy's `weightedtau`, which weighs
 agreement among the top-ranked sources most: picking the best source is what an
@@ -14,11 +15,14 @@ import math
 
 import pandas as pd
 
-SCORE_COLUMNS = ["target", "source", "estimator", "mean_score", "n_seeds", "not_applicable"]
+SCORE_COLUMNS = ["target", "source", "estimator", "mean_score", "n_seeds", "not_applicable", "target_identity",
+                 "source_identity"]
 CORRELATION_COLUMNS = ["target", "strategy", "estimator", "kendall_tau", "weighted_tau", "n_sources"]
 
 
 def estimates_frame(records: list[dict]) -> pd.DataFrame:
+    from .frame import source_identity_of, target_identity_of
+
     rows = []
     for record in records:
         spec = record["spec"]
@@ -27,37 +31,54 @@ def estimates_frame(records: list[dict]) -> pd.DataFrame:
             "source": spec["source"]["id"], "estimator": spec["estimator"]["id"], "seed": spec["seed"],
             "score": record["metrics"].get("score"),
             "not_applicable": bool((record.get("details") or {}).get("not_applicable")),
+            "target_identity": target_identity_of(spec), "source_identity": source_identity_of(spec),
         })
     return pd.DataFrame(rows, columns=["run_id", "status", "target", "source", "estimator", "seed", "score",
-                                       "not_applicable"])
+                                       "not_applicable", "target_identity", "source_identity"])
+
+
+def _labels(frame: pd.DataFrame, label: str, identity: str) -> pd.Series:
+    """`label`, with the identity appended where one label stands for several identities
+    (merged reports whose suites configured an id differently): those are never pooled."""
+    shared = frame.groupby(label)[identity].transform("nunique") > 1
+    return frame[label].where(~shared, frame[label] + " (config #" + frame[identity].str[:6] + ")")
 
 
 def score_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean score over seeds per (target, source, estimator)."""
-    if frame.empty:
+    """Mean score over seeds per (target, source, estimator), keyed by identity."""
+    ok = frame[frame["status"] == "ok"] if not frame.empty else frame
+    if ok.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS)
-    ok = frame[frame["status"] == "ok"]
+    ok = ok.assign(target=_labels(ok, "target", "target_identity"), source=_labels(ok, "source", "source_identity"))
     rows = []
-    for (target, source, estimator), group in ok.groupby(["target", "source", "estimator"], sort=True):
+    keys = ["target_identity", "source_identity", "estimator"]
+    for (target_identity, source_identity, estimator), group in ok.groupby(keys, sort=True):
         scores = pd.to_numeric(group["score"], errors="coerce").dropna()
-        rows.append({"target": target, "source": source, "estimator": estimator,
+        rows.append({"target": group["target"].iloc[0], "source": group["source"].iloc[0], "estimator": estimator,
                      "mean_score": float(scores.mean()) if len(scores) else math.nan,
-                     "n_seeds": len(scores), "not_applicable": bool(group["not_applicable"].all())})
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+                     "n_seeds": len(scores), "not_applicable": bool(group["not_applicable"].all()),
+                     "target_identity": target_identity, "source_identity": source_identity})
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS).sort_values(["target", "source", "estimator"], kind="stable",
+                                                                 ignore_index=True)
 
 
 def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """Kendall and weighted tau between estimated scores and fine-tuned accuracies."""
+    """Kendall and weighted tau between estimated scores and fine-tuned accuracies.
+
+    Scores meet accuracies by identity (target and source), not by their ids: a merged
+    report may hold two configurations under one id.
+    """
     rows = []
     if scores.empty or cells.empty:  # before importing scipy.stats: a second and more
         return pd.DataFrame(columns=CORRELATION_COLUMNS)
     from scipy.stats import kendalltau, weightedtau
 
-    runs = cells[~cells["baseline"] & (cells["n_seeds"] > 0)]
-    for (target, strategy), group in runs.groupby(["target", "strategy"], sort=True):
-        accuracy = group.groupby("source")["test_mean"].max()
-        for estimator, est in scores[scores["target"] == target].groupby("estimator", sort=True):
-            score = est.set_index("source")["mean_score"].dropna()
+    runs = cells[~cells["baseline"].astype(bool) & (cells["n_seeds"] > 0)]
+    for (target, identity, strategy), group in runs.groupby(["target_label", "target_identity", "strategy"],
+                                                            sort=True):
+        accuracy = group.groupby("source_identity")["test_mean"].max()
+        for estimator, est in scores[scores["target_identity"] == identity].groupby("estimator", sort=True):
+            score = est.set_index("source_identity")["mean_score"].dropna()
             common = sorted(set(score.index) & set(accuracy.index))
             tau = weighted = math.nan
             if len(common) >= 2:

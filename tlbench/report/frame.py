@@ -27,7 +27,7 @@ from .conflicts import Conflict, data_groups, find_conflicts
 
 KEY_COLUMNS = ["run_id", "status", "target", "source", "strategy", "seed", "baseline",
                "target_label", "variant_note", "entry", "target_key", "target_identity", "data_group",
-               "variant", "source_plugin", "source_version", "strategy_plugin", "strategy_version",
+               "variant", "source_identity", "source_plugin", "source_version", "strategy_plugin", "strategy_version",
                "target_plugin", "target_version", "init", "content_hash", "source_fingerprint",
                "baseline_run_id"]
 PROVENANCE_COLUMNS = ["tlbench_version", "python_version", "torch_version", "timm_version",
@@ -67,6 +67,12 @@ def entry_of(spec: dict) -> str:
     return config_hash(identity, 8)
 
 
+def source_identity_of(spec: dict) -> str:
+    """Hash of the source's identity: the same source under two ids (or two sources under
+    one id, in merged reports) are told apart by it."""
+    return config_hash(identity_of(spec).get("source") or {}, 8)
+
+
 def target_identity_of(spec: dict) -> str:
     target = {k: v for k, v in (identity_of(spec).get("target") or {}).items() if k != "content_hash"}
     return config_hash(target, 8)
@@ -86,6 +92,7 @@ def run_row(record: dict) -> dict:
         "source": source_label(spec), "strategy": spec["strategy"]["id"], "seed": spec["seed"],
         "baseline": bool(spec.get("baseline")), "entry": entry_of(spec),
         "target_identity": target_identity_of(spec), "variant": variant_of(spec),
+        "source_identity": source_identity_of(spec),
         "source_plugin": spec["source"]["plugin"], "source_version": spec["source"]["version"],
         "strategy_plugin": spec["strategy"]["plugin"], "strategy_version": spec["strategy"]["version"],
         "target_plugin": spec["target"]["plugin"], "target_version": spec["target"]["version"],
