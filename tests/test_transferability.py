@@ -119,9 +119,11 @@ def test_weighted_tau_against_scipy_and_the_report():
     assert weightedtau(scores, accuracy).statistic == pytest.approx(expected, rel=1e-12)
     sources = list("abcde")
     score_table = pd.DataFrame({"target": "t", "source": sources, "estimator": "logme", "mean_score": scores,
-                                "n_seeds": 3, "not_applicable": False})
-    cells = pd.DataFrame({"target": "t", "source": sources, "strategy": "ft", "baseline": False, "n_seeds": 3,
-                          "test_mean": accuracy})
+                                "n_seeds": 3, "not_applicable": False, "target_identity": "t#",
+                                "source_identity": [f"{s}#" for s in sources]})
+    cells = pd.DataFrame({"target_label": "t", "target_identity": "t#", "source": sources,
+                          "source_identity": [f"{s}#" for s in sources], "strategy": "ft", "baseline": False,
+                          "n_seeds": 3, "test_mean": accuracy})
     [row] = correlation_table(score_table, cells).to_dict("records")
     assert row["weighted_tau"] == pytest.approx(expected, rel=1e-12)
     assert row["kendall_tau"] == pytest.approx(0.6)  # 8 concordant, 2 discordant pairs of 10
