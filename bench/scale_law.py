@@ -1,8 +1,8 @@
 """Scale law: the cost of one more run must not grow with the number of runs.
 
-    python bench/scale_law.py [--repeats 3] [--sizes 1,4,16] [--done-sizes 16,128,1024]
+    python bench/scale_law.py [--repeats 3] [--sizes 8,32,128] [--done-sizes 16,128,1024]
 
-1. executed: whole ``python -m tlbench run`` processes on suites of 1, 4 and 16 small
+1. executed: whole ``python -m tlbench run`` processes on suites of 8, 32 and 128 small
    runs (a linear probe of timm's `test_resnet` on digits, one run per seed, the
    feature cache warmed beforehand, a fresh result directory each time). The marginal
    cost per run between the two larger sizes is compared with the one between the two
@@ -131,7 +131,7 @@ def interleaved(sizes: list[int], repeats: int, measure) -> dict[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", default="1,4,16", help="runs per executed suite (three sizes)")
+    parser.add_argument("--sizes", default="8,32,128", help="runs per executed suite (three sizes)")
     parser.add_argument("--done-sizes", default="16,128,1024", help="records per fully-done suite (three sizes)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]

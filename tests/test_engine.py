@@ -18,13 +18,7 @@ from tlbench.engine import (Classifier, cosine_factor, count_params, evaluate, p
 from tlbench.recipe import ENGINE_PARAMS, engine_defaults, engine_params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and a shared CPU punishes more)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def encode(examples) -> torch.Tensor:

@@ -15,13 +15,7 @@ from tlbench.features import FeatureCache
 from tlbench.params import resolve_params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and a shared CPU punishes more)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def encode(examples) -> torch.Tensor:
@@ -98,18 +92,6 @@ def test_a_new_process_reads_what_another_wrote(tmp_path):
 
 
 # ---------------------------------------------------------------------- through real runs
-
-
-@pytest.fixture(scope="module")
-def resnet_file(tmp_path_factory) -> str:
-    import timm
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "test_resnet.safetensors"
-    state = timm.create_model("test_resnet", pretrained=False).state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    return str(path)
 
 
 SUITE = """

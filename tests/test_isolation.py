@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import RANDOM_RESNET, THREE_DIGITS, run_cli
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,21 +26,7 @@ plugins = ["plugins_misbehaving"]
 
 [baseline]
 enabled = false
-
-[[sources]]
-id = "rn"
-plugin = "timm"
-model = "test_resnet"
-pretrained = false
-input_size = 32
-
-[[targets]]
-id = "d"
-plugin = "digits"
-classes = [0, 1, 2]
-shots = 5
-val_shots = 3
-"""
+""" + RANDOM_RESNET + THREE_DIGITS
 
 CRASHES = """
 [[strategies]]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import PROBE_AND_FINETUNE, RANDOM_RESNET, THREE_DIGITS, run_cli
 from tlbench.errors import UserError
 from tlbench.executors.devices import parse_devices, worker_devices
 
@@ -24,30 +24,7 @@ device = "cpu"
 time_budget_s = {TIME_BUDGET_S}
 plugins = ["plugins_misbehaving"]
 
-[[sources]]
-id = "rn"
-plugin = "timm"
-model = "test_resnet"
-pretrained = false
-input_size = 32
-
-[[targets]]
-id = "d"
-plugin = "digits"
-classes = [0, 1, 2]
-shots = 5
-val_shots = 3
-
-[[strategies]]
-id = "lp"
-plugin = "linear-probe"
-
-[[strategies]]
-id = "ft"
-plugin = "full-finetune"
-epochs = 2
-batch_size = 8
-
+{RANDOM_RESNET}{THREE_DIGITS}{PROBE_AND_FINETUNE}
 [[strategies]]
 plugin = "raises"
 

@@ -17,39 +17,16 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import run_cli
+from conftest import PROBE_AND_FINETUNE, RANDOM_RESNET, THREE_DIGITS, run_cli
 
-SUITE = """
+SUITE = f"""
 [suite]
 name = "recovery"
 seeds = [0, 1]
 device = "cpu"
 time_budget_s = 600
 
-[[sources]]
-id = "rn"
-plugin = "timm"
-model = "test_resnet"
-pretrained = false
-input_size = 32
-
-[[targets]]
-id = "d"
-plugin = "digits"
-classes = [0, 1, 2]
-shots = 5
-val_shots = 3
-
-[[strategies]]
-id = "lp"
-plugin = "linear-probe"
-
-[[strategies]]
-id = "ft"
-plugin = "full-finetune"
-epochs = 2
-batch_size = 8
-"""
+{RANDOM_RESNET}{THREE_DIGITS}{PROBE_AND_FINETUNE}"""
 RUNS = 6  # 2 seeds x (1 baseline + 2 strategies)
 CHANGING = ["wall_seconds", "peak_memory_mb", "started_at", "finished_at", "git_revision"]
 

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
+from conftest import RANDOM_RESNET, THREE_DIGITS
 from tlbench.execute import RunSettings, Worker
 from tlbench.planner import plan
 from tlbench.suite import load_suite
 
-SUITE = """
+SUITE = f"""
 [suite]
 name = "seeding"
 seeds = [0, 1]
 device = "cpu"
 
-[[sources]]
-id = "rn"
-plugin = "timm"
-model = "test_resnet"
-pretrained = false
-input_size = 32
-
-[[targets]]
-id = "d"
-plugin = "digits"
-classes = [0, 1, 2]
-shots = 4
-val_shots = 2
-
+{RANDOM_RESNET}{THREE_DIGITS}
 [[strategies]]
 id = "ft"
 plugin = "full-finetune"

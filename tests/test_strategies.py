@@ -25,29 +25,10 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "great", "
          "plot", "the", "a", "was", "very", "fine", "poor"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and a shared CPU punishes more)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------- sources and targets
-
-
-@pytest.fixture(scope="module")
-def resnet_file(tmp_path_factory) -> str:
-    """Random test_resnet weights in a local file: the same 'pretrained' weights every build."""
-    import timm
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "test_resnet.safetensors"
-    state = timm.create_model("test_resnet", pretrained=False).state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

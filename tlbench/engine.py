@@ -160,9 +160,19 @@ def autocast(device: torch.device, params: dict):
     return contextlib.nullcontext()
 
 
+def _on_device(model: nn.Module, device: torch.device) -> bool:
+    """Whether every parameter and buffer is on `device` already: checking is a fraction
+    of what ``model.to`` costs when there is nothing to move (it walks every module)."""
+    def placed(tensor: torch.Tensor) -> bool:
+        return tensor.device.type == device.type and (device.index is None or tensor.device.index == device.index)
+
+    return all(placed(p) for p in model.parameters()) and all(placed(b) for b in model.buffers())
+
+
 def _prepare(model: nn.Module, run: RunContext, params: dict) -> bool:
     """Move `model` to the run's device; channels-last where it helps (convolutions on CUDA)."""
-    model.to(run.device)
+    if not _on_device(model, run.device):
+        model.to(run.device)
     channels_last = (run.device.type == "cuda" and params.get("channels_last", True)
                      and any(isinstance(m, nn.Conv2d) for m in model.modules()))
     if channels_last:
