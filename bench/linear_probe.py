@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from random_weights import save_random_weights
 
 SUITE = """
 [suite]
@@ -56,18 +57,6 @@ enabled = false
 
 SOLVER_SETTINGS = [(5, 5), (20, 10), (80, 20)]
 """(shots, val_shots) per class for the solver comparison."""
-
-
-def save_random_weights(model: str, folder: Path) -> Path:
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    state = timm.create_model(model, pretrained=False).state_dict()
-    path = folder / f"{model}.safetensors"
-    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
-    return path
 
 
 def timed_runs(registry, suite_path: Path, cache_dir: Path, threads: int | None) -> tuple[float, list[dict]]:

@@ -37,6 +37,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from random_weights import save_random_weights
+
 SUITE = """
 [suite]
 name = "bench-overhead"
@@ -68,19 +70,6 @@ batch_size = 16
 [baseline]
 enabled = false
 """
-
-
-def save_weights(folder: Path) -> Path:
-    """test_resnet with seeded random weights, as a local file (no download)."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(1234)
-    state = timm.create_model("test_resnet", pretrained=False).state_dict()
-    path = folder / "test_resnet.safetensors"
-    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
-    return path
 
 
 def only_record(out: Path) -> dict:
@@ -190,7 +179,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tlbench-bench-") as tmp:
         folder = Path(tmp)
-        weights = save_weights(folder)
+        weights = save_random_weights("test_resnet", folder, seed=1234)
         suite_path = folder / "overhead.toml"
         suite_path.write_text(SUITE.format(seed=args.seed, epochs=args.epochs, weights=weights))
         accuracies = []

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from random_weights import save_random_weights
+
 TARGET = 1.2
 """Marginal cost of the larger sizes / of the smaller ones; 1.0 is linear, the rest is noise."""
 
@@ -59,18 +61,6 @@ plugin = "linear-probe"
 [baseline]
 enabled = false
 """
-
-
-def save_weights(folder: Path) -> Path:
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    state = timm.create_model("test_resnet", pretrained=False).state_dict()
-    path = folder / "test_resnet.safetensors"
-    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
-    return path
 
 
 class Bench:
@@ -139,7 +129,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tlbench-bench-") as tmp:
         folder = Path(tmp)
-        bench = Bench(folder, save_weights(folder))
+        bench = Bench(folder, save_random_weights("test_resnet", folder))
         bench.tlbench_run(max(sizes), folder / "warm")  # features of every example into the cache
         seconds = interleaved(sizes, args.repeats, bench.tlbench_run)
         before, after = marginal(sizes, seconds)
