@@ -1,7 +1,7 @@
-"""The plugin contract: what a source, a target and a strategy are.
+"""The plugin contract: what a source, a target, a strategy and an estimator are.
 
-A plugin registers instances of `Source`, `Target` and `Strategy` subclasses from its
-hooks (see `tlbench.hookspecs`). Registration must stay cheap: import torch, timm or
+A plugin registers instances of `Source`, `Target`, `Strategy` and `Estimator`
+subclasses from its hooks (see `tlbench.hookspecs`). Registration must stay cheap: import torch, timm or
 transformers inside methods, never at module level, so `tlbench list` stays fast.
 
 Data crossing this contract is plain: raw examples (image arrays, PIL images, image

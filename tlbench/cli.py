@@ -1,7 +1,8 @@
 """The `tlbench` command line.
 
-Exit codes: 0 all runs ok; 1 some runs failed (all others recorded and reported);
-2 a usage, suite or plugin error (nothing run); 130 interrupted. Heavy libraries are
+Exit codes: 0 all runs ok; 1 some runs failed (all others recorded and reported), or
+`merge` skipped invalid records; 2 a usage, suite or plugin error (nothing run); 3 an
+internal error (a bug in tlbench or a plugin); 130 interrupted. Heavy libraries are
 imported only by the commands that need them, so `tlbench --help` and `tlbench list`
 stay fast.
 """
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep failed records as they are")
     run.set_defaults(handler=cmd_run)
 
-    lst = sub.add_parser("list", help="list sources, targets and strategies of all plugins")
+    lst = sub.add_parser("list", help="list sources, targets, strategies and estimators of all plugins")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=cmd_list)
 

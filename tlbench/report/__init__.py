@@ -5,9 +5,9 @@ The flow is: `load.collect` (validated records from one or many result directori
 `frame.records_frame` (one row per run) → `aggregate` (cells and the view across
 targets) → the writers (`markdown`, `html` with `plots`, `export`).
 
-Another kind of record (transferability estimates, say) is added by one entry in
-`load.KINDS` (its folder, checks and id) and a frame builder beside `frame.records_frame`;
-`Collection.of_kind` hands each builder its own records.
+A kind of record is added by one entry in `load.KINDS` (its folder, checks and id)
+and a frame builder beside `frame.records_frame`, as transferability estimates were
+(`estimates`); `Collection.of_kind` hands each builder its own records.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Every file is checked before it is used: it must parse, pass the record schema, 
 finite and plausible metrics, and (when it states its identity) have the run id that
 identity hashes to. A file that fails is reported by path and skipped, never half-used.
 
-Record kinds are looked up in `KINDS`; a new kind (say, transferability estimates) adds
-one entry naming its folder, its checks and its id, and the loader reads it too.
+Record kinds are looked up in `KINDS` (runs and transferability estimates); a new kind
+adds one entry naming its folder, its checks and its id, and the loader reads it too.
 """
 
 from __future__ import annotations
