@@ -65,6 +65,11 @@ BAD = [
      ["[[targets]]: missing section"]),
     ("epochs = 1", 'epochs = 1\n[baseline]\nstrategy = "nope"',
      ["baseline.strategy: no strategy entry with id 'nope'"]),
+    ("epochs = 1", "epochs = 1\n[baseline]\nenabeld = false", ["baseline.enabeld: unknown key",
+                                                               "did you mean 'enabled'"]),
+    ("epochs = 1", "epochs = 1\nlr = nan", ["strategies[1].lr: expected a number >= 0", "got nan"]),
+    ('name = "tiny"', 'name = "tiny"\ntime_budget_s = nan', ["suite.time_budget_s: expected a number", "got nan"]),
+    ("seeds = [0, 1]", "seeds = [0, 4294967296]", ["suite.seeds: expected", "0..4294967295"]),
 ]
 
 

@@ -65,7 +65,14 @@ def _load_suite(path: str, out: str | None):
 
 
 def cmd_run(args) -> int:
+    from .outputs import check_directory
+    from .suite import check_device
+
     suite, registry = _load_suite(args.suite, args.out)
+    if args.device is not None:
+        check_device(args.device, "--device")
+    check_directory(suite.output, "--out" if args.out else f"{suite.path}: suite.output (the result directory)")
+    check_directory(suite.cache_dir, "cache directory (suite.cache_dir or TLBENCH_CACHE_DIR)")
     if args.dry_run:
         return _dry_run(suite, registry)
     from .report import build_report, import_libraries
@@ -133,6 +140,10 @@ def cmd_report(args) -> int:
         if not Path(directory).is_dir():
             raise UserError(f"{directory}: no such result directory")
     out = Path(args.out) if args.out else Path(args.dirs[0])
+    if args.out:
+        from .outputs import check_directory
+
+        check_directory(out, "--out")
     report = build_report([Path(d) for d in args.dirs], out, title=args.title)
     for problem in report.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
@@ -143,8 +154,11 @@ def cmd_report(args) -> int:
 
 def cmd_merge(args) -> int:
     from .merge import merge_dirs
+    from .outputs import check_directory, check_not_inside
     from .report import build_report
 
+    check_not_inside(args.out, args.dirs, "--out")
+    check_directory(args.out, "--out")
     result = merge_dirs([Path(d) for d in args.dirs], Path(args.out))
     for problem in result.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
@@ -177,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite (skips runs already done)")
     run.add_argument("suite", help="suite file (TOML), e.g. suites/quickstart.toml")
     run.add_argument("--out", help="result directory (default: the suite's, reports/<name>/)")
-    run.add_argument("--dry-run", action="store_true", help="print the run matrix and its size; run nothing")
+    run.add_argument("--dry-run", action="store_true", help="check the suite, print the run matrix and its size; load no model or data, run nothing")
     run.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     run.add_argument("--executor", choices=("local", "inline", "ray"), default="local",
                      help="local worker processes (default), inline in this process (debugging), or ray")

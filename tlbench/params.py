@@ -92,6 +92,8 @@ def check_value(param: Param, value: Any, where: str) -> Any:
         raise ParamError(f"{where}: expected {param.describe()}, {_got(value)}")
     if param.type is float:
         value = float(value)
+        if value != value:  # NaN passes every comparison below, so no range would stop it
+            raise ParamError(f"{where}: expected {param.describe()}, got nan")
     if param.type is list and param.items is not None:
         value = [check_value(Param(param.items), item, f"{where}[{i}]") for i, item in enumerate(value)]
     if param.choices and value not in param.choices:

@@ -69,6 +69,9 @@ def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = pr
         item = registry.get("target", target.plugin).item
         _guard(suite, "targets", i, target, "check", lambda: item.check(target.params, env))
         data = _guard(suite, "targets", i, target, "load", lambda: item.load(target.params, env))
+        if data.num_classes < 2:  # every run would score 1.0 and call it transfer
+            raise UserError(f"{suite.path}: targets[{i}] ({target.id}): a target needs at least 2 classes, "
+                            f"it has {data.num_classes}")
         for seed in suite.seeds:
             splits = _guard(suite, "targets", i, target, "split",
                             lambda: data.splits(seed))

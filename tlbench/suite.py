@@ -18,6 +18,8 @@ from .params import Param, closest, resolve_params
 from .plugins import PLURAL, PluginRegistry
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+MAX_SEED = 2**32 - 1
+"""The largest seed every generator takes as it is (numpy's legacy seeding stops there)."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 SUITE_KEYS: dict[str, Param] = {
@@ -109,6 +111,12 @@ def suite_plugins(path: Path) -> tuple[str, ...]:
     return tuple(p for p in plugins if isinstance(p, str)) if isinstance(plugins, list) else ()
 
 
+def check_device(device: str, where: str) -> None:
+    """A device name tlbench can resolve (whether the machine has it is checked later)."""
+    if not _DEVICE.match(device):
+        raise SuiteError(f"{where}: expected auto, cpu, cuda or cuda:N, got {device!r}")
+
+
 def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | None = None) -> Suite:
     """Read and validate a suite file against the loaded plugins."""
     path = Path(path)
@@ -127,12 +135,10 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
         raise SuiteError(f"{where}: suite.name: expected letters, digits, '.', '_' or '-', "
                          f"got {settings['name']!r}")
     if not settings["seeds"] or len(set(settings["seeds"])) != len(settings["seeds"]) \
-            or min(settings["seeds"]) < 0:
-        raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers >= 0, "
-                         f"got {settings['seeds']!r}")
-    if not _DEVICE.match(settings["device"]):
-        raise SuiteError(f"{where}: suite.device: expected auto, cpu, cuda or cuda:N, "
-                         f"got {settings['device']!r}")
+            or min(settings["seeds"]) < 0 or max(settings["seeds"]) > MAX_SEED:
+        raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers in "
+                         f"0..{MAX_SEED} (2^32-1), got {settings['seeds']!r}")
+    check_device(settings["device"], f"{where}: suite.device")
 
     entries = {kind: _entries(data, kind, where, registry)
                for kind in ("source", "target", "strategy", "estimator")}
@@ -212,6 +218,12 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
     defaults. ``enabled = false`` turns baselines (and negative-transfer scores) off.
     """
     table = _table(data, "baseline", where)
+    if table and not {"strategy", "plugin"} & set(table):
+        unknown = sorted(set(table) - {"enabled"})
+        if unknown:
+            raise SuiteError(f"{where}: baseline.{unknown[0]}: unknown key"
+                             f"{closest(unknown[0], ['enabled', 'strategy', 'plugin'])}; expected enabled, "
+                             f"strategy (an entry's id) or plugin (with its parameters)")
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SuiteError(f"{where}: baseline.enabled: expected true or false, got {enabled!r}")

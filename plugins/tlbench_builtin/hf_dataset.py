@@ -45,14 +45,15 @@ _OFFLINE_HOW = "set path to local files (parquet, csv, json or an image folder)"
 
 @contextlib.contextmanager
 def _quiet_datasets():
-    """No progress bars or info logs from `datasets` while tlbench loads."""
+    """No progress bars or logs from `datasets` while tlbench loads: a file it cannot
+    read raises, and tlbench reports that in one line of its own."""
     from datasets.utils import (are_progress_bars_disabled, disable_progress_bars, enable_progress_bars,
                                 logging)
 
     was_disabled = are_progress_bars_disabled()
     level = logging.get_verbosity()
     disable_progress_bars()
-    logging.set_verbosity_error()
+    logging.set_verbosity(logging.CRITICAL)
     try:
         yield
     finally:
@@ -123,6 +124,12 @@ def _load(params: dict):
             loaded = datasets.load_dataset(where, **options)
         except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
             raise ResourceUnavailable(f"data set {params['path']!r} cannot be loaded: {first_line(exc)}") from None
+        except datasets.exceptions.DatasetGenerationError as exc:
+            cause = exc
+            while cause.__cause__ is not None or cause.__context__ is not None:
+                cause = cause.__cause__ or cause.__context__
+            raise ResourceUnavailable(f"data set {params['path']!r} cannot be read: {type(cause).__name__}: "
+                                      f"{first_line(cause, 300)}") from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded, revision
