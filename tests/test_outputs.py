@@ -80,3 +80,13 @@ def test_report_and_merge_outputs(write_suite, cli, tmp_path):
     assert sorted(p.relative_to(done) for p in done.rglob("*")) == before
     into_itself = cli("merge", str(done), "--out", str(done))  # adding records next to its own is fine
     assert into_itself.returncode == 0, into_itself.stderr
+
+
+def test_report_of_a_directory_without_records(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(cli("report", str(empty)), "empty: no records in it; expected a result directory")
+    assert list(empty.iterdir()) == []
+    file = tmp_path / "file.txt"
+    file.write_text("")
+    one_line_error(cli("report", str(file)), "file.txt: not a directory; expected a result directory")

@@ -136,9 +136,15 @@ def _dry_run(suite, registry) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
-    for directory in args.dirs:
-        if not Path(directory).is_dir():
-            raise UserError(f"{directory}: no such result directory")
+    from .report.load import kind_folders, record_files
+
+    for directory in map(Path, args.dirs):
+        if not directory.is_dir():
+            raise UserError(f"{directory}: not a directory; expected a result directory" if directory.exists()
+                            else f"{directory}: no such result directory")
+        if not any(record_files(directory, folder) for _, folder in kind_folders(directory)):
+            raise UserError(f"{directory}: no records in it; expected a result directory (runs/, estimates/) "
+                            f"or a folder of run records")
     out = Path(args.out) if args.out else Path(args.dirs[0])
     if args.out:
         from .outputs import check_directory
