@@ -44,10 +44,8 @@ BAD = [
     ("linear-probe", "l2_grid = []", "l2_grid: expected a non-empty list of positive numbers, got []"),
     ("linear-probe", "l2_grid = [0.1, -0.01]", "l2_grid[1]: expected a positive number (an L2 strength), got -0.01"),
     ("linear-probe", "l2_grid = [0.0]", "l2_grid[0]: expected a positive number (an L2 strength), got 0.0"),
-    ("linear-probe", "l2_grid = [nan]", "l2_grid[0]: expected a positive number (an L2 strength), got nan"),
     ("linear-probe", "l2_grid = [inf]", "l2_grid[0]: expected a positive number (an L2 strength), got inf"),
     ("linear-probe", "tol = 0.0", "tol: expected a positive number, got 0.0"),
-    ("linear-probe", "tol = nan", "tol: expected a positive number, got nan"),
     ("lp-ft", "probe_l2_grid = []", "probe_l2_grid: expected a non-empty list of positive numbers, got []"),
     ("lp-ft", "probe_l2_grid = [1e-3, -1.0]", "probe_l2_grid[1]: expected a positive number (an L2 strength), "
                                              "got -1.0"),
@@ -63,6 +61,17 @@ def test_bad_probe_settings_end_a_dry_run_with_one_line(cli, write_suite, plugin
     lines = out.stderr.strip().splitlines()
     assert lines == [f"tlbench: error: {path}: strategies[1] (probe): {message}"]
     assert out.stdout == ""  # nothing planned, nothing listed
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("l2_grid = [nan]", "strategies[1].l2_grid[0]: expected a number, got nan"),
+    ("tol = nan", "strategies[1].tol: expected a number >= 0, got nan"),
+])
+def test_nan_is_refused_by_the_parameter_schema(cli, write_suite, setting, message):
+    path = write_suite(SUITE.format(plugin="linear-probe", setting=setting))
+    out = cli("run", str(path), "--dry-run")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [f"tlbench: error: {path}: {message}"]
 
 
 @pytest.mark.parametrize("plugin, setting", [
