@@ -90,3 +90,30 @@ def test_report_of_a_directory_without_records(cli, tmp_path):
     file = tmp_path / "file.txt"
     file.write_text("")
     one_line_error(cli("report", str(file)), "file.txt: not a directory; expected a result directory")
+
+
+def test_usage_mistakes_are_one_line(cli):
+    for args, fragment in [((), "the following arguments are required: COMMAND"),
+                           (("frob",), "invalid choice: 'frob'"),
+                           (("run", "x.toml", "--jobs", "abc"), "--jobs/-j: invalid int value: 'abc'"),
+                           (("run", "x.toml", "--out", ""), "--out: expected a directory, got an empty path")]:
+        result = cli(*args)
+        assert result.returncode == 2
+        [line] = result.stderr.strip().splitlines()
+        assert fragment in line
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("not weights", "cannot be loaded as weights"),
+    (None, "is a directory; expected a weights file"),
+])
+def test_a_bad_weights_file_stops_the_suite_and_leaves_nothing(write_suite, cli, tmp_path, weights, message):
+    path = tmp_path / "weights.safetensors"
+    if weights is None:
+        path.mkdir()
+    else:
+        path.write_text(weights)
+    suite = write_suite(SUITE.replace("pretrained = false", f'file = "{path}"'))
+    out = tmp_path / "out"
+    one_line_error(cli("run", str(suite), "--out", str(out)), f"sources[0] (rn): file: '{path}'", message)
+    assert not out.exists()

@@ -326,3 +326,18 @@ def test_upgrading_a_plugin_distribution_reruns_its_runs(site, write_suite, tmp_
     record = json.loads((out / "runs" / f"{new_id}.json").read_text())
     assert record["spec"]["strategy"]["version"] == "1 (prior-plugin 1.1)"
     assert "(" not in record["spec"]["source"]["version"]  # built-in items keep their own versions
+
+
+def test_a_module_the_suite_names_must_load(write_suite, cli):
+    """A broken entry-point plugin is skipped with a warning, but a module the suite
+    itself asks for is part of the suite: without it the suite is an error."""
+    from conftest import RANDOM_RESNET, THREE_DIGITS
+
+    suite = write_suite('[suite]\nname = "asks"\nplugins = ["no_such_tlbench_plugin"]\n' + RANDOM_RESNET
+                        + THREE_DIGITS + '\n[[strategies]]\nid = "lp"\nplugin = "linear-probe"\n')
+    result = cli("run", str(suite), "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"tlbench: error: {suite}: suite.plugins: plugin 'no_such_tlbench_plugin' (module no_such_tlbench_plugin): "
+        f"failed to import: ModuleNotFoundError: No module named 'no_such_tlbench_plugin'"]
+

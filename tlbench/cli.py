@@ -22,10 +22,17 @@ from .errors import UserError
 from .wording import count
 
 
-def _registry(modules=()):
+def _registry(modules=(), asked_by: Path | None = None):
+    """The plugin registry, its problems printed as warnings; a module the suite at
+    `asked_by` names in ``suite.plugins`` that cannot be loaded is an error instead."""
+    from .errors import SuiteError
     from .plugins import PluginRegistry
 
     registry = PluginRegistry.load(modules)
+    asked = [problem for problem in registry.problems
+             if asked_by is not None and problem.origin is not None and problem.origin.plugin in modules]
+    if asked:
+        raise SuiteError(f"{asked_by}: suite.plugins: {str(asked[0]).removesuffix('; skipped')}")
     for problem in registry.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
     return registry
@@ -60,7 +67,7 @@ def _load_suite(path: str, out: str | None):
     suite_path = Path(path)
     if suite_path.parent.is_dir():  # plugin modules may sit next to the suite
         sys.path.insert(0, str(suite_path.parent.resolve()))
-    registry = _registry(suite_plugins(suite_path))
+    registry = _registry(suite_plugins(suite_path), asked_by=suite_path)
     return load_suite(suite_path, registry, output=out), registry
 
 
@@ -187,8 +194,15 @@ def cmd_merge(args) -> int:
 # ---------------------------------------------------------------------- main
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage mistake told in one line; the full usage is one --help away."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tlbench", description="Benchmark transfer-learning strategies: every source × target × "
                                     "strategy × seed, with from-scratch baselines, into leaderboards.")
     parser.add_argument("--version", action="version", version=f"tlbench {__version__}")
@@ -197,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite (skips runs already done)")
     run.add_argument("suite", help="suite file (TOML), e.g. suites/quickstart.toml")
     run.add_argument("--out", help="result directory (default: the suite's, reports/<name>/)")
-    run.add_argument("--dry-run", action="store_true", help="check the suite, print the run matrix and its size; load no model or data, run nothing")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the suite, print the run matrix and its size; load no model or data, run nothing")
     run.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     run.add_argument("--executor", choices=("local", "inline", "ray"), default="local",
                      help="local worker processes (default), inline in this process (debugging), or ray")
@@ -243,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             print(f"tlbench: error: --{flag}: expected a positive integer", file=sys.stderr)
             return 2
+    if getattr(args, "out", None) is not None and not args.out.strip():
+        print("tlbench: error: --out: expected a directory, got an empty path", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except UserError as exc:

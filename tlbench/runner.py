@@ -8,6 +8,7 @@ negative-transfer score against the baseline it was paired with.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -189,6 +190,7 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     work the driver can do while it waits (the CLI imports what its report needs).
     """
     log = log or (lambda message: print(message, file=sys.stderr))
+    created = not suite.output.exists()
     stores = {kind: RecordStore(suite.output / folder) for kind, folder in RECORD_FOLDERS.items()}
     records: dict[str, dict] = {}
     for store in stores.values():
@@ -243,6 +245,8 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     try:
         runner.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, todo))
     except PreparationFailed as exc:
+        if created and summary.executed == 0:  # it holds only the workers' logs: nothing ran
+            shutil.rmtree(suite.output, ignore_errors=True)
         raise _preparation_error(suite, exc.failure) from None
     finally:
         runner.close()

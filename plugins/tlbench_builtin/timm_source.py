@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tlbench
 from tlbench.api import Env, Source, SourceModel
-from tlbench.errors import ResourceUnavailable, first_line
+from tlbench.errors import ParamError, ResourceUnavailable, first_line
 from tlbench.params import Param
 
 _HUB_PREFIXES = ("hf-hub:", "hf_hub:")
@@ -122,9 +122,15 @@ class TimmSource(Source):
             arch = model.split(".")[0]
             raise ResourceUnavailable(f"model: timm has no architecture {arch!r}"
                                       f"{closest(arch, timm.list_models())}")
+        if params["file"] and not params["pretrained"]:
+            raise ParamError("file: a weights file is given but pretrained = false would never load it; "
+                             "remove one of the two")
         if not params["pretrained"] and not model.startswith((*_HUB_PREFIXES, _LOCAL_PREFIX)):
             return  # a random architecture needs nothing from anywhere
         where = self._location(params)
+        if where.kind == "file" and where.path.is_dir():
+            raise ResourceUnavailable(f"file: {str(where.path)!r} is a directory; expected a weights file "
+                                      f"(.safetensors, .pth or .bin)")
         if self._cached_weights(where) is not None:
             return
         if where.kind == "file":
