@@ -12,23 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import RANDOM_RESNET, THREE_DIGITS
+
 SUITE = """
 [suite]
 name = "probe-params"
 seeds = [0]
-
-[[sources]]
-id = "rn"
-plugin = "timm"
-model = "test_resnet"
-pretrained = false
-
-[[targets]]
-id = "d"
-plugin = "digits"
-classes = [0, 1, 2]
-shots = 3
-
+""" + RANDOM_RESNET + THREE_DIGITS + """
 [[strategies]]
 id = "ft"
 plugin = "full-finetune"
