@@ -103,8 +103,8 @@ def test_each_failure_gets_its_status_and_the_rest_run(isolation_run):
 
     hung = records["sleeps"]  # never checks its budget: killed from outside
     assert hung["status"] == "timeout" and hung["error"]["type"] == "TimeBudgetExceeded"
-    assert "killed" in hung["error"]["message"]
-    assert hung["metrics"]["wall_seconds"] > HANG_BUDGET
+    assert f"time budget of {HANG_BUDGET} s exceeded; the run did not stop by itself and was killed" \
+        in hung["error"]["message"]
 
     looping = records["loops"]  # checks its budget: stops itself at a step boundary
     assert looping["status"] == "timeout" and looping["error"]["type"] == "TimeBudgetExceeded"

@@ -43,7 +43,7 @@ class Progress:
 
     def finished(self, spec: RunSpec, record: dict) -> None:
         self.done += 1
-        line = f"[{self.done}/{self.total}] " + run_line(record, spec.label())
+        line = f"[{self.done:>{len(str(self.total))}}/{self.total}] " + run_line(record, spec.label())
         if self.bar.disable:
             self.log(line)
         else:

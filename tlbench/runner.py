@@ -197,12 +197,13 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
         records.update(store.load_all())
         for problem in store.problems:
             log(f"tlbench: warning: {problem}")
-    early = _started_early(suite, registry, records, executor, jobs, devices, address, device, threads)
+    settings, runner = _started_early(suite, registry, records, executor, jobs, devices, address, device,
+                                      threads) or (None, None)
     try:
         specs = plan(suite, registry, log)
     except BaseException:
-        if early is not None:
-            early[1].close()
+        if runner is not None:
+            runner.close()
         raise
     summary = RunSummary(planned=len(specs), output=suite.output)
     todo = []
@@ -217,16 +218,16 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
         else:
             todo.append(spec)
     if not todo:
-        if early is not None:
-            early[1].close()
+        if runner is not None:
+            runner.close()
         return summary
-    settings = early[0] if early is not None else run_settings(suite, jobs, device, threads, executor)
+    settings = settings or run_settings(suite, jobs, device, threads, executor)
     if executor == "local" and not settings.device.startswith("cuda") and \
             jobs * (settings.threads or 1) > available_cores():
         log(f"tlbench: warning: --jobs {jobs} × {settings.threads} threads per run is more than the "
             f"{available_cores()} cores here; runs will slow each other down")
-    runner = early[1] if early is not None else make_executor(
-        executor, settings, jobs, registry, suite.output, devices, address, requested_device=device or suite.device)
+    runner = runner or make_executor(executor, settings, jobs, registry, suite.output, devices, address,
+                                     requested_device=device or suite.device)
     progress = Progress(len(todo), log)
 
     def on_record(spec: RunSpec, record: dict) -> None:
