@@ -61,9 +61,9 @@ SOLVER_SETTINGS = [(5, 5), (20, 10), (80, 20)]
 
 def timed_runs(registry, suite_path: Path, cache_dir: Path, threads: int | None) -> tuple[float, list[dict]]:
     """Wall time of running every run of the suite in one worker with a fresh cache."""
-    from tlbench.execute import RunSettings, Worker
-    from tlbench.planner import plan
-    from tlbench.suite import load_suite
+    from tlbench.run.execute import RunSettings, Worker
+    from tlbench.plan.planner import plan
+    from tlbench.plan.suite import load_suite
 
     suite = load_suite(suite_path, registry)
     specs = sorted(plan(suite, registry, log=lambda message: None), key=lambda spec: spec.seed)
@@ -117,9 +117,9 @@ def solver_figures(registry, args, cache_dir: Path, weights: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     from tlbench.api import Env
-    from tlbench.budget import Budget
-    from tlbench.context import RunContext
-    from tlbench.features import FeatureCache
+    from tlbench.run.budget import Budget
+    from tlbench.run.context import RunContext
+    from tlbench.run.features import FeatureCache
     from tlbench.params import resolve_params
     from tlbench_builtin.digits import DigitsData
     from tlbench_builtin.linear_probe import DEFAULT_L2

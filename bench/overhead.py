@@ -92,7 +92,7 @@ class InProcess:
 
     def tlbench(self) -> tuple[float, float]:
         from tlbench.runner import run_suite
-        from tlbench.suite import load_suite
+        from tlbench.plan.suite import load_suite
 
         self.count += 1
         out = self.folder / f"inproc-{self.count}"

@@ -89,10 +89,10 @@ class Bench:
 
 def clone_records(bench: Bench, n: int, template: dict, out: Path) -> None:
     """A result directory holding an ok record for every run of the n-seed suite."""
-    from tlbench.execute import record_spec
-    from tlbench.planner import plan
+    from tlbench.run.execute import record_spec
+    from tlbench.plan.planner import plan
     from tlbench.plugins import PluginRegistry
-    from tlbench.suite import load_suite
+    from tlbench.plan.suite import load_suite
 
     registry = PluginRegistry.load()
     os.environ["TLBENCH_CACHE_DIR"] = bench.env["TLBENCH_CACHE_DIR"]

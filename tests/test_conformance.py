@@ -300,8 +300,8 @@ class UnderReports(Strategy):
     description = "a full fine-tune that under-reports what it trained"
 
     def fit(self, params, run):
-        from tlbench.engine import Classifier, evaluate, param_groups, train
-        from tlbench.recipe import ENGINE_PARAMS
+        from tlbench.run.engine import Classifier, evaluate, param_groups, train
+        from tlbench.run.recipe import ENGINE_PARAMS
 
         recipe = {key: p.default for key, p in ENGINE_PARAMS.items()} | {"epochs": 2, "batch_size": 4}
         model = Classifier(run.source.backbone, run.new_head())

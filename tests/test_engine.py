@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from tlbench.api import SourceModel
-from tlbench.budget import Budget, TimeBudgetExceeded
-from tlbench.context import RunContext
-from tlbench.engine import (Classifier, cosine_factor, count_params, evaluate, param_groups, predict,
+from tlbench.run.budget import Budget, TimeBudgetExceeded
+from tlbench.run.context import RunContext
+from tlbench.run.engine import (Classifier, cosine_factor, count_params, evaluate, param_groups, predict,
                             stat_layers, train, train_mode_keeping_stats)
-from tlbench.recipe import ENGINE_PARAMS, engine_defaults, engine_params
+from tlbench.run.recipe import ENGINE_PARAMS, engine_defaults, engine_params
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from tlbench.api import SourceModel
-from tlbench.budget import Budget
-from tlbench.context import RunContext
-from tlbench.features import FeatureCache
+from tlbench.run.budget import Budget
+from tlbench.run.context import RunContext
+from tlbench.run.features import FeatureCache
 from tlbench.params import resolve_params
 
 
@@ -124,9 +124,9 @@ enabled = false
 
 def test_second_seed_hits_the_cache_and_features_equal_fresh_ones(registry, write_suite, resnet_file, cache_dir):
     from tlbench.api import Env
-    from tlbench.execute import RunSettings, Worker
-    from tlbench.planner import plan
-    from tlbench.suite import load_suite
+    from tlbench.run.execute import RunSettings, Worker
+    from tlbench.plan.planner import plan
+    from tlbench.plan.suite import load_suite
 
     suite = load_suite(write_suite(SUITE.format(file=resnet_file)), registry)
     specs = sorted(plan(suite, registry, log=lambda message: None), key=lambda spec: spec.seed)

@@ -16,8 +16,8 @@ import pytest
 from tlbench.api import Env
 from tlbench.errors import ResourceUnavailable
 from tlbench.params import resolve_params
-from tlbench.planner import plan
-from tlbench.suite import load_suite
+from tlbench.plan.planner import plan
+from tlbench.plan.suite import load_suite
 
 INSTALL = "pip install 'tlbench[hf]'"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tlbench.matrix import expand, with_identity
-from tlbench.suite import load_suite
+from tlbench.plan.matrix import expand, with_identity
+from tlbench.plan.suite import load_suite
 
 SUITE = """
 [suite]
@@ -100,7 +100,7 @@ def test_baseline_disabled(write_suite, registry):
 
 
 def test_spec_json_round_trip(write_suite, registry):
-    from tlbench.matrix import RunSpec
+    from tlbench.plan.matrix import RunSpec
 
     _, specs = _plan(write_suite(SUITE), registry)
     for spec in specs[:5]:

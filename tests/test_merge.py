@@ -8,7 +8,7 @@ import json
 import pytest
 from test_report_aggregate import RecordSet
 
-from tlbench.merge import merge_dirs
+from tlbench.results.merge import merge_dirs
 from tlbench.report import build_report
 
 

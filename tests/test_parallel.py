@@ -10,7 +10,7 @@ import pytest
 
 from conftest import PROBE_AND_FINETUNE, RANDOM_RESNET, THREE_DIGITS, run_cli
 from tlbench.errors import UserError
-from tlbench.executors.devices import parse_devices, worker_devices
+from tlbench.run.executors.devices import parse_devices, worker_devices
 
 TESTS = Path(__file__).resolve().parent
 PLUGIN_ENV = {"PYTHONPATH": str(TESTS)}

@@ -55,7 +55,7 @@ def test_address_without_ray_is_a_usage_error(cli, write_suite, tmp_path):
 
 
 def test_a_node_without_the_suite_cache_dir_uses_its_own(tmp_path, monkeypatch):
-    from tlbench.executors.ray import _node_cache_dir
+    from tlbench.run.executors.ray import _node_cache_dir
 
     shared = tmp_path / "shared"
     assert _node_cache_dir(str(shared)) == str(shared) and shared.is_dir()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
-from tlbench.records import is_done, new_record, validate_record
-from tlbench.store import RecordStore
+from tlbench.results.records import is_done, new_record, validate_record
+from tlbench.results.store import RecordStore
 
 SPEC = {
     "source": {"id": "s", "plugin": "timm", "version": "1", "params": {"model": "x"}},

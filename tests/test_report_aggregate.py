@@ -15,14 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlbench.execute import record_spec
+from tlbench.run.execute import record_spec
 from tlbench.hashing import config_hash
-from tlbench.matrix import RunSpec
-from tlbench.records import new_record
+from tlbench.plan.matrix import RunSpec
+from tlbench.results.records import new_record
 from tlbench.report.aggregate import cell_table, complete_targets, overall_table
 from tlbench.report.frame import records_frame
 from tlbench.report.stats import paired_interval, t_interval
-from tlbench.suite import Entry
+from tlbench.plan.suite import Entry
 
 T_975_2 = 4.302652729749464
 """Student t quantile 0.975 with 2 degrees of freedom (three seeds), from a table."""

@@ -8,7 +8,7 @@ import torch
 
 from tlbench import testing
 from tlbench.api import FitResult, Strategy
-from tlbench.features import FeatureCache
+from tlbench.run.features import FeatureCache
 
 
 class _Probe(Strategy):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from conftest import RANDOM_RESNET, THREE_DIGITS
-from tlbench.execute import RunSettings, Worker
-from tlbench.planner import plan
-from tlbench.suite import load_suite
+from tlbench.run.execute import RunSettings, Worker
+from tlbench.plan.planner import plan
+from tlbench.plan.suite import load_suite
 
 SUITE = f"""
 [suite]

@@ -134,7 +134,7 @@ def test_random_init_keeps_the_architecture_and_the_tokenizer(tiny_bert, env, hf
 
 
 def test_text_encoder_pickles_and_works_in_dataloader_workers(tiny_bert, env, hf_offline):
-    from tlbench.batches import SplitBatches
+    from tlbench.run.batches import SplitBatches
 
     built = source().build(params(model=str(tiny_bert), max_length=8), env)
     texts = TEXTS * 3

@@ -12,9 +12,9 @@ import torch
 
 from tlbench.api import Env
 from tlbench.params import resolve_params
-from tlbench.planner import plan
+from tlbench.plan.planner import plan
 from tlbench.plugins import Origin, PluginRegistry
-from tlbench.suite import load_suite
+from tlbench.plan.suite import load_suite
 from tlbench_builtin.imagefolder import ImageFolder
 from tlbench_builtin.pretrain_source import Pretrain
 

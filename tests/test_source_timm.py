@@ -231,7 +231,7 @@ def test_layer_groups_run_from_stem_to_last_block(name, stem, last, env, hf_offl
 
 
 def test_encoder_is_picklable_and_works_in_dataloader_workers(env, hf_offline):
-    from tlbench.batches import SplitBatches
+    from tlbench.run.batches import SplitBatches
 
     built = source().build(params(model="test_resnet", pretrained=False, input_size=32), env)
     rng = np.random.default_rng(0)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from tlbench.api import Env, Split, Splits, TargetData
-from tlbench.budget import Budget
-from tlbench.context import RunContext
+from tlbench.run.budget import Budget
+from tlbench.run.context import RunContext
 from tlbench.errors import ParamError
 from tlbench.params import resolve_params
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tlbench.errors import SuiteError
-from tlbench.suite import load_suite
+from tlbench.plan.suite import load_suite
 
 GOOD = """
 [suite]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .context import RunContext
+    from .run.context import RunContext
     from .params import Param
     from .plugins import PluginRegistry
 
@@ -191,7 +191,7 @@ class Strategy(Item):
     kit (`tlbench.testing.check_strategy`) fails a strategy that declares it and changes
     the backbone."""
     baseline_recipe: ClassVar[bool] = False
-    """True if this recipe is the default from-scratch baseline of a suite (see `tlbench.suite`)."""
+    """True if this recipe is the default from-scratch baseline of a suite (see `tlbench.plan.suite`)."""
 
     def fit(self, params: dict, run: "RunContext") -> FitResult:
         raise NotImplementedError

@@ -62,7 +62,7 @@ def cmd_list(args) -> int:
 
 
 def _load_suite(path: str, out: str | None):
-    from .suite import load_suite, suite_plugins
+    from .plan.suite import load_suite, suite_plugins
 
     suite_path = Path(path)
     if suite_path.parent.is_dir():  # plugin modules may sit next to the suite
@@ -73,7 +73,7 @@ def _load_suite(path: str, out: str | None):
 
 def cmd_run(args) -> int:
     from .outputs import check_directory
-    from .suite import check_device
+    from .plan.suite import check_device
 
     suite, registry = _load_suite(args.suite, args.out)
     if args.device is not None:
@@ -85,7 +85,7 @@ def cmd_run(args) -> int:
     from .report import build_report, import_libraries
     from .runner import run_suite
 
-    from .executors.devices import parse_devices
+    from .run.executors.devices import parse_devices
 
     devices = parse_devices(args.devices)
     try:
@@ -102,7 +102,7 @@ def cmd_run(args) -> int:
           f"({summary.ok} ok, {len(summary.failed) - summary.kept_failures} failed)"
           + (f", {summary.kept_failures} failures kept (--no-retry)" if summary.kept_failures else ""))
     if summary.failed:
-        from .matrix import baseline_label
+        from .plan.matrix import baseline_label
 
         print("failed runs:")
         for record in summary.failed:
@@ -117,8 +117,8 @@ def cmd_run(args) -> int:
 
 
 def _dry_run(suite, registry) -> int:
-    from .matrix import expand
-    from .planner import check_recipes
+    from .plan.matrix import expand
+    from .plan.planner import check_recipes
 
     check_recipes(suite, registry, lambda message: print(message, file=sys.stderr))
     specs = expand(suite, registry)
@@ -166,7 +166,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from .merge import merge_dirs
+    from .results.merge import merge_dirs
     from .outputs import check_directory, check_not_inside
     from .report import build_report
 

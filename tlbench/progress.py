@@ -7,7 +7,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .matrix import RunSpec
+from .plan.matrix import RunSpec
 
 
 def _fmt(value: float | None) -> str:

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError, first_line
-from .execute import RunSettings
-from .matrix import RunSpec
-from .executors import PreparationFailed
-from .executors.stopped import INTERRUPTED
-from .planner import plan
+from .run.execute import RunSettings
+from .plan.matrix import RunSpec
+from .run.executors import PreparationFailed
+from .run.executors.stopped import INTERRUPTED
+from .plan.planner import plan
 from .plugins import PluginRegistry
 from .progress import Progress
-from .records import FAILED, is_done
-from .store import RecordStore
-from .suite import Suite
+from .results.records import FAILED, is_done
+from .results.store import RecordStore
+from .plan.suite import Suite
 
 
 @dataclass
@@ -59,7 +59,7 @@ many runs execute at once. Use the cores with ``--jobs`` (one run per core)."""
 def run_settings(suite: Suite, jobs: int = 1, device: str | None = None, threads: int | None = None,
                  executor: str = "local") -> RunSettings:
     """How this suite's runs execute: device, budgets, threads, caches, plugin paths."""
-    from .execute import resolve_device
+    from .run.execute import resolve_device
 
     requested = device or suite.device
     if executor == "ray":  # the cluster, not this machine, has the devices
@@ -105,17 +105,17 @@ def make_executor(name: str, settings: RunSettings, jobs: int, registry: PluginR
     if name != "ray" and address:
         raise UserError("--address: only used with --executor ray")
     if name == "inline":
-        from .executors.inline import InlineExecutor
+        from .run.executors.inline import InlineExecutor
 
         return InlineExecutor(settings, registry)
     if name == "ray":
         if devices:
             raise UserError("--devices: not used with --executor ray (Ray gives each run a GPU)")
-        from .executors.ray import RayExecutor
+        from .run.executors.ray import RayExecutor
 
         return RayExecutor(settings, address=address, log_dir=output / "logs")
-    from .executors.devices import worker_devices
-    from .executors.local import LocalExecutor
+    from .run.executors.devices import worker_devices
+    from .run.executors.local import LocalExecutor
 
     cuda_count = 0
     if settings.device.startswith("cuda") or any(d.startswith("cuda") for d in devices or ()):
@@ -155,7 +155,7 @@ def _started_early(suite: Suite, registry: PluginRegistry, records: dict[str, di
     instead of after it; with everything perhaps done already, none is started for nothing."""
     if executor != "local":
         return None
-    from .matrix import expand
+    from .plan.matrix import expand
 
     try:
         planned = len(expand(suite, registry))
@@ -163,7 +163,7 @@ def _started_early(suite: Suite, registry: PluginRegistry, records: dict[str, di
         return None
     if sum(is_done(record) for record in records.values()) >= planned:
         return None
-    from .executors.local import start_processes, stop_processes
+    from .run.executors.local import start_processes, stop_processes
 
     processes = start_processes(jobs)  # they start up while torch loads here to resolve the device
     try:

@@ -150,7 +150,7 @@ def check_source(source: ItemRef, params: dict | None = None, *, examples: list 
     Returns the pretrained build. `examples` default to `sample_examples(modality)`.
     """
     from .hashing import canonical_json
-    from .seeding import seed_everything
+    from .run.seeding import seed_everything
 
     reg, params = resolve("source", source, params, registry)
     item, env = reg.item, _env(registry, cache_dir)
@@ -408,11 +408,11 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     import numpy as np
     import torch
 
-    from .execute import RunSettings, Worker
+    from .run.execute import RunSettings, Worker
     from .hashing import splits_content_hash
-    from .matrix import RunSpec, with_identity
-    from .store import jsonable
-    from .suite import Entry
+    from .plan.matrix import RunSpec, with_identity
+    from .results.store import jsonable
+    from .plan.suite import Entry
 
     reg, params = resolve("strategy", strategy, params, registry)
     source_reg, source_params = resolve("source", source if source is not None else TinySource(), None, registry)
@@ -607,10 +607,10 @@ def check_estimator(estimator: ItemRef, params: dict | None = None, *, source: I
     """
     import math
 
-    from .execute import RunSettings, Worker
+    from .run.execute import RunSettings, Worker
     from .hashing import splits_content_hash
-    from .matrix import RunSpec, with_identity
-    from .suite import Entry
+    from .plan.matrix import RunSpec, with_identity
+    from .plan.suite import Entry
 
     reg, params = resolve("estimator", estimator, params, registry)
     source_reg, source_params = resolve("source", source if source is not None else TinySource(), None, registry)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.params import Param
-from tlbench.recipe import ENGINE_PARAMS
+from tlbench.run.recipe import ENGINE_PARAMS
 
 
 def is_bias(name: str) -> bool:
@@ -31,7 +31,7 @@ class BitFit(Strategy):
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import stat_layers, train_mode_keeping_stats
+        from tlbench.run.engine import stat_layers, train_mode_keeping_stats
 
         from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from tlbench.api import FitResult
-    from tlbench.engine import Classifier
+    from tlbench.run.engine import Classifier
 
 BACKBONE_LR_SCALE = {
     "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (the head gets lr)", min=0),
@@ -29,7 +29,7 @@ BACKBONE_LR_SCALE = {
 
 def new_classifier(run, head: nn.Module | None = None) -> Classifier:
     """The source's backbone with `head` (a fresh linear head by default)."""
-    from tlbench.engine import Classifier
+    from tlbench.run.engine import Classifier
 
     return Classifier(run.source.backbone, head if head is not None else run.new_head())
 
@@ -49,7 +49,7 @@ def learning_rates(params: dict) -> dict[str, float]:
 def backbone_and_head_groups(model: Classifier, params: dict, backbone_label: str = "backbone") -> list[dict]:
     """Optimiser groups of the trainable backbone parameters (labelled `backbone_label`)
     and of the head's, at their `learning_rates`, each split by weight decay."""
-    from tlbench.engine import param_groups
+    from tlbench.run.engine import param_groups
 
     rates = learning_rates(params)
     groups = param_groups(model.backbone.named_parameters(), rates["backbone_lr"], params["weight_decay"],
@@ -80,7 +80,7 @@ def layer_index(run) -> dict[str, int]:
 
 def trainable_by_part(model: Classifier) -> dict[str, int]:
     """Trainable parameter counts of the backbone and of the head."""
-    from tlbench.engine import count_params
+    from tlbench.run.engine import count_params
 
     return {"backbone": count_params(model.backbone)[0], "head": count_params(model.head)[0]}
 
@@ -95,7 +95,7 @@ def finetune(run, model: Classifier, groups: list[dict], params: dict, resolved:
     The record's strategy info holds `resolved` (what the strategy decided from its
     parameters and the source), the trainable counts by part, and the training log.
     """
-    from tlbench.engine import evaluate, train
+    from tlbench.run.engine import evaluate, train
 
     outcome = train(run, model, groups, params, extra_loss=extra_loss, set_train_mode=set_train_mode,
                     epoch_metrics=epoch_metrics)

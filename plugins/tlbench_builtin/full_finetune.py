@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tlbench
 from tlbench.api import FitResult, Strategy
-from tlbench.recipe import ENGINE_PARAMS
+from tlbench.run.recipe import ENGINE_PARAMS
 
 from .finetuning import BACKBONE_LR_SCALE
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.params import Param
-from tlbench.recipe import engine_params
+from tlbench.run.recipe import engine_params
 
 
 class L2SPPenalty:

@@ -74,7 +74,7 @@ class LinearProbe(Strategy):
     def fit(self, params: dict, run) -> FitResult:
         import numpy as np
 
-        from tlbench.engine import Classifier, count_params
+        from tlbench.run.engine import Classifier, count_params
 
         self.check(params, None)
         for param in run.source.backbone.parameters():

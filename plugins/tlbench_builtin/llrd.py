@@ -13,13 +13,13 @@ from __future__ import annotations
 import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.params import Param
-from tlbench.recipe import ENGINE_PARAMS
+from tlbench.run.recipe import ENGINE_PARAMS
 
 
 def llrd_groups(model, index: dict[str, int], n_groups: int, lr: float, decay: float,
                 weight_decay: float) -> list[dict]:
     """Optimiser groups: one rate per layer group (split by weight decay), then the head."""
-    from tlbench.engine import param_groups
+    from tlbench.run.engine import param_groups
 
     named = list(model.backbone.named_parameters())
     groups = []

@@ -14,7 +14,7 @@ import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.errors import ParamError
 from tlbench.params import Param
-from tlbench.recipe import ENGINE_PARAMS
+from tlbench.run.recipe import ENGINE_PARAMS
 
 from .hf_extra import require_hf_extra
 
@@ -87,7 +87,7 @@ def check_adapters_used(run, backbone, adapted) -> None:
     one forward pass on two training examples must go through every adapted layer."""
     import torch
 
-    from tlbench.batches import index_inputs
+    from tlbench.run.batches import index_inputs
 
     called: set[int] = set()
     hooks = [module.register_forward_hook(lambda m, args, out: called.add(id(m))) for module in adapted]

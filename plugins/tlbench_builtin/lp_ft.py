@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tlbench
 from tlbench.api import FitResult, Strategy
-from tlbench.recipe import ENGINE_PARAMS
+from tlbench.run.recipe import ENGINE_PARAMS
 
 from .finetuning import BACKBONE_LR_SCALE
 from .linear_probe import PROBE_PARAMS, check_probe

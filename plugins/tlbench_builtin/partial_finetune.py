@@ -13,7 +13,7 @@ import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.errors import ParamError
 from tlbench.params import Param
-from tlbench.recipe import ENGINE_PARAMS
+from tlbench.run.recipe import ENGINE_PARAMS
 
 DEFAULT_TRAIN_LAST = 1
 
@@ -48,7 +48,7 @@ class PartialFinetune(Strategy):
         return max(0, n_groups - train_last)
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.engine import frozen_stat_layers, train_mode_keeping_stats
+        from tlbench.run.engine import frozen_stat_layers, train_mode_keeping_stats
 
         from .finetuning import backbone_and_head_groups, finetune, layer_index, new_classifier, set_trainable
 

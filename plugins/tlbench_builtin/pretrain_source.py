@@ -111,12 +111,12 @@ class Pretrain(Source):
         from safetensors.torch import save_file
 
         from tlbench.api import Split, SourceModel, Splits
-        from tlbench.budget import Budget
-        from tlbench.context import RunContext
-        from tlbench.engine import accuracy, param_groups, predict, train as train_model
-        from tlbench.execute import resolve_device
-        from tlbench.recipe import engine_defaults
-        from tlbench.seeding import seed_everything
+        from tlbench.run.budget import Budget
+        from tlbench.run.context import RunContext
+        from tlbench.run.engine import accuracy, param_groups, predict, train as train_model
+        from tlbench.run.execute import resolve_device
+        from tlbench.run.recipe import engine_defaults
+        from tlbench.run.seeding import seed_everything
 
         from .timm_models import ImageEncoder, PreLogits, create, data_config
 

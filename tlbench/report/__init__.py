@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..store import StoreProblem
+from ..results.store import StoreProblem
 from ..wording import count
 
 

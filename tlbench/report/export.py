@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..store import jsonable, write_bytes_atomic
+from ..results.store import jsonable, write_bytes_atomic
 
 
 def publish(path: Path, data: bytes) -> Path:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..hashing import canonical_json, config_hash
-from ..matrix import baseline_label
-from ..records import METRIC_KEYS
+from ..plan.matrix import baseline_label
+from ..results.records import METRIC_KEYS
 from .conflicts import Conflict, data_groups, find_conflicts
 
 KEY_COLUMNS = ["run_id", "status", "target", "source", "strategy", "seed", "baseline",

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..hashing import canonical_json, config_hash
-from ..records import validate_record
-from ..store import StoreProblem
+from ..results.records import validate_record
+from ..results.store import StoreProblem
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 """A record is a few kilobytes (tracebacks included); anything this big is not one."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import signal
 
 from ..execute import RunSettings, now, record_spec
-from ..matrix import RunSpec
-from ..provenance import provenance
-from ..records import new_record
+from ...plan.matrix import RunSpec
+from ...provenance import provenance
+from ...results.records import new_record
 
 INTERRUPTED = "Interrupted"
 """Error type of a run stopped by Ctrl-C: redone by the next run even with --no-retry."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .api import Env
-from .errors import ResourceUnavailable, UserError, first_line
-from .hashing import splits_content_hash
+from ..api import Env
+from ..errors import ResourceUnavailable, UserError, first_line
+from ..hashing import splits_content_hash
 from .matrix import RunSpec, expand, with_identity
-from .plugins import PluginRegistry
+from ..plugins import PluginRegistry
 from .suite import Entry, Suite
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ParamError, PluginError, SuiteError
-from .params import Param, closest, resolve_params
-from .plugins import PLURAL, PluginRegistry
+from ..errors import ParamError, PluginError, SuiteError
+from ..params import Param, closest, resolve_params
+from ..plugins import PLURAL, PluginRegistry
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 MAX_SEED = 2**32 - 1

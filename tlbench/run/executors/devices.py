@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import UserError
+from ...errors import UserError
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 

@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .api import SPLITS, Env
+from ..api import SPLITS, Env
 from .budget import Budget, BudgetExceeded, MemorySampler
-from .hashing import canonical_json, splits_content_hash
-from .matrix import RunSpec
-from .plugins import PluginRegistry
-from .provenance import provenance
-from .records import error_info, new_record
+from ..hashing import canonical_json, splits_content_hash
+from ..plan.matrix import RunSpec
+from ..plugins import PluginRegistry
+from ..provenance import provenance
+from ..results.records import error_info, new_record
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Worker:
         apply_process_settings(self.settings)
         if self.registry is None:
             self.registry = PluginRegistry.load(self.settings.plugins)
-        from .provenance import cpu_name, git_revision
+        from ..provenance import cpu_name, git_revision
 
         git_revision(), cpu_name()  # cached: a failing run's record must not wait on git
 
@@ -229,7 +229,7 @@ def plain_json(value, what: str):
     when the record is written)."""
     import json
 
-    from .store import jsonable
+    from ..results.store import jsonable
 
     try:
         return json.loads(json.dumps(jsonable(value), allow_nan=False))

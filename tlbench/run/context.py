@@ -8,11 +8,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .api import SPLITS, SourceModel, Split, Splits, TargetData
+from ..api import SPLITS, SourceModel, Split, Splits, TargetData
 from .batches import SplitBatches
 from .budget import Budget
 from .features import FeatureCache
-from .hashing import examples_digests
+from ..hashing import examples_digests
 
 
 @dataclass

@@ -7,7 +7,7 @@ while the sources are still being prepared (pretrained, downloaded).
 
 from __future__ import annotations
 
-from ..matrix import RunSpec
+from ...plan.matrix import RunSpec
 
 
 class Schedule:

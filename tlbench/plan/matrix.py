@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .hashing import canonical_json, config_hash
-from .plugins import PluginRegistry
+from ..hashing import canonical_json, config_hash
+from ..plugins import PluginRegistry
 from .suite import Entry, Suite
 
 def baseline_label(source_id: str) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import canonical_json
-from .report.load import KINDS, Duplicate, collect, kind_folders
+from ..errors import UserError
+from ..hashing import canonical_json
+from ..report.load import KINDS, Duplicate, collect, kind_folders
 from .store import RecordStore, StoreProblem
 
 
@@ -61,7 +61,7 @@ def merge_dirs(dirs: list[Path], out: Path) -> MergeResult:
             continue
         store.write(item.record)
         result.written += 1
-    from .report.frame import kept_apart_notes, records_frame
+    from ..report.frame import kept_apart_notes, records_frame
 
     frame, conflicts = records_frame(collection.of_kind("run"))
     result.kept_apart = [str(c) for c in conflicts] + kept_apart_notes(frame)

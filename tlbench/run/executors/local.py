@@ -27,9 +27,9 @@ from typing import Callable
 
 import psutil
 
-from ..errors import PluginError, UserError
+from ...errors import PluginError, UserError
 from ..execute import RunSettings, now
-from ..matrix import RunSpec
+from ...plan.matrix import RunSpec
 from . import PreparationFailed, PrepareFailure
 from .schedule import Schedule
 from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
@@ -289,7 +289,7 @@ class LocalExecutor:
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
             on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None,
             sources: list[dict] = ()) -> None:
-        """Prepare `sources` and execute `specs` on the workers; see `tlbench.executors`.
+        """Prepare `sources` and execute `specs` on the workers; see `tlbench.run.executors`.
 
         Preparations go first, one per worker, so they run in parallel; a worker that
         is free while others still prepare takes runs that need no prepared source

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .api import SPLITS, FitResult
+from ..api import SPLITS, FitResult
 from .batches import Inputs
 from .context import RunContext
 

@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .api import SourceModel
-from .hashing import config_hash, examples_digests
+from ..api import SourceModel
+from ..hashing import config_hash, examples_digests
 
 FORMAT = 2
 """Bumped when the on-disk layout changes; part of every cache key."""
@@ -53,7 +53,7 @@ class _Index:
 def _model_libraries() -> tuple:
     """Versions of the libraries that compute a forward pass: an upgrade that changes a
     model's features must not be served features of the old one."""
-    from .provenance import library_versions
+    from ..provenance import library_versions
 
     versions = library_versions()
     return tuple((name, versions.get(name)) for name in ("torch", "timm", "transformers"))

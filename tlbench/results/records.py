@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import first_line
+from ..errors import first_line
 
 SCHEMA_VERSION = 1
 KINDS = ("run", "estimate")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import UserError
+from ...errors import UserError
 from ..execute import RunSettings, Worker
-from ..matrix import RunSpec
+from ...plan.matrix import RunSpec
 from . import PreparationFailed, PrepareFailure
 from .schedule import Schedule
 

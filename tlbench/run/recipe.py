@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .params import Param
+from ..params import Param
 
 ENGINE_PARAMS: dict[str, Param] = {
     "epochs": Param(int, 20, "passes over the training split", min=1),

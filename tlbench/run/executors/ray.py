@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError, first_line
+from ...errors import UserError, first_line
 from ..execute import RunSettings, now
-from ..matrix import RunSpec
+from ...plan.matrix import RunSpec
 from .schedule import Schedule
 from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
                       timeout_message)
@@ -71,7 +71,7 @@ def _worker_for(settings_json: dict, modules: list[str]):
     """One tlbench Worker per Ray worker process and settings (plugins, caches)."""
     global _WORKER
     from ..execute import Worker
-    from ..hashing import canonical_json
+    from ...hashing import canonical_json
     from .local import preload
 
     key = canonical_json(settings_json)
