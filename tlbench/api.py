@@ -1,29 +1,68 @@
-"""The plugin contract: what a source, a target, a strategy and an estimator are.
+"""The plugin contract: what a source, a target, a task, a strategy and an estimator are.
 
-A plugin registers instances of `Source`, `Target`, `Strategy` and `Estimator`
-subclasses from its hooks (see `tlbench.hookspecs`). Registration must stay cheap: import torch, timm or
-transformers inside methods, never at module level, so `tlbench list` stays fast.
+A plugin registers instances of `Source`, `Target`, `Task`, `Strategy` and `Estimator`
+subclasses from its hooks (see `tlbench.hookspecs`). Registration must stay cheap:
+import torch, timm or transformers inside methods, never at module level, so
+`tlbench list` stays fast.
 
-Data crossing this contract is plain: raw examples (image arrays, PIL images, image
-files as `pathlib.Path`, or texts as strings) with integer labels in; logits out.
-tlbench, not the strategy, turns logits into the accuracies that reports print.
+Data crossing this contract is plain. A target gives raw examples (image arrays, PIL
+images, image files as `pathlib.Path`, or texts as strings) with labels whose form its
+*task type* defines: class ids, multi-hot rows, float values, boxes, masks, tag
+sequences. The task type owns everything that depends on that form: it validates and
+hashes labels, puts a head on the source's features, gives the loss, and turns
+predictions into metrics, one of which is the headline. A strategy returns predictions;
+tlbench, not the strategy, scores them. A strategy is never handed the test split's
+labels, so nothing it trains or selects can have seen them.
+
+This module is a leaf: it imports nothing of tlbench at run time. What a strategy sees
+of its run (`RunContext`) and of the loaded plugins (`Registry`) are Protocols, which
+tlbench's own classes satisfy.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .run.context import RunContext
     from .params import Param
-    from .plugins import PluginRegistry
 
 SPLITS = ("train", "val", "test")
+MODALITIES = ("image", "text")
+REPRESENTATIONS = ("pooled", "feature_maps", "tokens")
+"""What a source's backbone can give a head: one vector per example; feature maps
+(batch, channels, height, width) at several strides; token sequences (batch, tokens,
+dim) with their attention mask."""
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+class Registered(Protocol):
+    """A registered item and the plugin that registered it."""
+
+    item: "Item"
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+class Registry(Protocol):
+    """The loaded plugins: items by kind ('source', 'target', 'task', ...) and name."""
+
+    def get(self, kind: str, name: str) -> Registered: ...
+
+    def items(self, kind: str) -> list[Registered]: ...
 
 
 @dataclass
@@ -33,7 +72,7 @@ class Env:
     cache_dir: Path
     """Root of tlbench's on-disk caches (pretrained weights, features)."""
     device: str = "cpu"
-    registry: "PluginRegistry | None" = None
+    registry: Registry | None = None
     """The loaded plugins, for items built from other items (a source pretrained on a target)."""
     log: Callable[[str], None] = print
 
@@ -50,8 +89,8 @@ class Item:
     params: ClassVar[dict[str, "Param"]] = {}
 
     def check(self, params: dict, env: Env) -> None:
-        """Raise `ResourceUnavailable` if what `params` name cannot be had. Cheap; runs
-        before any run starts."""
+        """Raise `ResourceUnavailable` if what `params` name cannot be had, or `ParamError`
+        for parameters that contradict each other. Cheap; runs before any run starts."""
 
     def fingerprint(self, params: dict, env: Env) -> str | None:
         """Identity of external content `params` point at (a weights file's hash, a hub
@@ -59,12 +98,58 @@ class Item:
         return None
 
 
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric a task reports: its name, which way is better, and its range."""
+
+    name: str
+    """Column name in results and reports ('accuracy', 'r2', 'mAP'): letters, digits, '_'."""
+    higher_is_better: bool = True
+    low: float | None = None
+    """The smallest value the metric can take (None: unbounded); intervals are cut to the range."""
+    high: float | None = None
+    description: str = ""
+    """What the metric is and which implementation computes it, for reports."""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "higher_is_better": self.higher_is_better, "low": self.low,
+                "high": self.high, "description": self.description}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MetricSpec":
+        return cls(name=data["name"], higher_is_better=bool(data.get("higher_is_better", True)),
+                   low=data.get("low"), high=data.get("high"), description=data.get("description", ""))
+
+
 # --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """One level of a backbone's feature maps."""
+
+    channels: int
+    stride: int
+    """Input pixels per feature-map pixel (4, 8, 16, 32 ...)."""
 
 
 @dataclass
 class SourceModel:
-    """A built source: a backbone that maps encoded inputs to feature vectors."""
+    """A built source: a backbone that maps encoded inputs to features.
+
+    Every backbone gives pooled vectors: ``backbone(inputs)`` is a (batch, feature_dim)
+    tensor. A backbone may also give the other `REPRESENTATIONS`, declared here and
+    computed by methods of the backbone module, so that a head trained on them trains
+    the very parameters the pooled path uses:
+
+    - feature maps: ``backbone.forward_feature_maps(inputs)`` returns a list of
+      (batch, channels, height, width) tensors, one per entry of `feature_levels`;
+    - token sequences: ``backbone.forward_tokens(inputs)`` returns ``(hidden, mask)``,
+      hidden (batch, tokens, token_dim) and mask (batch, tokens) with 1 for real tokens.
+    """
 
     backbone: "torch.nn.Module"
     """Maps `encode(examples)` to a (batch, feature_dim) float tensor."""
@@ -82,9 +167,30 @@ class SourceModel:
     """Identity of `encode` (sizes, normalisation, tokenizer): part of feature-cache keys."""
     pretrained: bool = True
     source_head: "torch.nn.Module | None" = None
-    """The source's own classifier over the same features, when it has one (LEEP)."""
+    """The source's own classifier over the pooled features, when it has one (LEEP)."""
     meta: dict = field(default_factory=dict)
     """Recorded in each run record: hub id, revision, weights file, data config."""
+    feature_levels: list[FeatureLevel] | None = None
+    """The levels of ``backbone.forward_feature_maps``; None when it gives none."""
+    token_dim: int | None = None
+    """The width of ``backbone.forward_tokens``'s hidden states; None when it gives none."""
+
+    @property
+    def representations(self) -> tuple[str, ...]:
+        return tuple(name for name, has in (("pooled", True), ("feature_maps", bool(self.feature_levels)),
+                                            ("tokens", self.token_dim is not None)) if has)
+
+
+@dataclass(frozen=True)
+class SourceCapabilities:
+    """What a source will offer once built, as far as its parameters tell without
+    building it: the planner leaves out combinations that cannot work. None: unknown
+    until built (then a mismatch is found by the run)."""
+
+    modality: str | None = None
+    representations: tuple[str, ...] = ("pooled",)
+    source_head: bool | None = None
+    """Whether the built source has its own classifier (`SourceModel.source_head`)."""
 
 
 class Source(Item):
@@ -98,6 +204,10 @@ class Source(Item):
         Sources with equal architectures share one from-scratch baseline.
         """
         return dict(params)
+
+    def capabilities(self, params: dict) -> SourceCapabilities:
+        """What the built source will offer (cheap: no weights are read)."""
+        return SourceCapabilities()
 
     def prepare(self, params: dict, env: Env) -> None:
         """One-time heavy work before any run (train or convert weights into the cache)."""
@@ -113,20 +223,24 @@ class Source(Item):
 
 @dataclass
 class Split:
-    """The examples of one split and their integer labels (0..num_classes-1).
+    """The examples of one split and their labels, whose form the target's task defines.
 
     Examples are raw. Images: uint8 arrays, PIL images, or image files as
     `pathlib.Path`, which tlbench hashes by their bytes, so an edited image redoes the
     runs that used it. Never give an image file as a `str`: a `str` is text, hashed by
     its characters, so edits to the file would go unnoticed (the conformance kit fails
     an image target that does). Texts: strings.
+
+    Labels are one per example (an array with one row per example, or a list). They are
+    None where the strategy must not see them: the test split (tlbench keeps its labels
+    for scoring) and unlabelled data.
     """
 
     examples: Sequence[Any]
-    labels: "np.ndarray"
+    labels: Any = None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.examples)
 
 
 @dataclass
@@ -139,12 +253,30 @@ class Splits:
         return [(name, getattr(self, name)) for name in SPLITS]
 
 
+@dataclass(frozen=True)
+class TargetInfo:
+    """What a strategy may know about its target besides the examples and labels it is
+    given: no way to reach the test labels."""
+
+    task: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    modality: str
+    revision: str | None = None
+
+
 class TargetData:
     """A loaded target task. Subclasses implement `splits`."""
 
+    task: str = "classification"
+    """The task type of the labels (a registered `Task`): 'classification', 'multilabel',
+    'regression', or one a plugin adds."""
     num_classes: int
-    modality: str
+    """The size of the label space: classes (classification, multi-label and the dense
+    tasks) or predicted values (regression)."""
     class_names: list[str]
+    """One name per class (per predicted value for regression)."""
+    modality: str
     revision: str | None = None
     """Version of the underlying data (a data set revision, a file hash)."""
 
@@ -152,31 +284,223 @@ class TargetData:
         """The train / val / test splits for `seed` (few-shot sampling is seeded)."""
         raise NotImplementedError
 
+    def info(self) -> TargetInfo:
+        return TargetInfo(task=self.task, num_classes=int(self.num_classes),
+                          class_names=tuple(str(name) for name in self.class_names),
+                          modality=self.modality, revision=self.revision)
+
 
 class Target(Item):
     """A target task: labelled examples split into train / val / test."""
 
     kind: ClassVar[str] = "target"
 
+    def task(self, params: dict) -> str:
+        """The task type of the labels `load(params)` gives (cheap: no data is read); the
+        loaded `TargetData.task` must agree."""
+        return "classification"
+
+    def modality(self, params: dict) -> str | None:
+        """The modality of the examples `load(params)` gives, or None when only the data tells."""
+        return None
+
     def load(self, params: dict, env: Env) -> TargetData:
         raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+class Objective:
+    """What training on one target optimises: a head, a loss and how outputs become
+    predictions. A task makes one per run, from the training labels only (a regression
+    task standardises targets with the training split's mean and standard deviation)."""
+
+    def head(self, source: SourceModel) -> "torch.nn.Module":
+        """A fresh head over the source representation the task reads (seeded by the run)."""
+        raise NotImplementedError
+
+    def targets(self, labels: Sequence[Any]) -> Any:
+        """The labels of some examples as the loss takes them: a tensor with one row per
+        example, or a list. Row-wise, so batches can be cut from a whole split's."""
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, targets: Any) -> "torch.Tensor":
+        """The mean loss of a batch: the head's `outputs` against `targets(labels)`."""
+        raise NotImplementedError
+
+    def predictions(self, outputs: Any) -> Any:
+        """A batch's outputs as predictions the task scores: a numpy array with one row per
+        example, or a list with one item per example (on the CPU)."""
+        raise NotImplementedError
+
+    def configure(self, knobs: dict) -> "Objective":
+        """The objective under the training engine's knobs (see `tlbench.training`), e.g.
+        a classification loss with the knob `label_smoothing`; by default unchanged."""
+        return self
+
+    def info(self) -> dict:
+        """Plain JSON worth recording (the standardisation a regression used)."""
+        return {}
+
+
+class Task(Item):
+    """A task type: what a target's labels are, what a model predicts for them, and how
+    predictions are scored. Targets name it (`TargetData.task`); every strategy that
+    trains through tlbench's engine gets its head, loss and predictions from it."""
+
+    kind: ClassVar[str] = "task"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    """Every metric `score` returns, described."""
+    headline: ClassVar[str] = ""
+    """The metric that selects checkpoints and ranks entries; its gap and negative-transfer
+    scores are reported. One of `metrics`."""
+    representation: ClassVar[str] = "pooled"
+    """What the head reads (one of `REPRESENTATIONS`); sources that cannot give it are
+    left out of the matrix."""
+    linear_loss: ClassVar[str | None] = None
+    """When the head is one linear layer on pooled features trained with a standard loss:
+    'softmax' (cross-entropy over classes), 'sigmoid' (binary cross-entropy per class) or
+    'squared' (squared error on `Objective.targets`); solvers that fit such heads in
+    closed form (a linear probe) serve the task then. None otherwise."""
+
+    def check_labels(self, labels: Any, target: TargetInfo, split: str) -> None:
+        """Raise ValueError with one line naming the first label of `split` that cannot be
+        valid for this task (wrong shape, out of range, not finite)."""
+
+    def label_bytes(self, label: Any) -> bytes:
+        """Bytes that identify one label in content hashes, losslessly. The default encodes
+        integers as 64-bit, floats as IEEE doubles, numpy arrays by dtype, shape and bytes,
+        and strings, lists, tuples and dicts of these; override it for other labels."""
+        return canonical_label_bytes(label)
+
+    def objective(self, target: TargetInfo, train_labels: Any) -> Objective:
+        raise NotImplementedError
+
+    def check_predictions(self, predictions: Any, n: int, target: TargetInfo) -> None:
+        """Raise ValueError when `predictions` cannot be scored (wrong count or shape)."""
+
+    def score(self, predictions: Any, labels: Any, target: TargetInfo) -> dict[str, float | None]:
+        """Every metric in `metrics` for one split, from maintained implementations."""
+        raise NotImplementedError
+
+    def metric(self, name: str) -> MetricSpec:
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"task {self.name!r} has no metric {name!r}")
+
+
+def canonical_label_bytes(label: Any) -> bytes:
+    """The default label encoding of `Task.label_bytes` (see there).
+
+    A class id keeps the 8-byte form tlbench has always hashed, so classification
+    content hashes (and run ids) stay what they were; every other form is tagged and
+    digested, so a float never collides with an int or a list with an array.
+    """
+    if _is_integer(label):
+        return int(label).to_bytes(8, "little", signed=True)
+    digest = hashlib.blake2b(digest_size=16)
+    _feed(digest, label)
+    return b"\x00" + digest.digest()
+
+
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "iu"
+
+
+def _feed(digest, value: Any) -> None:
+    if value is None:
+        digest.update(b"n")
+    elif isinstance(value, bool) or (hasattr(value, "dtype") and getattr(value, "shape", None) == ()
+                                     and value.dtype.kind == "b"):
+        digest.update(b"?1" if bool(value) else b"?0")
+    elif _is_integer(value):
+        digest.update(b"i" + int(value).to_bytes(8, "little", signed=True))
+    elif isinstance(value, float) or (hasattr(value, "dtype") and getattr(value, "shape", None) == ()
+                                      and value.dtype.kind == "f"):
+        digest.update(b"f" + struct.pack("<d", float(value)))
+    elif isinstance(value, str):
+        encoded = value.encode("utf-8")
+        digest.update(b"s" + len(encoded).to_bytes(8, "little") + encoded)
+    elif hasattr(value, "tobytes") and hasattr(value, "dtype") and hasattr(value, "shape"):
+        head = f"a{value.dtype.str}{tuple(value.shape)}".encode()
+        digest.update(len(head).to_bytes(8, "little") + head)
+        digest.update(value.tobytes(order="C"))
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"l" + len(value).to_bytes(8, "little"))
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, dict):
+        digest.update(b"d" + len(value).to_bytes(8, "little"))
+        for key in sorted(value, key=str):
+            _feed(digest, str(key))
+            _feed(digest, value[key])
+    else:
+        encoded = json.dumps(value, sort_keys=True, default=str).encode("utf-8")
+        digest.update(b"j" + len(encoded).to_bytes(8, "little") + encoded)
+
+
+# --------------------------------------------------------------------------- what strategies need
+
+
+@dataclass(frozen=True)
+class Role:
+    """A target a strategy trains on or is scored on. A plain strategy has one, 'target',
+    labelled and scored; domain adaptation has a labelled one and an unlabelled, scored
+    one; multi-task learning several."""
+
+    name: str = "target"
+    labelled: bool = True
+    """Whether the strategy gets this target's training labels (False: unlabelled data)."""
+    scored: bool = True
+    """Whether the run is scored on this target's test split."""
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a strategy or estimator needs; the planner leaves out every combination of
+    source, target and recipe that cannot meet it, and the dry run says why."""
+
+    tasks: tuple[str, ...] | None = ("classification",)
+    """Task types it supports; None: any task (it trains through the task's objective)."""
+    linear_head: bool = False
+    """The task must declare a `Task.linear_loss` (it fits linear heads in closed form)."""
+    modalities: tuple[str, ...] | None = None
+    """Input modalities it supports; None: any."""
+    roles: tuple[Role, ...] = (Role(),)
+    """The targets a run takes, by role: one plain target unless it says otherwise."""
+    source_head: bool = False
+    """It needs the source's own classifier (`SourceModel.source_head`)."""
 
 
 # --------------------------------------------------------------------------- strategies
 
 
-@dataclass
 class FitResult:
-    """What a strategy returns: logits per split and what it trained."""
+    """What a strategy returns: predictions per split and what it trained."""
 
-    logits: dict[str, "np.ndarray"]
-    """(n_examples, num_classes) for each of 'train', 'val', 'test'."""
-    trainable_params: int
-    total_params: int
-    info: dict = field(default_factory=dict)
-    """Plain JSON data worth recording (selected epoch, chosen regularisation...)."""
-    model: Any = None
-    """The trained model, for inspection in tests; never recorded."""
+    def __init__(self, predictions: dict[str, Any] | None = None, trainable_params: int = 0,
+                 total_params: int = 0, info: dict | None = None, model: Any = None, *,
+                 logits: dict[str, Any] | None = None):
+        self.predictions: dict[str, Any] = dict(predictions if predictions is not None else logits or {})
+        """For each of 'train', 'val' and 'test', in the form the task scores
+        (classification: (n_examples, num_classes) logits). `logits=` is accepted too."""
+        self.trainable_params = trainable_params
+        self.total_params = total_params
+        self.info: dict = info or {}
+        """Plain JSON data worth recording (selected epoch, chosen regularisation...)."""
+        self.model = model
+        """The trained model, for inspection in tests; never recorded."""
+
+    @property
+    def logits(self) -> dict[str, Any]:
+        """The predictions under the name classification gives them."""
+        return self.predictions
 
 
 class Strategy(Item):
@@ -192,6 +516,7 @@ class Strategy(Item):
     the backbone."""
     baseline_recipe: ClassVar[bool] = False
     """True if this recipe is the default from-scratch baseline of a suite (see `tlbench.plan.suite`)."""
+    requires: ClassVar[Requirements] = Requirements()
 
     def fit(self, params: dict, run: "RunContext") -> FitResult:
         raise NotImplementedError
@@ -205,8 +530,7 @@ class Estimator(Item):
     the target's training split, before (and next to) any fine-tuning."""
 
     kind: ClassVar[str] = "estimator"
-    needs_source_head: ClassVar[bool] = False
-    """True if the score needs the source's own classifier (`SourceModel.source_head`)."""
+    requires: ClassVar[Requirements] = Requirements()
 
     def estimate(self, params: dict, run: "RunContext") -> float:
         """The score (higher: expected to transfer better). Read features with
@@ -214,5 +538,53 @@ class Estimator(Item):
         raise NotImplementedError
 
 
-ITEM_KINDS: dict[str, type[Item]] = {"source": Source, "target": Target, "strategy": Strategy,
+# --------------------------------------------------------------------------- what a run offers
+
+
+class TargetView(Protocol):
+    """One target of a run, as a strategy sees it (`RunContext.role`)."""
+
+    target: TargetInfo
+    task: Task
+    objective: Objective
+    """The task's objective for this run, made from the training labels (None without them)."""
+
+    def split(self, name: str) -> Split:
+        """A split's examples, and its labels unless the strategy must not see them."""
+
+    def batches(self, name: str, batch_size: int | None = None, num_workers: int = 0) -> Any:
+        """The split as device batches of (inputs, loss targets or None)."""
+
+    def features(self, name: str, batch_size: int | None = None) -> "np.ndarray":
+        """Frozen pooled features of the source on a split (from the feature cache)."""
+
+    def score(self, split: str, predictions: Any) -> dict[str, float | None]:
+        """The task's metrics of predictions on 'train' or 'val' (never 'test')."""
+
+
+class RunContext(TargetView, Protocol):
+    """What a strategy sees of its run: the built source, its targets by role (the
+    methods of `TargetView` act on the scored one), the seed, the device and the budget."""
+
+    source: SourceModel
+    seed: int
+    device: "torch.device"
+    roles: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def role(self, name: str) -> TargetView: ...
+
+    def new_head(self) -> "torch.nn.Module":
+        """A fresh head for the scored target's task (seeded by the run)."""
+
+    def check_budget(self) -> None:
+        """Raise if the run is over its time or memory budget (call at step boundaries)."""
+
+    def note_eval(self, **metrics: Any) -> None:
+        """Remember (and report to the executor) a completed evaluation."""
+
+
+ITEM_KINDS: dict[str, type[Item]] = {"source": Source, "target": Target, "task": Task, "strategy": Strategy,
                                      "estimator": Estimator}

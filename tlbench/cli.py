@@ -102,14 +102,14 @@ def cmd_run(args) -> int:
           f"({summary.ok} ok, {len(summary.failed) - summary.kept_failures} failed)"
           + (f", {summary.kept_failures} failures kept (--no-retry)" if summary.kept_failures else ""))
     if summary.failed:
-        from .plan.matrix import baseline_label
+        from .wording import baseline_label
 
         print("failed runs:")
         for record in summary.failed:
             spec = record["spec"]
             source = baseline_label(spec["source"]["id"]) if spec.get("baseline") else spec["source"]["id"]
             recipe = (spec.get("strategy") or spec.get("estimator"))["id"]
-            label = f"{source} → {spec['target']['id']} · {recipe} · seed {spec['seed']}"
+            label = f"{source} → {spec.get('group') or spec['target']['id']} · {recipe} · seed {spec['seed']}"
             reason = (record.get("error") or {}).get("message", "")
             print(f"  {record['status']:<11} {label}: {reason}")
     print(f"results: {', '.join(str(p) for p in report.files)}")
@@ -119,18 +119,26 @@ def cmd_run(args) -> int:
 def _dry_run(suite, registry) -> int:
     from .plan.matrix import expand
     from .plan.planner import check_recipes
+    from .runner import check_runs_something
 
     check_recipes(suite, registry, lambda message: print(message, file=sys.stderr))
-    specs = expand(suite, registry)
-    baselines = sum(spec.baseline for spec in specs)
-    estimates = sum(spec.is_estimate for spec in specs)
+    planned = expand(suite, registry)
+    specs = planned.specs
     for spec in specs:
-        kind = "baseline" if spec.baseline else "estimate" if spec.is_estimate else "run"
+        kind = "baseline" if spec.baseline else spec.kind
         print(f"{kind:<10}{spec.label()}")
-    line = (f"{len(specs)} runs: {len(specs) - baselines - estimates} transfer runs ("
-            f"{count(len(suite.sources), 'source')} × {count(len(suite.targets), 'target')} × "
-            f"{count(len(suite.strategies), 'strategy', 'strategies')} × {count(len(suite.seeds), 'seed')})"
-            f" + {baselines} from-scratch baselines")
+    for exclusion in planned.exclusions:
+        print(f"{'left out':<10}{exclusion}")
+    check_runs_something(suite, planned)
+    baselines = sum(spec.baseline for spec in specs)
+    estimates = sum(spec.kind == "estimate" for spec in specs)
+    runs = len(specs) - baselines - estimates
+    line = (f"{len(specs)} runs: {runs} transfer runs ("
+            f"{count(len(suite.sources), 'source')} × {count(len(suite.targets), 'target')}"
+            + (f" and {count(len(suite.groups), 'group')}" if suite.groups else "")
+            + f" × {count(len(suite.strategies), 'strategy', 'strategies')} × {count(len(suite.seeds), 'seed')}"
+            + (f", {len(planned.exclusions)} left out" if planned.exclusions else "")
+            + f") + {baselines} from-scratch baselines")
     if estimates:
         line += f" + {estimates} transferability estimates"
     print(f"{line}; output {suite.output}")
@@ -143,7 +151,7 @@ def _dry_run(suite, registry) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
-    from .report.load import kind_folders, record_files
+    from .results.collect import kind_folders, record_files
 
     for directory in map(Path, args.dirs):
         if not directory.is_dir():
@@ -178,8 +186,6 @@ def cmd_merge(args) -> int:
     for duplicate in result.duplicates:
         if not duplicate.identical:
             print(f"tlbench: warning: {duplicate}", file=sys.stderr)
-    for note in result.kept_apart:
-        print(f"tlbench: kept apart: {note}", file=sys.stderr)
     for directory, n_valid in result.per_input.items():
         print(f"{directory}: {n_valid} valid records")
     identical = sum(d.identical for d in result.duplicates)
@@ -187,6 +193,8 @@ def cmd_merge(args) -> int:
           f"{len(result.duplicates)} duplicates kept once ({identical} identical), "
           f"{len(result.problems)} invalid records skipped")
     report = build_report([result.out], result.out, title=args.title)
+    for note in report.kept_apart:
+        print(f"tlbench: kept apart: {note}", file=sys.stderr)
     print(f"{report.n_records} records; wrote {', '.join(str(p) for p in report.files)}")
     return 1 if result.problems else 0
 

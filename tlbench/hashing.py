@@ -1,7 +1,9 @@
 """Content identities: canonical JSON hashes for configs, and hashes of examples.
 
 Two runs prove they used the same data by equal content hashes of the examples they
-actually used, in order, with their labels.
+actually used, in order, with their labels. Labels are encoded by their task type
+(`tlbench.api.Task.label_bytes`), losslessly: two regression targets that differ only
+after the decimal point have different hashes.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from .api import canonical_label_bytes
 
 
 def canonical_json(value: Any) -> str:
@@ -60,20 +64,32 @@ def examples_digests(examples: Iterable[Any]) -> list[bytes]:
     return [example_digest(example) for example in examples]
 
 
-def split_hash(digests: Iterable[bytes], labels: Iterable[int]) -> str:
+LabelBytes = Callable[[Any], bytes]
+
+
+def split_hash(digests: list[bytes], labels: Any, label_bytes: LabelBytes = canonical_label_bytes) -> str:
+    """Hash of one split: each example's digest followed by its label's bytes. A split
+    without labels (unlabelled data) hashes its examples alone."""
     digest = hashlib.sha256()
+    if labels is None:
+        for example in digests:
+            digest.update(example)
+        return "unlabelled:" + digest.hexdigest()
+    if len(labels) != len(digests):
+        raise ValueError(f"{len(digests)} examples but {len(labels)} labels")
     for example, label in zip(digests, labels):
         digest.update(example)
-        digest.update(int(label).to_bytes(8, "little", signed=True))
+        digest.update(label_bytes(label))
     return digest.hexdigest()
 
 
-def splits_content_hash(splits) -> tuple[str, dict[str, list[bytes]]]:
-    """Content hash of train / val / test (examples in order, with labels), and the
-    per-example digests, which the feature cache reuses."""
+def splits_content_hash(splits, label_bytes: LabelBytes = canonical_label_bytes
+                        ) -> tuple[str, dict[str, list[bytes]]]:
+    """Content hash of train / val / test (examples in order, with labels encoded by
+    `label_bytes`, the task's), and the per-example digests, which the feature cache reuses."""
     digests = {name: examples_digests(split.examples) for name, split in splits.items()}
     combined = hashlib.sha256()
     for name, split in splits.items():
         combined.update(name.encode())
-        combined.update(split_hash(digests[name], split.labels).encode())
+        combined.update(split_hash(digests[name], split.labels, label_bytes).encode())
     return combined.hexdigest(), digests

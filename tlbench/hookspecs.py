@@ -35,6 +35,16 @@ def tlbench_register_targets(register):
 
 
 @hookspec
+def tlbench_register_tasks(register):
+    """Register task types: what a target's labels are, the head and loss that train on
+    them, and the metrics their predictions get.
+
+    :param register: call ``register(task)`` with an instance of a
+        `tlbench.api.Task` subclass, once per task type.
+    """
+
+
+@hookspec
 def tlbench_register_strategies(register):
     """Register transfer strategies.
 

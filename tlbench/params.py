@@ -39,6 +39,9 @@ class Param:
     affects_results: bool = True
     """False for pure execution knobs (data-loader workers): they are recorded but left
     out of run identities, so changing them reruns nothing."""
+    omit_default: bool = False
+    """True for a parameter added after runs were recorded whose default reproduces them:
+    at its default it is left out of run identities, so those runs keep their ids."""
 
     @property
     def required(self) -> bool:

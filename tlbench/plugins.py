@@ -25,19 +25,21 @@ from typing import Callable
 import pluggy
 
 from . import PROJECT, hookspecs
-from .api import ITEM_KINDS, Item
+from .api import ITEM_KINDS, REPRESENTATIONS, Item, MetricSpec, Task
 from .errors import PluginError
 from .params import Param, closest
 
 HOOK_KINDS = {
     "tlbench_register_sources": "source",
     "tlbench_register_targets": "target",
+    "tlbench_register_tasks": "task",
     "tlbench_register_strategies": "strategy",
     "tlbench_register_estimators": "estimator",
 }
 """Registration hook -> kind of item it registers. Extended as kinds are added."""
 
-PLURAL = {"source": "sources", "target": "targets", "strategy": "strategies", "estimator": "estimators"}
+PLURAL = {"source": "sources", "target": "targets", "task": "tasks", "strategy": "strategies",
+          "estimator": "estimators"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IMPL_MARKER = f"{PROJECT}_impl"
 _SPEC_MARKER = f"{PROJECT}_spec"
@@ -315,6 +317,8 @@ class PluginRegistry:
         if not isinstance(item.params, dict) or not all(
                 isinstance(k, str) and isinstance(v, Param) for k, v in item.params.items()):
             raise ValueError(f"{kind} {item.name!r}: params must map names to tlbench.params.Param")
+        if isinstance(item, Task):
+            _validate_task(item)
 
     # ------------------------------------------------------------------ lookup
 
@@ -345,12 +349,55 @@ class PluginRegistry:
                 {"name": reg.name, "version": reg.item.version, "run_version": reg.version,
                  "description": reg.item.description, "origin": str(reg.origin),
                  "plugin": reg.origin.to_json(),
-                 "params": {key: p.to_json() for key, p in reg.item.params.items()}}
+                 "params": {key: p.to_json() for key, p in reg.item.params.items()},
+                 **_contract_json(reg.item)}
                 for reg in self.items(kind)]
         out["plugins"] = [origin.to_json() for origin in self.plugins]
         out["problems"] = [{"plugin": p.origin.to_json() if p.origin else None, "message": p.message}
                            for p in self.problems]
         return out
+
+
+def _contract_json(item: Item) -> dict:
+    """What a task or a recipe declares beyond its parameters, for `tlbench list --json`."""
+    if isinstance(item, Task):
+        return {"metrics": [metric.to_json() for metric in item.metrics], "headline": item.headline,
+                "representation": item.representation, "linear_loss": item.linear_loss}
+    requires = getattr(item, "requires", None)
+    if requires is None:
+        return {}
+    return {"requires": {"tasks": list(requires.tasks) if requires.tasks is not None else None,
+                         "linear_head": requires.linear_head,
+                         "modalities": list(requires.modalities) if requires.modalities is not None else None,
+                         "roles": [{"name": r.name, "labelled": r.labelled, "scored": r.scored}
+                                   for r in requires.roles],
+                         "source_head": requires.source_head}}
+
+
+_METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_LINEAR_LOSSES = (None, "softmax", "sigmoid", "squared")
+
+
+def _validate_task(task: Task) -> None:
+    """A task's metrics are described, named as columns can be, and include its headline."""
+    where = f"task {task.name!r}"
+    metrics = task.metrics
+    if not isinstance(metrics, tuple) or not metrics or not all(isinstance(m, MetricSpec) for m in metrics):
+        raise ValueError(f"{where}: metrics must be a non-empty tuple of tlbench.api.MetricSpec")
+    names = [metric.name for metric in metrics]
+    bad = [name for name in names if not isinstance(name, str) or not _METRIC_NAME.match(name)]
+    if bad:
+        raise ValueError(f"{where}: metric name {bad[0]!r} must be letters, digits and '_', starting with a letter")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: metric names must be distinct, got {names}")
+    if task.headline not in names:
+        raise ValueError(f"{where}: headline {task.headline!r} is not one of its metrics ({', '.join(names)})")
+    if task.representation not in REPRESENTATIONS:
+        raise ValueError(f"{where}: representation must be one of {', '.join(REPRESENTATIONS)}, "
+                         f"got {task.representation!r}")
+    if task.linear_loss not in _LINEAR_LOSSES:
+        raise ValueError(f"{where}: linear_loss must be None, 'softmax', 'sigmoid' or 'squared', "
+                         f"got {task.linear_loss!r}")
 
 
 def _hook_signature_problem(hook: str, function, spec: inspect.Signature, marked: bool) -> str | None:

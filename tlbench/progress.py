@@ -8,6 +8,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from .plan.matrix import RunSpec
+from .results.records import task_of
 
 
 def _fmt(value: float | None) -> str:
@@ -15,9 +16,13 @@ def _fmt(value: float | None) -> str:
 
 
 def run_line(record: dict, label: str) -> str:
-    """One line about a finished run: status, label, test accuracy, time, reason."""
+    """One line about a finished run: status, label, the test headline, time, reason."""
     metrics = record["metrics"]
-    line = f"{record['status']:<11} {label}  test {_fmt(metrics.get('test_accuracy'))}"
+    if record.get("kind") == "estimate":
+        line = f"{record['status']:<11} {label}  score {_fmt(metrics.get('score'))}"
+    else:
+        headline = task_of(record)["headline"]
+        line = f"{record['status']:<11} {label}  test {headline} {_fmt(metrics.get(f'test_{headline}'))}"
     if metrics.get("negative_transfer") is not None:
         line += f"  NT {metrics['negative_transfer']:+.3f}"
     if metrics.get("wall_seconds") is not None:
@@ -37,9 +42,11 @@ class Progress:
         self.total = total
 
     def event(self, spec: RunSpec, kind: str, payload: dict) -> None:
-        if kind == "eval" and payload.get("val_accuracy") is not None:
-            self.bar.set_postfix_str(f"{spec.strategy.id} epoch {payload.get('epoch')} "
-                                     f"val {payload['val_accuracy']:.3f}", refresh=True)
+        values = [(key, value) for key, value in payload.items() if key.startswith("val_") and value is not None]
+        if kind == "eval" and values:
+            key, value = values[0]
+            self.bar.set_postfix_str(f"{spec.recipe.id} epoch {payload.get('epoch')} "
+                                     f"{key.replace('_', ' ', 1)} {value:.3f}", refresh=True)
 
     def finished(self, spec: RunSpec, record: dict) -> None:
         self.done += 1

@@ -17,13 +17,16 @@ from typing import Callable
 
 from .errors import UserError, first_line
 from .run.execute import RunSettings
+from .plan.compatibility import Plan
 from .plan.matrix import RunSpec
 from .run.executors import PreparationFailed
 from .run.executors.stopped import INTERRUPTED
 from .plan.planner import plan
 from .plugins import PluginRegistry
 from .progress import Progress
+from .results.kinds import RUN_KINDS
 from .results.records import FAILED, is_done
+from .results.scores import negative_transfer
 from .results.store import RecordStore
 from .plan.suite import Suite
 
@@ -36,6 +39,8 @@ class RunSummary:
     ok: int = 0
     failed: list[dict] = field(default_factory=list)
     kept_failures: int = 0
+    excluded: int = 0
+    """Combinations the plan left out as impossible."""
     output: Path | None = None
 
     @property
@@ -83,8 +88,13 @@ def run_settings(suite: Suite, jobs: int = 1, device: str | None = None, threads
                        python_path=tuple(dict.fromkeys(python_path)))
 
 
-RECORD_FOLDERS = {"run": "runs", "estimate": "estimates"}
-"""Where a result directory keeps each kind of record."""
+def check_runs_something(suite: Suite, planned: Plan) -> None:
+    """A suite whose every combination is left out is a mistake in the suite."""
+    if planned.specs:
+        return
+    why = f"; e.g. {planned.exclusions[0]}" if planned.exclusions else ""
+    raise UserError(f"{suite.path}: nothing to run: every combination of source, target and strategy is left "
+                    f"out as impossible ({len(planned.exclusions)} reasons{why})")
 
 
 def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
@@ -92,10 +102,8 @@ def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
     previous = records.get(spec.run_id)
     record["attempt"] = (previous.get("attempt", 1) + 1) if previous else 1
     baseline = records.get(spec.baseline_run_id) if spec.baseline_run_id else None
-    metrics = record["metrics"]
     if baseline is not None and baseline["status"] == "ok" and record["status"] == "ok":
-        metrics["baseline_test_accuracy"] = baseline["metrics"]["test_accuracy"]
-        metrics["negative_transfer"] = metrics["test_accuracy"] - metrics["baseline_test_accuracy"]
+        record["metrics"].update(negative_transfer(record, baseline))
     return record
 
 
@@ -158,7 +166,7 @@ def _started_early(suite: Suite, registry: PluginRegistry, records: dict[str, di
     from .plan.matrix import expand
 
     try:
-        planned = len(expand(suite, registry))
+        planned = len(expand(suite, registry).specs)
     except Exception:  # planning will say what is wrong
         return None
     if sum(is_done(record) for record in records.values()) >= planned:
@@ -191,7 +199,7 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     created = not suite.output.exists()
-    stores = {kind: RecordStore(suite.output / folder) for kind, folder in RECORD_FOLDERS.items()}
+    stores = {name: RecordStore(suite.output / kind.folder) for name, kind in RUN_KINDS.items()}
     records: dict[str, dict] = {}
     for store in stores.values():
         records.update(store.load_all())
@@ -200,12 +208,16 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     settings, runner = _started_early(suite, registry, records, executor, jobs, devices, address, device,
                                       threads) or (None, None)
     try:
-        specs = plan(suite, registry, log)
+        planned = plan(suite, registry, log)
+        check_runs_something(suite, planned)
     except BaseException:
         if runner is not None:
             runner.close()
         raise
-    summary = RunSummary(planned=len(specs), output=suite.output)
+    for exclusion in planned.exclusions:
+        log(f"tlbench: left out: {exclusion}")
+    specs = planned.specs
+    summary = RunSummary(planned=len(specs), output=suite.output, excluded=len(planned.exclusions))
     todo = []
     for spec in specs:
         record = records.get(spec.run_id)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.params import Param
-from tlbench.run.recipe import ENGINE_PARAMS
+from tlbench.training import ENGINE_PARAMS
+
+from .finetuning import ANY_TASK
 
 
 def is_bias(name: str) -> bool:
@@ -24,6 +26,7 @@ class BitFit(Strategy):
     name = "bitfit"
     version = "1"
     description = "train only the backbone's bias terms and a new head"
+    requires = ANY_TASK
     params = {
         **ENGINE_PARAMS,
         "freeze_bn_stats": Param(bool, True, "keep every BatchNorm layer's running statistics fixed "
@@ -31,11 +34,11 @@ class BitFit(Strategy):
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.run.engine import stat_layers, train_mode_keeping_stats
+        from tlbench.training import stat_layers, train_mode_keeping_stats
 
-        from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, new_model, set_trainable
 
-        model = new_classifier(run)
+        model = new_model(run)
         set_trainable(model, lambda name, param: name.startswith("head.") or is_bias(name))
         keep = stat_layers(model.backbone) if params["freeze_bn_stats"] else []
         groups = backbone_and_head_groups(model, params, backbone_label="biases")

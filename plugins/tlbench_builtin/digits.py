@@ -87,6 +87,9 @@ class Digits(Target):
         "val_shots": Param(int, 5, "validation images per class", min=0),
     }
 
+    def modality(self, params: dict) -> str:
+        return "image"
+
     def check(self, params: dict, env: Env) -> None:
         from tlbench.errors import ParamError
 

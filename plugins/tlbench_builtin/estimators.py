@@ -9,7 +9,7 @@ classifier; for a source without one they report "not applicable".
 from __future__ import annotations
 
 import tlbench
-from tlbench.api import Estimator
+from tlbench.api import Estimator, Requirements
 from tlbench.params import Param
 
 
@@ -51,7 +51,7 @@ class LEEP(Estimator):
     name = "leep"
     version = "1"
     description = "LEEP (Nguyen et al. 2020): log expected empirical prediction from the source's classifier"
-    needs_source_head = True
+    requires = Requirements(source_head=True)
 
     def estimate(self, params: dict, run) -> float:
         from .transferability import leep
@@ -63,7 +63,7 @@ class NCE(Estimator):
     name = "nce"
     version = "1"
     description = "NCE (Tran et al. 2019): minus H(target label | source's predicted label)"
-    needs_source_head = True
+    requires = Requirements(source_head=True)
 
     def estimate(self, params: dict, run) -> float:
         from .transferability import nce

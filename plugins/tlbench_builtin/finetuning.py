@@ -1,8 +1,11 @@
-"""What the fine-tuning strategies share: a classifier over the source with a new head,
-which of its parameters train, the source's layer groups by parameter, optimiser groups
-for the backbone and the head (and the `backbone_lr_scale` parameter that sets their
-ratio), and one call from optimiser groups to a `FitResult` that records what trained
-and how.
+"""What the fine-tuning strategies share: the source with a new head for the target's
+task, which of its parameters train, the source's layer groups by parameter, optimiser
+groups for the backbone and the head (and the `backbone_lr_scale` parameter that sets
+their ratio), and one call from optimiser groups to a `FitResult` that records what
+trained and how.
+
+Every fine-tuning strategy trains through the target's task (its head, loss and
+predictions), so each one serves every task type whose head the source can feed.
 
 Importing this module stays light (strategies take `BACKBONE_LR_SCALE` into their
 schemas at registration); torch and the engine are imported inside the functions.
@@ -12,26 +15,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from tlbench.api import Requirements
 from tlbench.params import Param
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     from torch import nn
 
     from tlbench.api import FitResult
-    from tlbench.run.engine import Classifier
+    from tlbench.training import Step, TaskModel
 
 BACKBONE_LR_SCALE = {
     "backbone_lr_scale": Param(float, 1.0, "backbone learning rate = lr × this (the head gets lr)", min=0),
 }
 """The parameter of strategies that train the backbone slower (or faster) than the head."""
 
+ANY_TASK = Requirements(tasks=None)
+"""What the fine-tuning strategies require: nothing but a task whose head the source can feed."""
 
-def new_classifier(run, head: nn.Module | None = None) -> Classifier:
-    """The source's backbone with `head` (a fresh linear head by default)."""
-    from tlbench.run.engine import Classifier
 
-    return Classifier(run.source.backbone, head if head is not None else run.new_head())
+def new_model(run, head: nn.Module | None = None) -> TaskModel:
+    """The source's backbone with `head` (a fresh head for the target's task by default)."""
+    from tlbench.training import TaskModel
+
+    return TaskModel(run.source.backbone, head if head is not None else run.new_head(), run.task.representation)
 
 
 def set_trainable(model: nn.Module, trains: Callable[[str, nn.Parameter], bool]) -> None:
@@ -46,10 +52,10 @@ def learning_rates(params: dict) -> dict[str, float]:
     return {"backbone_lr": params["lr"] * params.get("backbone_lr_scale", 1.0), "head_lr": params["lr"]}
 
 
-def backbone_and_head_groups(model: Classifier, params: dict, backbone_label: str = "backbone") -> list[dict]:
+def backbone_and_head_groups(model: TaskModel, params: dict, backbone_label: str = "backbone") -> list[dict]:
     """Optimiser groups of the trainable backbone parameters (labelled `backbone_label`)
     and of the head's, at their `learning_rates`, each split by weight decay."""
-    from tlbench.run.engine import param_groups
+    from tlbench.training import param_groups
 
     rates = learning_rates(params)
     groups = param_groups(model.backbone.named_parameters(), rates["backbone_lr"], params["weight_decay"],
@@ -78,15 +84,15 @@ def layer_index(run) -> dict[str, int]:
     return index
 
 
-def trainable_by_part(model: Classifier) -> dict[str, int]:
+def trainable_by_part(model: TaskModel) -> dict[str, int]:
     """Trainable parameter counts of the backbone and of the head."""
-    from tlbench.run.engine import count_params
+    from tlbench.training import count_params
 
     return {"backbone": count_params(model.backbone)[0], "head": count_params(model.head)[0]}
 
 
-def finetune(run, model: Classifier, groups: list[dict], params: dict, resolved: dict, *,
-             extra_loss: Callable[[], torch.Tensor] | None = None,
+def finetune(run, model: TaskModel, groups: list[dict], params: dict, resolved: dict, *,
+             loss_hook: Callable[[Step], object] | None = None,
              set_train_mode: Callable[[nn.Module], None] | None = None,
              epoch_metrics: Callable[[], dict] | None = None,
              info: dict | None = None) -> FitResult:
@@ -95,9 +101,9 @@ def finetune(run, model: Classifier, groups: list[dict], params: dict, resolved:
     The record's strategy info holds `resolved` (what the strategy decided from its
     parameters and the source), the trainable counts by part, and the training log.
     """
-    from tlbench.run.engine import evaluate, train
+    from tlbench.training import evaluate, train
 
-    outcome = train(run, model, groups, params, extra_loss=extra_loss, set_train_mode=set_train_mode,
+    outcome = train(run, model, groups, params, loss_hook=loss_hook, set_train_mode=set_train_mode,
                     epoch_metrics=epoch_metrics)
     details = {"resolved": resolved, "trainable": trainable_by_part(model), **(info or {}),
                "training": outcome.to_json()}

@@ -119,6 +119,14 @@ class PooledEncoder(nn.Module):
         self.model = model
         self.pooling = pooling
 
+    def forward_tokens(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's last hidden states (batch, tokens, dim) and their attention mask."""
+        hidden = self.model(**inputs).last_hidden_state
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        return hidden, mask
+
     def forward(self, inputs) -> torch.Tensor:
         out = self.model(**inputs) if isinstance(inputs, dict) else self.model(pixel_values=inputs)
         if self.pooling == "pooler":
@@ -224,8 +232,9 @@ def load_source(folder: Path, *, pretrained: bool, pooling: str, max_length: int
     backbone.eval()
     with torch.no_grad():
         feature_dim = int(backbone(encoder([_probe_example(modality)])).shape[-1])
+    token_dim = int(getattr(model.config, "hidden_size", feature_dim)) if modality == "text" else None
     return SourceModel(backbone=backbone, feature_dim=feature_dim, modality=modality, encode=encoder,
-                       layer_groups=layer_groups(backbone), weights_id=state_digest(backbone),
+                       layer_groups=layer_groups(backbone), weights_id=state_digest(backbone), token_dim=token_dim,
                        preprocessing_id=json.dumps({"pooling": pooling, **encoder.identity()}, sort_keys=True),
                        pretrained=pretrained, source_head=None,
                        meta={**meta, "pooling": pooling, "modality": modality,

@@ -11,10 +11,11 @@ pooler) is the feature vector, and the encoder's blocks are the layer groups.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import tlbench
-from tlbench.api import Env, Source, SourceModel
+from tlbench.api import Env, Source, SourceCapabilities, SourceModel
 from tlbench.errors import ParamError, ResourceUnavailable
 from tlbench.params import Param
 
@@ -61,6 +62,20 @@ class HFSource(Source):
     def architecture(self, params: dict) -> dict:
         return {"model": params["model"], "revision": params["revision"], "pooling": params["pooling"],
                 "max_length": params["max_length"]}
+
+    def capabilities(self, params: dict) -> SourceCapabilities:
+        """Text models give token sequences besides pooled features; the modality is read
+        off the model's config.json when it is on disk. No classifier of its own."""
+        modality = None
+        try:
+            folder = self._folder(params)
+            if folder is not None:
+                config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+                modality = "text" if config.get("vocab_size") else "image" if config.get("num_channels") else None
+        except Exception:  # not on disk, no hf extra, an unreadable config: the build will tell
+            modality = None
+        representations = ("pooled",) if modality == "image" else ("pooled", "tokens")
+        return SourceCapabilities(modality=modality, representations=representations, source_head=False)
 
     # ------------------------------------------------------------------ where the model is
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.params import Param
-from tlbench.run.recipe import engine_params
+from tlbench.training import engine_params
+
+from .finetuning import ANY_TASK
 
 
 class L2SPPenalty:
@@ -53,6 +55,7 @@ class L2SP(Strategy):
     name = "l2-sp"
     version = "1"
     description = "fine-tune everything with an L2 penalty towards the pretrained weights"
+    requires = ANY_TASK
     params = {
         **engine_params(weight_decay=0.0),
         "alpha": Param(float, 0.1, "α: strength of α/2‖w − w₀‖² on the backbone's pretrained weights", min=0),
@@ -60,16 +63,17 @@ class L2SP(Strategy):
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, new_model, set_trainable
 
-        model = new_classifier(run)
+        model = new_model(run)
         set_trainable(model, lambda name, param: True)
         model.to(run.device)
         penalty = L2SPPenalty(model.backbone.parameters(), model.head.parameters(), params["alpha"], params["beta"])
         start = penalty.terms()
         groups = backbone_and_head_groups(model, params)
         resolved = {"alpha": params["alpha"], "beta": params["beta"], "anchored_tensors": len(penalty.anchors)}
-        fit = finetune(run, model, groups, params, resolved, extra_loss=penalty, epoch_metrics=penalty.terms)
+        fit = finetune(run, model, groups, params, resolved, loss_hook=lambda step: penalty(),
+                       epoch_metrics=penalty.terms)
         fit.info["penalty"] = {"start": start, "end": penalty.terms()}
         return fit
 

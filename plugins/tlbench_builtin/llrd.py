@@ -13,13 +13,15 @@ from __future__ import annotations
 import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.params import Param
-from tlbench.run.recipe import ENGINE_PARAMS
+from tlbench.training import ENGINE_PARAMS
+
+from .finetuning import ANY_TASK
 
 
 def llrd_groups(model, index: dict[str, int], n_groups: int, lr: float, decay: float,
                 weight_decay: float) -> list[dict]:
     """Optimiser groups: one rate per layer group (split by weight decay), then the head."""
-    from tlbench.run.engine import param_groups
+    from tlbench.training import param_groups
 
     named = list(model.backbone.named_parameters())
     groups = []
@@ -34,6 +36,7 @@ class LayerwiseLRDecay(Strategy):
     name = "llrd"
     version = "1"
     description = "fine-tune everything, the learning rate decaying layer group by layer group"
+    requires = ANY_TASK
     params = {
         **ENGINE_PARAMS,
         "decay": Param(float, 0.75, "learning-rate ratio between a layer group and the one above it "
@@ -41,11 +44,11 @@ class LayerwiseLRDecay(Strategy):
     }
 
     def fit(self, params: dict, run) -> FitResult:
-        from .finetuning import finetune, layer_index, new_classifier, set_trainable
+        from .finetuning import finetune, layer_index, new_model, set_trainable
 
         index = layer_index(run)
         n_groups = len(run.source.layer_groups)
-        model = new_classifier(run)
+        model = new_model(run)
         set_trainable(model, lambda name, param: True)
         groups = llrd_groups(model, index, n_groups, params["lr"], params["decay"], params["weight_decay"])
         resolved = {"layer_groups": n_groups, "head_lr": params["lr"],

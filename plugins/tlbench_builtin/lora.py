@@ -14,9 +14,11 @@ import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.errors import ParamError
 from tlbench.params import Param
-from tlbench.run.recipe import ENGINE_PARAMS
+from tlbench.training import ENGINE_PARAMS
 
 from .hf_extra import require_hf_extra
+
+from .finetuning import ANY_TASK
 
 ATTENTION_TARGETS = (("qkv",), ("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"))
 """Leaf names of attention projections, by model family, in the order they are tried."""
@@ -47,6 +49,7 @@ class LoRA(Strategy):
     name = "lora"
     version = "1"
     description = "low-rank adapters (peft) on the attention projections, plus a new head"
+    requires = ANY_TASK
     params = {
         **ENGINE_PARAMS,
         "rank": Param(int, 8, "rank r of each adapter", min=1),
@@ -63,7 +66,7 @@ class LoRA(Strategy):
         from peft import LoraConfig, inject_adapter_in_model
         from peft.tuners.lora import LoraLayer
 
-        from .finetuning import backbone_and_head_groups, finetune, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, new_model, set_trainable
 
         backbone = run.source.backbone
         targets = choose_targets(backbone, params["target_modules"])
@@ -74,7 +77,7 @@ class LoRA(Strategy):
         backbone = inject_adapter_in_model(config, backbone)
         adapted = [module for module in backbone.modules() if isinstance(module, LoraLayer)]
         check_adapters_used(run, backbone, adapted)
-        model = new_classifier(run)
+        model = new_model(run)
         set_trainable(model, lambda name, param: name.startswith("head.") or ".lora_" in name)
         groups = backbone_and_head_groups(model, params, backbone_label="adapters")
         resolved = {"target_modules": targets, "adapted_layers": len(adapted), "rank": params["rank"],
@@ -87,7 +90,7 @@ def check_adapters_used(run, backbone, adapted) -> None:
     one forward pass on two training examples must go through every adapted layer."""
     import torch
 
-    from tlbench.run.batches import index_inputs
+    from tlbench.training import index_inputs
 
     called: set[int] = set()
     hooks = [module.register_forward_hook(lambda m, args, out: called.add(id(m))) for module in adapted]

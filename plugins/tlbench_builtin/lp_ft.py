@@ -9,8 +9,8 @@ does not distort the pretrained features to fit a random head.
 from __future__ import annotations
 
 import tlbench
-from tlbench.api import FitResult, Strategy
-from tlbench.run.recipe import ENGINE_PARAMS
+from tlbench.api import FitResult, Requirements, Strategy
+from tlbench.training import ENGINE_PARAMS
 
 from .finetuning import BACKBONE_LR_SCALE
 from .linear_probe import PROBE_PARAMS, check_probe
@@ -20,6 +20,7 @@ class LinearProbeThenFinetune(Strategy):
     name = "lp-ft"
     version = "1"
     description = "linear probe on frozen features, then fine-tune everything from that head"
+    requires = Requirements(tasks=None, linear_head=True)
     params = {
         **ENGINE_PARAMS,
         **BACKBONE_LR_SCALE,
@@ -30,13 +31,13 @@ class LinearProbeThenFinetune(Strategy):
         check_probe(params, prefix="probe_")
 
     def fit(self, params: dict, run) -> FitResult:
-        from .finetuning import backbone_and_head_groups, finetune, learning_rates, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, learning_rates, new_model, set_trainable
         from .linear_probe import probe_head
 
         self.check(params, None)
         probe = {name: params[f"probe_{name}"] for name in PROBE_PARAMS}
         head, fit = probe_head(run, probe)
-        model = new_classifier(run, head)
+        model = new_model(run, head)
         set_trainable(model, lambda name, param: True)
         groups = backbone_and_head_groups(model, params)
         resolved = {**learning_rates(params), "probe_l2": fit.l2}

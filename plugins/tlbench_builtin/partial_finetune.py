@@ -13,7 +13,9 @@ import tlbench
 from tlbench.api import FitResult, Strategy
 from tlbench.errors import ParamError
 from tlbench.params import Param
-from tlbench.run.recipe import ENGINE_PARAMS
+from tlbench.training import ENGINE_PARAMS
+
+from .finetuning import ANY_TASK
 
 DEFAULT_TRAIN_LAST = 1
 
@@ -22,6 +24,7 @@ class PartialFinetune(Strategy):
     name = "partial-finetune"
     version = "1"
     description = "freeze the source's first layer groups; fine-tune the last ones and a new head"
+    requires = ANY_TASK
     params = {
         **ENGINE_PARAMS,
         "train_last": Param(int, None, f"train the last K layer groups (K = {DEFAULT_TRAIN_LAST} when "
@@ -48,15 +51,15 @@ class PartialFinetune(Strategy):
         return max(0, n_groups - train_last)
 
     def fit(self, params: dict, run) -> FitResult:
-        from tlbench.run.engine import frozen_stat_layers, train_mode_keeping_stats
+        from tlbench.training import frozen_stat_layers, train_mode_keeping_stats
 
-        from .finetuning import backbone_and_head_groups, finetune, layer_index, new_classifier, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, layer_index, new_model, set_trainable
 
         self.check(params, None)
         index = layer_index(run)
         n_groups = len(run.source.layer_groups)
         frozen = self.frozen_groups(params, n_groups)
-        model = new_classifier(run)
+        model = new_model(run)
         set_trainable(model, lambda name, param: not name.startswith("backbone.")
                       or index[name.removeprefix("backbone.")] >= frozen)
         keep = frozen_stat_layers(model) if params["freeze_bn_stats"] else []

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import tlbench
-from tlbench.api import Env, Source, SourceModel
+from tlbench.api import Env, Source, SourceCapabilities, SourceModel
 from tlbench.errors import ParamError, PluginError
 from tlbench.params import Param, resolve_params
 
@@ -43,6 +43,9 @@ class Pretrain(Source):
     def architecture(self, params: dict) -> dict:
         return {"model": params["model"], "input_size": params["input_size"]}
 
+    def capabilities(self, params: dict) -> SourceCapabilities:
+        return SourceCapabilities(modality="image", representations=("pooled", "feature_maps"), source_head=True)
+
     # ------------------------------------------------------------------ config
 
     def _target(self, params: dict, env: Env):
@@ -61,6 +64,9 @@ class Pretrain(Source):
         if not timm.is_model(params["model"]):
             raise ParamError(f"model: timm has no architecture {params['model']!r}")
         item, target_params = self._target(params, env)
+        if item.task(target_params) != "classification":
+            raise ParamError(f"target: pretrain trains a classifier, but {params['target']!r} with these "
+                             f"target_params is a {item.task(target_params)} task")
         item.check(target_params, env)
 
     def fingerprint(self, params: dict, env: Env) -> str:
@@ -77,7 +83,7 @@ class Pretrain(Source):
         item, target_params = self._target(params, env)
         data = item.load(target_params, env)
         splits = data.splits(params["seed"])
-        content_hash, _ = splits_content_hash(splits)
+        content_hash, _ = splits_content_hash(splits, env.registry.get("task", data.task).item.label_bytes)
         train = Split(examples=[*splits.train.examples, *splits.test.examples],
                       labels=np.concatenate([splits.train.labels, splits.test.labels]))
         if params["shuffle_labels"]:
@@ -107,38 +113,31 @@ class Pretrain(Source):
 
     def _train(self, params, env, data, train, val, weights: Path) -> None:
         import numpy as np
-        import torch
         from safetensors.torch import save_file
 
-        from tlbench.api import Split, SourceModel, Splits
-        from tlbench.run.budget import Budget
-        from tlbench.run.context import RunContext
-        from tlbench.run.engine import accuracy, param_groups, predict, train as train_model
-        from tlbench.run.execute import resolve_device
-        from tlbench.run.recipe import engine_defaults
-        from tlbench.run.seeding import seed_everything
+        from tlbench.api import Split, Splits
+        from tlbench.training import (engine_defaults, param_groups, predict, resolve_device, seed_everything,
+                                      supervised_target, train as train_model)
 
-        from .timm_models import ImageEncoder, PreLogits, create, data_config
+        from .timm_models import ImageEncoder, create, data_config
 
         seed_everything(params["seed"])
         model = create(params["model"], pretrained=False, input_size=params["input_size"],
                        num_classes=data.num_classes)
-        encoder = ImageEncoder(data_config(model, params["input_size"]))
-        carrier = SourceModel(backbone=PreLogits(model), feature_dim=model.num_features, modality="image",
-                              encode=encoder, layer_groups=[], weights_id="", preprocessing_id="")
         empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
-        device = torch.device(resolve_device(env.device))
-        run = RunContext(source=carrier, target=data, splits=Splits(train=train, val=val, test=empty),
-                         seed=params["seed"], device=device, budget=Budget(float("inf")))
+        task = env.registry.get("task", data.task).item
+        target = supervised_target(Splits(train=train, val=val, test=empty), data, task,
+                                   ImageEncoder(data_config(model, params["input_size"])),
+                                   resolve_device(env.device), params["seed"])
         recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
                                  weight_decay=params["weight_decay"], select="last")
         groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
-        outcome = train_model(run, model, groups, recipe)
-        train_acc = accuracy(predict(run, model, "train", recipe), train.labels)
+        outcome = train_model(target, model, groups, recipe)
+        train_acc = target.headline("train", predict(target, model, "train", recipe))
         model.cpu()
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         meta = {"params": params, "num_classes": data.num_classes, "train_accuracy": train_acc,
-                "val_accuracy": outcome.best_val_accuracy, "epochs": outcome.epochs_run}
+                "val_accuracy": outcome.best_val, "epochs": outcome.epochs_run}
         tmp = weights.with_suffix(".tmp")
         save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
         tmp.replace(weights)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlbench.api import SourceModel
+from tlbench.api import FeatureLevel, SourceModel
 
 from .image_examples import to_rgb_uint8
 
@@ -176,7 +176,8 @@ class ImageEncoder:
 
 
 class PreLogits(nn.Module):
-    """A timm model without its classifier: images to pre-logits features."""
+    """A timm model without its classifier: images to pre-logits features, or to the
+    feature maps of every stage (timm's `forward_intermediates`, NCHW)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -184,6 +185,20 @@ class PreLogits(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
+    def forward_feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.model.forward_intermediates(images, intermediates_only=True))
+
+
+def feature_levels(model: nn.Module) -> list[FeatureLevel] | None:
+    """Channels and strides of `forward_intermediates`' maps, from timm's feature info."""
+    info = getattr(model, "feature_info", None)
+    if not hasattr(model, "forward_intermediates") or not isinstance(info, list) or not info:
+        return None
+    try:
+        return [FeatureLevel(channels=int(level["num_chs"]), stride=int(level["reduction"])) for level in info]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def source_model(model: nn.Module, *, pretrained: bool, data_config: dict, meta: dict) -> SourceModel:
@@ -199,6 +214,7 @@ def source_model(model: nn.Module, *, pretrained: bool, data_config: dict, meta:
     return SourceModel(backbone=backbone, feature_dim=int(feature_dim), modality="image", encode=encoder,
                        layer_groups=groups, weights_id=state_digest(backbone), pretrained=pretrained,
                        preprocessing_id=str(sorted(encoder.identity().items())), source_head=source_head,
+                       feature_levels=feature_levels(model),
                        meta={**meta, "data_config": {k: list(v) if isinstance(v, tuple) else v
                                                      for k, v in data_config.items()}})
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tlbench
-from tlbench.api import Env, Source, SourceModel
+from tlbench.api import Env, Source, SourceCapabilities, SourceModel
 from tlbench.errors import ParamError, ResourceUnavailable, first_line
 from tlbench.params import Param
 
@@ -64,6 +64,13 @@ class TimmSource(Source):
         model = params["model"]
         arch = model if model.startswith((*_HUB_PREFIXES, _LOCAL_PREFIX)) else model.split(".")[0]
         return {"model": arch, "input_size": params["input_size"]}
+
+    def capabilities(self, params: dict) -> SourceCapabilities:
+        """Images; pooled features, and feature maps through timm's `forward_intermediates`
+        (nearly every timm model has it; one that does not fails its run); a classifier of
+        its own only with pretrained weights that keep one."""
+        return SourceCapabilities(modality="image", representations=("pooled", "feature_maps"),
+                                  source_head=None if params["pretrained"] else False)
 
     # ------------------------------------------------------------------ where the weights are
 

@@ -1,79 +1,122 @@
-"""The run matrix: every (source, target, strategy, seed) plus the from-scratch baselines.
+"""The run matrix: every (source, targets, recipe, seed) plus the from-scratch baselines.
 
 A `RunSpec` is plain data. Its identity (and so its `run_id`) is the resolved config:
-plugin names, versions and parameters, the target's content hash for that seed, the
+plugin names, versions and parameters, each target's content hash for that seed, the
 seed and the initialisation. Entry ids are labels, not identity: renaming an entry in a
 suite does not rerun it.
+
+A run takes its targets by role (`tlbench.api.Role`): a plain strategy one target,
+'target'; a strategy that declares other roles runs on the suite's groups whose roles
+match. Combinations that cannot work (a task the recipe does not support, a source
+that cannot give what the task's head reads, inputs of another modality) are left out
+here, each with the reason (`Exclusion`), before anything runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..hashing import canonical_json, config_hash
 from ..plugins import PluginRegistry
-from .suite import Entry, Suite
+from ..results.kinds import run_kind
+from ..wording import baseline_label
+from .compatibility import Exclusion, Plan, incompatibility
+from .suite import Entry, Group, Suite
 
-def baseline_label(source_id: str) -> str:
-    """How reports and progress lines name a from-scratch baseline: the source whose
-    architecture it shares, trained from a random initialisation."""
-    return f"{source_id} (from scratch)"
+SINGLE = "target"
+"""The role of a plain run's one target."""
 
 
 RESULTS_VERSION = 1
 """Bumped when a change in tlbench's core would change the results of existing runs."""
 
 
+def task_json(task, version: str) -> dict:
+    """A task as records carry it: enough to read its metrics without the plugin."""
+    return {"name": task.name, "version": version, "headline": task.headline,
+            "metrics": [metric.to_json() for metric in task.metrics]}
+
+
+def target_identity(entry: Entry, content_hash: str | None) -> dict:
+    return {"plugin": entry.plugin, "version": entry.version, "params": entry.identity_params(),
+            "content_hash": content_hash}
+
+
 @dataclass(frozen=True)
 class RunSpec:
     source: Entry
-    target: Entry
-    strategy: Entry
+    targets: tuple[tuple[str, Entry], ...]
+    """(role, target entry) pairs; a plain run has one, in role 'target'."""
+    recipe: Entry
+    """The strategy (or, for an estimate, the estimator) that runs."""
     seed: int
+    kind: str = "run"
+    """The run kind (`tlbench.results.kinds`): 'run' trains a strategy, 'estimate' scores
+    the source with a transferability estimator."""
+    scored: str = SINGLE
+    """The role whose target's test split the run is scored on."""
     init: str = "pretrained"
     """'pretrained' or 'random' (from-scratch baselines and strategies that ask for it)."""
     baseline: bool = False
     architecture: dict | None = None
     """The source's architecture, identifying random-init runs independently of weights."""
     source_fingerprint: str | None = None
-    content_hash: str | None = None
+    content_hashes: tuple[str, ...] | None = None
+    """Each target's content hash for this seed, in the order of `targets`."""
     baseline_run_id: str | None = None
     """The from-scratch run this one is paired with for its negative-transfer score."""
-    kind: str = "run"
-    """'run' (a strategy trains and predicts) or 'estimate' (`strategy` is then the
-    transferability estimator that scores the source)."""
+    depends_on: tuple[str, ...] = ()
+    """Run ids that must finish before this one starts (its paired baseline)."""
+    group: str | None = None
+    """The suite group whose targets a multi-target run takes."""
+    task: dict | None = None
+    """The scored target's task as records carry it (name, version, headline, metric specs)."""
 
     @property
-    def is_estimate(self) -> bool:
-        return self.kind == "estimate"
+    def target(self) -> Entry:
+        """The scored target."""
+        return dict(self.targets)[self.scored]
+
+    @property
+    def content_hash(self) -> str | None:
+        """The scored target's content hash."""
+        if self.content_hashes is None:
+            return None
+        return self.content_hashes[[role for role, _ in self.targets].index(self.scored)]
+
+    @property
+    def single(self) -> bool:
+        return len(self.targets) == 1 and self.targets[0][0] == SINGLE
 
     def identity(self) -> dict:
+        kind = run_kind(self.kind)
         source: dict[str, Any] = {"plugin": self.source.plugin, "version": self.source.version}
         if self.init == "random":
             source["architecture"] = self.architecture
         else:
             source["params"] = self.source.identity_params()
             source["fingerprint"] = self.source_fingerprint
-        identity = {
-            "results_version": RESULTS_VERSION,
-            "source": source,
-            "target": {"plugin": self.target.plugin, "version": self.target.version,
-                       "params": self.target.identity_params(), "content_hash": self.content_hash},
-            "estimator" if self.is_estimate else "strategy": {
-                "plugin": self.strategy.plugin, "version": self.strategy.version,
-                "params": self.strategy.identity_params()},
-            "seed": self.seed,
-            "init": self.init,
-        }
-        if self.is_estimate:
-            identity["kind"] = "estimate"
+        hashes = self.content_hashes or (None,) * len(self.targets)
+        identity: dict[str, Any] = {"results_version": RESULTS_VERSION, "source": source}
+        if self.single:
+            identity["target"] = target_identity(self.targets[0][1], hashes[0])
+        else:
+            identity["targets"] = {role: target_identity(entry, content_hash)
+                                   for (role, entry), content_hash in zip(self.targets, hashes)}
+            identity["scored"] = self.scored
+        identity[kind.recipe] = {"plugin": self.recipe.plugin, "version": self.recipe.version,
+                                 "params": self.recipe.identity_params()}
+        identity["seed"] = self.seed
+        identity["init"] = self.init
+        if kind.in_identity:
+            identity["kind"] = self.kind
         return identity
 
     @property
     def run_id(self) -> str:
-        if self.content_hash is None:
-            raise ValueError("run_id needs the target content hash; plan the suite first")
+        if self.content_hashes is None:
+            raise ValueError("run_id needs the targets' content hashes; plan the suite first")
         return config_hash(self.identity(), 20)
 
     @property
@@ -81,55 +124,141 @@ class RunSpec:
         """Runs with equal keys share a from-scratch baseline."""
         return canonical_json([self.source.plugin, self.architecture, self.target.id, self.seed])
 
+    def target_label(self) -> str:
+        return self.group if self.group is not None else self.target.id
+
     def label(self) -> str:
         source = baseline_label(self.source.id) if self.baseline else self.source.id
-        return f"{source} → {self.target.id} · {self.strategy.id} · seed {self.seed}"
+        return f"{source} → {self.target_label()} · {self.recipe.id} · seed {self.seed}"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["targets"] = [[role, asdict(entry)] for role, entry in self.targets]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "RunSpec":
         data = dict(data)
-        for key in ("source", "target", "strategy"):
-            data[key] = Entry(**{**data[key], "settings": tuple(data[key].get("settings", ()))})
+
+        def entry(raw: dict) -> Entry:
+            return Entry(**{**raw, "settings": tuple(raw.get("settings", ()))})
+
+        data["source"], data["recipe"] = entry(data["source"]), entry(data["recipe"])
+        data["targets"] = tuple((role, entry(raw)) for role, raw in data["targets"])
+        for key in ("content_hashes", "depends_on"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
         return cls(**data)
 
 
-def expand(suite: Suite, registry: PluginRegistry) -> list[RunSpec]:
+@dataclass
+class _Builder:
+    """Collects a suite's runs, baselines and exclusions while `expand` walks it."""
+
+    suite: Suite
+    registry: PluginRegistry
+    plan: Plan = field(default_factory=Plan)
+    baselines: dict[str, RunSpec] = field(default_factory=dict)
+    runs: list[RunSpec] = field(default_factory=list)
+    estimates: list[RunSpec] = field(default_factory=list)
+    seen_exclusions: set[tuple] = field(default_factory=set)
+
+    def task_json(self, target: Entry) -> dict:
+        """The task of `target` as records carry it."""
+        name = self.registry.get("target", target.plugin).item.task(target.params)
+        registered = self.registry.get("task", name)
+        return task_json(registered.item, registered.version)
+
+    def exclude(self, exclusion: Exclusion) -> None:
+        key = (exclusion.source, exclusion.target, exclusion.recipe, exclusion.reason)
+        if key not in self.seen_exclusions:
+            self.seen_exclusions.add(key)
+            self.plan.exclusions.append(exclusion)
+
+    def add(self, kind: str, source: Entry, targets: tuple[tuple[str, Entry], ...], recipe: Entry, seed: int,
+            scored: str, group: Group | None, architecture: dict) -> bool:
+        """Add one run unless it cannot work; whether it was added."""
+        reason = incompatibility(self.registry, source, dict(targets), recipe, run_kind(kind).recipe)
+        target_label = group.id if group is not None else targets[0][1].id
+        if reason is not None:
+            self.exclude(Exclusion(kind, source.id, target_label, recipe.id, reason))
+            return False
+        item = self.registry.get(run_kind(kind).recipe, recipe.plugin).item
+        spec = RunSpec(source, targets, recipe, seed, kind=kind, scored=scored,
+                       init=getattr(item, "init", "pretrained"), architecture=architecture,
+                       group=group.id if group is not None else None, task=self.task_json(dict(targets)[scored]))
+        (self.estimates if kind == "estimate" else self.runs).append(spec)
+        return True
+
+    def add_baseline(self, source: Entry, target: Entry, seed: int, architecture: dict) -> None:
+        baseline = self.suite.baseline
+        reason = incompatibility(self.registry, source, {SINGLE: target}, baseline, "strategy")
+        if reason is not None:
+            self.exclude(Exclusion("baseline", source.id, target.id, baseline.id, reason))
+            return
+        spec = RunSpec(source, ((SINGLE, target),), baseline, seed, init="random", baseline=True,
+                       architecture=architecture, task=self.task_json(target))
+        self.baselines.setdefault(spec.pairing_key, spec)
+
+
+def _roles(registry: PluginRegistry, kind: str, entry: Entry):
+    return registry.get(run_kind(kind).recipe, entry.plugin).item.requires.roles
+
+
+def expand(suite: Suite, registry: PluginRegistry) -> Plan:
     """All runs of a suite, baselines first and estimates last, without content hashes
-    (no data is read)."""
-    baselines: dict[str, RunSpec] = {}
-    runs: list[RunSpec] = []
-    estimates: list[RunSpec] = []
+    (no data is read), and the combinations left out with their reasons."""
+    build = _Builder(suite, registry)
+    recipes = [("run", entry) for entry in suite.strategies] + [("estimate", entry) for entry in suite.estimators]
     for seed in suite.seeds:
         for target in suite.targets:
             for source in suite.sources:
-                source_item = registry.get("source", source.plugin).item
-                architecture = source_item.architecture(source.params)
-                if suite.baseline is not None:
-                    baseline = RunSpec(source, target, suite.baseline, seed, init="random",
-                                       baseline=True, architecture=architecture)
-                    baselines.setdefault(baseline.pairing_key, baseline)
-                for strategy in suite.strategies:
-                    init = registry.get("strategy", strategy.plugin).item.init
-                    runs.append(RunSpec(source, target, strategy, seed, init=init,
-                                        architecture=architecture))
-                for estimator in suite.estimators:
-                    estimates.append(RunSpec(source, target, estimator, seed, architecture=architecture,
-                                             kind="estimate"))
-    return [*baselines.values(), *runs, *estimates]
+                architecture = registry.get("source", source.plugin).item.architecture(source.params)
+                trained = False
+                for kind, recipe in recipes:
+                    if [role.name for role in _roles(registry, kind, recipe)] == [SINGLE]:
+                        added = build.add(kind, source, ((SINGLE, target),), recipe, seed, SINGLE, None, architecture)
+                        trained |= added and kind == "run"
+                if trained and suite.baseline is not None:
+                    build.add_baseline(source, target, seed, architecture)
+        for group in suite.groups:
+            for source in suite.sources:
+                architecture = registry.get("source", source.plugin).item.architecture(source.params)
+                for kind, recipe in recipes:
+                    roles = _roles(registry, kind, recipe)
+                    if sorted(role.name for role in roles) != sorted(group.roles):
+                        continue
+                    targets = tuple((role.name, suite.target(group.roles[role.name])) for role in roles)
+                    scored = next(role.name for role in roles if role.scored)
+                    build.add(kind, source, targets, recipe, seed, scored, group, architecture)
+    _unmatched_recipes(build, recipes)
+    build.plan.specs = [*build.baselines.values(), *build.runs, *build.estimates]
+    return build.plan
+
+
+def _unmatched_recipes(build: _Builder, recipes: list[tuple[str, Entry]]) -> None:
+    """A recipe whose roles no target or group of the suite has: one line saying so."""
+    suite = build.suite
+    for kind, recipe in recipes:
+        roles = _roles(build.registry, kind, recipe)
+        names = sorted(role.name for role in roles)
+        if names == [SINGLE] or any(sorted(group.roles) == names for group in suite.groups):
+            continue
+        build.exclude(Exclusion(kind, "*", "*", recipe.id,
+                                f"takes targets in the roles {', '.join(names)}; the suite has no "
+                                f"[[groups]] entry with exactly these roles"))
 
 
 def with_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], str],
                   fingerprints: dict[str, str | None]) -> list[RunSpec]:
     """Fill in content hashes, fingerprints and baseline pairings; drop duplicate runs."""
-    filled = [replace(spec, content_hash=content_hashes[(spec.target.id, spec.seed)],
+    filled = [replace(spec, content_hashes=tuple(content_hashes[(entry.id, spec.seed)] for _, entry in spec.targets),
                       source_fingerprint=fingerprints.get(spec.source.id)) for spec in specs]
     baseline_ids = {spec.pairing_key: spec.run_id for spec in filled if spec.baseline}
     unique: dict[str, RunSpec] = {}
     for spec in filled:
-        if not spec.baseline and not spec.is_estimate:
-            spec = replace(spec, baseline_run_id=baseline_ids.get(spec.pairing_key))
+        if spec.kind == "run" and not spec.baseline and spec.single:
+            paired = baseline_ids.get(spec.pairing_key)
+            spec = replace(spec, baseline_run_id=paired, depends_on=(paired,) if paired else ())
         unique.setdefault(spec.run_id, spec)
     return list(unique.values())

@@ -2,8 +2,9 @@
 
 Everything that can fail before a run starts fails here, with one line naming the
 suite entry: a model or data set that is not available offline, a target that cannot
-load. Targets are loaded once per entry to hash the examples each seed uses, so a run
-is redone when its data changes and skipped when it does not.
+load, labels that cannot be valid for the target's task. Targets are loaded once per
+entry to check and hash the examples and labels each seed uses (with the task's label
+encoding), so a run is redone when its data changes and skipped when it does not.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Callable
 from ..api import Env
 from ..errors import ResourceUnavailable, UserError, first_line
 from ..hashing import splits_content_hash
-from .matrix import RunSpec, expand, with_identity
+from .compatibility import Plan
+from .matrix import expand, with_identity
 from ..plugins import PluginRegistry
 from .suite import Entry, Suite
 
@@ -54,8 +56,9 @@ def check_recipes(suite: Suite, registry: PluginRegistry, log: Callable[[str], N
         _guard(suite, "baseline", 0, suite.baseline, "check", lambda: item.check(suite.baseline.params, env))
 
 
-def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> list[RunSpec]:
-    """All runs of `suite` with their run ids (reads target data, builds no model)."""
+def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> Plan:
+    """All runs of `suite` with their run ids, and what is left out (reads target data,
+    builds no model)."""
     check_recipes(suite, registry, log)
     env = planning_env(suite, registry, log)
     fingerprints: dict[str, str | None] = {}
@@ -69,11 +72,35 @@ def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = pr
         item = registry.get("target", target.plugin).item
         _guard(suite, "targets", i, target, "check", lambda: item.check(target.params, env))
         data = _guard(suite, "targets", i, target, "load", lambda: item.load(target.params, env))
-        if data.num_classes < 2:  # every run would score 1.0 and call it transfer
-            raise UserError(f"{suite.path}: targets[{i}] ({target.id}): a target needs at least 2 classes, "
-                            f"it has {data.num_classes}")
+        task = _task_of(suite, i, target, item, data, registry)
+        info = data.info()
         for seed in suite.seeds:
             splits = _guard(suite, "targets", i, target, "split",
                             lambda: data.splits(seed))
-            hashes[(target.id, seed)] = splits_content_hash(splits)[0]
-    return with_identity(expand(suite, registry), hashes, fingerprints)
+            for name, split in splits.items():
+                _check_labels(suite, i, target, task, split, name, info, seed)
+            hashes[(target.id, seed)] = splits_content_hash(splits, task.label_bytes)[0]
+    planned = expand(suite, registry)
+    planned.specs = with_identity(planned.specs, hashes, fingerprints)
+    return planned
+
+
+def _task_of(suite: Suite, index: int, target: Entry, item, data, registry: PluginRegistry):
+    """The task of a loaded target, which must be the one its parameters declared."""
+    declared = item.task(target.params)
+    if getattr(data, "task", "classification") != declared:
+        raise UserError(f"{suite.path}: targets[{index}] ({target.id}): {target.plugin} declared a "
+                        f"{declared!r} task but loaded {data.task!r} labels (a bug in the target plugin)")
+    return registry.get("task", declared).item
+
+
+def _check_labels(suite: Suite, index: int, target: Entry, task, split, name: str, info, seed: int) -> None:
+    """Labels that cannot be valid for the task stop the suite with one line."""
+    where = f"{suite.path}: targets[{index}] ({target.id})"
+    if split.labels is None or len(split.labels) != len(split.examples):
+        got = "no labels" if split.labels is None else f"{len(split.labels)} labels"
+        raise UserError(f"{where}: seed {seed}, {name} split: {len(split.examples)} examples but {got}")
+    try:
+        task.check_labels(split.labels, info, name)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{where}: seed {seed}: {first_line(str(exc))} (the {task.name} task)") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,9 @@ SUITE_KEYS: dict[str, Param] = {
 }
 
 ENTRY_KEYS = ("id", "plugin")
-SECTIONS = ("suite", "baseline", "sources", "targets", "strategies", "estimators")
+SECTIONS = ("suite", "baseline", "sources", "targets", "groups", "strategies", "estimators")
 OPTIONAL_SECTIONS = ("estimators",)
+_ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,26 @@ class Entry:
     params: dict[str, Any]
     settings: tuple[str, ...] = ()
     """Parameters that do not affect results (execution knobs), left out of run identities."""
+    implicit: tuple[str, ...] = ()
+    """Parameters left out of run identities while at their default (`Param.omit_default`):
+    added after runs were recorded, with a default that reproduces them."""
 
     def identity_params(self) -> dict[str, Any]:
-        return {key: value for key, value in self.params.items() if key not in self.settings}
+        return {key: value for key, value in self.params.items()
+                if key not in self.settings and key not in self.implicit}
 
     def to_json(self) -> dict:
         return {"id": self.id, "plugin": self.plugin, "version": self.version, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Group:
+    """A [[groups]] entry: targets by role, for strategies that take several targets at
+    once (a labelled and an unlabelled domain, several tasks)."""
+
+    id: str
+    roles: dict[str, str]
+    """Role name → target id."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,11 @@ class Suite:
     estimators: tuple[Entry, ...] = ()
     """Transferability estimators scored for every source, target and seed."""
     baseline: Entry | None = None
+    groups: tuple[Group, ...] = ()
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def target(self, target_id: str) -> Entry:
+        return next(entry for entry in self.targets if entry.id == target_id)
 
 
 def default_cache_dir() -> Path:
@@ -143,6 +162,7 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
     entries = {kind: _entries(data, kind, where, registry)
                for kind in ("source", "target", "strategy", "estimator")}
     baseline = _baseline(data, where, registry, entries["strategy"])
+    groups = _groups(data, where, entries["target"])
     out = Path(output) if output else Path(settings["output"] or Path("reports") / settings["name"])
     cache = Path(settings["cache_dir"]).expanduser() if settings["cache_dir"] else default_cache_dir()
     return Suite(path=path, name=settings["name"], description=settings["description"],
@@ -151,7 +171,7 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
                  output=out, cache_dir=cache, deterministic=settings["deterministic"],
                  plugins=tuple(settings["plugins"]), sources=entries["source"],
                  targets=entries["target"], strategies=entries["strategy"],
-                 estimators=entries["estimator"], baseline=baseline, raw=data)
+                 estimators=entries["estimator"], baseline=baseline, groups=groups, raw=data)
 
 
 def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
@@ -204,9 +224,51 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry) -> Entr
         params = resolve_params(registered.item.params, given, where)
     except ParamError as exc:
         raise SuiteError(str(exc)) from None
-    settings = tuple(sorted(key for key, param in registered.item.params.items() if not param.affects_results))
+    schema = registered.item.params
+    settings = tuple(sorted(key for key, param in schema.items() if not param.affects_results))
+    implicit = tuple(sorted(key for key, param in schema.items()
+                            if param.omit_default and params[key] == param.default))
+    if kind == "target":
+        _check_task(registered.item.task(params), where, registry)
     return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params,
-                 settings=settings)
+                 settings=settings, implicit=implicit)
+
+
+def _check_task(task: str, where: str, registry: PluginRegistry) -> None:
+    try:
+        registry.get("task", task)
+    except PluginError as exc:
+        raise SuiteError(f"{where}: its labels are a {task!r} task, which no plugin registers ({exc})") from None
+
+
+def _groups(data: dict, where: str, targets: tuple[Entry, ...]) -> tuple[Group, ...]:
+    """[[groups]]: each an id and role = "<target id>" pairs (at least two roles)."""
+    raw = data.get("groups")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
+        raise SuiteError(f"{where}: groups: expected one or more [[groups]] tables")
+    target_ids = [entry.id for entry in targets]
+    groups: list[Group] = []
+    for i, table in enumerate(raw):
+        at = f"{where}: groups[{i}]"
+        group_id = table.get("id")
+        if not isinstance(group_id, str) or not _ID.match(group_id):
+            raise SuiteError(f"{at}.id: expected letters, digits, '.', '_' or '-', got {group_id!r}")
+        if group_id in target_ids or group_id in [g.id for g in groups]:
+            raise SuiteError(f"{at}.id: {group_id!r} is already the id of a target or group")
+        roles = {key: value for key, value in table.items() if key != "id"}
+        if len(roles) < 2:
+            raise SuiteError(f"{at}: expected at least two roles, each role = \"<target id>\" "
+                             f"(e.g. labelled = \"photos\", unlabelled = \"drawings\")")
+        for role, target_id in roles.items():
+            if not _ROLE.match(role):
+                raise SuiteError(f"{at}.{role}: a role name is letters, digits, '_' or '-'")
+            if target_id not in target_ids:
+                raise SuiteError(f"{at}.{role}: no target with id {target_id!r}"
+                                 f"{closest(str(target_id), target_ids)}; known ids: {', '.join(target_ids)}")
+        groups.append(Group(group_id, roles))
+    return tuple(groups)
 
 
 def _baseline(data: dict, where: str, registry: PluginRegistry,
@@ -240,8 +302,7 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
                              f"that entry's; set parameters there or use baseline.plugin")
         for entry in strategies:
             if entry.id == ref:
-                return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params,
-                             entry.settings)
+                return replace(entry, id=f"scratch-{entry.id}")
         ids = [e.id for e in strategies]
         raise SuiteError(f"{where}: baseline.strategy: no strategy entry with id {ref!r}"
                          f"{closest(str(ref), ids)}; known ids: {', '.join(ids)}")
@@ -252,8 +313,7 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
         return _entry(given, "strategy", f"{where}: baseline", registry)
     for entry in strategies:
         if getattr(registry.get("strategy", entry.plugin).item, "baseline_recipe", False):
-            return Entry("strategy", f"scratch-{entry.id}", entry.plugin, entry.version, entry.params,
-                             entry.settings)
+            return replace(entry, id=f"scratch-{entry.id}")
     for reg in registry.items("strategy"):
         if getattr(reg.item, "baseline_recipe", False):
             return _entry({"plugin": reg.name, "id": f"scratch-{reg.name}"}, "strategy",

@@ -1,13 +1,11 @@
 """Reports: from records alone to leaderboard.md, leaderboard.html, results.csv,
 results.parquet and summary.json.
 
-The flow is: `load.collect` (validated records from one or many result directories) →
-`frame.records_frame` (one row per run) → `aggregate` (cells and the view across
-targets) → the writers (`markdown`, `html` with `plots`, `export`).
-
-A kind of record is added by one entry in `load.KINDS` (its folder, checks and id)
-and a frame builder beside `frame.records_frame`, as transferability estimates were
-(`estimates`); `Collection.of_kind` hands each builder its own records.
+The flow is: `results.collect` (validated records from one or many result
+directories) → each run kind's rows (`results.kinds`: `frame.records_frame` for runs,
+one row per run; `estimates.estimates_frame` for transferability estimates) →
+`aggregate` (cells and the view across targets, each target by its task's headline
+metric in its direction) → the writers (`markdown`, `html` with `plots`, `export`).
 """
 
 from __future__ import annotations
@@ -28,6 +26,8 @@ class Report:
     problems: list[StoreProblem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kept_apart: list[str] = field(default_factory=list)
+    """Look-alike entries and targets the report shows apart (data conflicts, versions)."""
 
 
 def report_meta(frame, cells, title: str, notes: list[str]) -> dict:
@@ -64,10 +64,10 @@ def previous_title(directory: Path) -> str | None:
     return title[:200] if isinstance(title, str) and title.strip() else None
 
 
-def _estimates(records: list[dict], cells):
-    from .estimates import correlation_table, estimates_frame, score_table
+def _estimates(frame, cells):
+    from .estimates import correlation_table, score_table
 
-    scores = score_table(estimates_frame(records))
+    scores = score_table(frame)
     return scores, correlation_table(scores, cells)
 
 
@@ -77,7 +77,7 @@ def import_libraries() -> None:
     import importlib
 
     for name in ("tlbench.report.plots", "tlbench.report.html", "tlbench.report.export",
-                 "tlbench.report.aggregate", "tlbench.report.frame", "tlbench.report.load",
+                 "tlbench.report.aggregate", "tlbench.report.frame",
                  "tlbench.report.markdown", "tlbench.report.estimates", "matplotlib.figure",
                  "matplotlib.patches", "matplotlib.backends.backend_agg", "pyarrow.parquet", "scipy.special"):
         try:
@@ -91,24 +91,27 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     from . import plots
     from .aggregate import cell_table, overall_table
     from .export import publish, write_summary, write_tables
-    from .frame import kept_apart_notes, records_frame
-    from .html import leaderboard_html
-    from .load import collect
+    from ..results.collect import collect
+    from ..results.kinds import RUN_KINDS
     from .estimates import estimates_html, estimates_markdown
+    from .frame import frame_conflicts, kept_apart_notes
+    from .html import leaderboard_html
     from .markdown import leaderboard_markdown
 
     out = Path(out)
     collection = collect([Path(d) for d in dirs])
-    frame, conflicts = records_frame(collection.of_kind("run"))
+    rows = {name: kind.resolve("rows")(collection.of_kind(name)) for name, kind in RUN_KINDS.items()}
+    frame = rows["run"]
+    conflicts = frame_conflicts(frame)
     cells = cell_table(frame)
     overall = overall_table(cells)
+    kept_apart = [str(c) for c in conflicts] + kept_apart_notes(frame)
     notes = ([str(p) for p in collection.problems]
-             + [str(d) for d in collection.duplicates if not d.identical]
-             + [str(c) for c in conflicts] + kept_apart_notes(frame))
+             + [str(d) for d in collection.duplicates if not d.identical] + kept_apart)
     if title is None and len(dirs) == 1:
         title = previous_title(dirs[0])
     meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
-    estimate_scores, correlations = _estimates(collection.of_kind("estimate"), cells)
+    estimate_scores, correlations = _estimates(rows["estimate"], cells)
     has_estimates = not estimate_scores.empty
     markdown = leaderboard_markdown(cells, overall, meta, [estimates_markdown(estimate_scores, correlations)]
                                     if has_estimates else [])
@@ -123,4 +126,4 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
              write_summary(out, meta, cells, overall, conflicts,
                            {"scores": estimate_scores, "correlations": correlations} if has_estimates else None)]
     return Report(out=out, markdown=markdown, n_records=len(frame), problems=collection.problems,
-                  files=files, notes=notes)
+                  files=files, notes=notes, kept_apart=kept_apart)

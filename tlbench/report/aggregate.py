@@ -1,22 +1,26 @@
 """Leaderboard statistics: cells over seeds, and the view across targets.
 
-A cell is one entry (source × strategy, see `frame`) on one target. Every entry seen
-anywhere gets a cell on every target: one without a successful run is a *missing* cell,
-shown as such. Accuracy, gap and cost are summarised over the seeds that succeeded, with
-95% Student-t intervals (`stats`), cut to the range the quantity can take (an accuracy
-interval to [0, 1], an accuracy difference to [-1, 1]).
+A cell is one entry (source × strategy, see `frame`) on one target, scored by the
+target's headline metric (accuracy, mAP, R²...) in that metric's direction. Every entry
+seen on a target of a task type gets a cell on every target of that task type: one
+without a successful run is a *missing* cell, shown as such. The headline, gap and cost
+are summarised over the seeds that succeeded, with 95% Student-t intervals (`stats`),
+cut to the range the quantity can take (an accuracy interval to [0, 1], an accuracy
+difference to [-1, 1], an R² interval to at most 1).
 
 Which differences are real:
 
-- negative transfer (NT, run − same-seed from-scratch baseline) is flagged only when its
-  paired 95% interval over seeds lies wholly below zero;
+- negative transfer (NT, run − same-seed from-scratch baseline, signed so that NT < 0
+  is worse) is flagged only when its paired 95% interval over seeds lies wholly below
+  zero;
 - within a target, each cell is compared with the best cell by the paired interval of
-  their per-seed differences; a cell whose interval reaches zero is *not separable* from
-  the best, whatever its mean.
+  their per-seed differences (signed the same way); a cell whose interval reaches zero
+  is *not separable* from the best, whatever its mean.
 
-The cross-target view never averages over missing cells: an entry's mean accuracy and
-mean rank (Borda) use only the targets on which every compared entry has a result, and
-its coverage says on how many targets it has one.
+The cross-target view compares entries within one task type (an accuracy and an R²
+are never averaged together) and never averages over missing cells: an entry's mean
+headline and mean rank (Borda) use only the targets of that task type on which every
+compared entry has a result, and its coverage says on how many targets it has one.
 """
 
 from __future__ import annotations
@@ -29,10 +33,23 @@ import pandas as pd
 
 from .stats import Interval, paired_interval, t_interval
 
-CELL_INPUTS = ["status", "seed", "test_accuracy", "train_accuracy", "val_accuracy", "overfitting_gap",
+CELL_INPUTS = ["status", "seed", "headline_test", "headline_train", "headline_val", "overfitting_gap",
                "negative_transfer", "n_train", "wall_seconds", "peak_memory_mb", "trainable_params", "total_params"]
 ENTRY_COLUMNS = ["entry", "source", "strategy", "variant_note", "baseline", "source_identity"]
-TARGET_COLUMNS = ["target_key", "target_label", "target_identity"]
+TARGET_COLUMNS = ["target_key", "target_label", "target_identity", "task", "metric", "higher_is_better",
+                  "metric_low", "metric_high"]
+
+
+def _bound(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _ranges(target: dict) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The range of the target's headline, and of a difference of two headline values."""
+    low, high = _bound(target["metric_low"]), _bound(target["metric_high"])
+    value = (-math.inf if low is None else low, math.inf if high is None else high)
+    width = math.inf if low is None or high is None else high - low
+    return value, (-width, width)
 
 
 def _interval_columns(prefix: str, interval: Interval, with_std: bool = True) -> dict:
@@ -52,20 +69,22 @@ def _max(values: np.ndarray) -> float:
     return float(values.max()) if len(values) else math.nan
 
 
-def _summarise(runs: pd.DataFrame) -> dict:
+def _summarise(runs: pd.DataFrame, target: dict) -> dict:
     """The statistics of one cell from its runs (possibly none)."""
     column = {name: pd.to_numeric(runs[name], errors="coerce").to_numpy(dtype=float) for name in CELL_INPUTS[2:]}
     status = runs["status"].to_numpy()
-    ok = (status == "ok") & np.isfinite(column["test_accuracy"])
+    ok = (status == "ok") & np.isfinite(column["headline_test"])
     failed = Counter(status[status != "ok"])
-    nt = t_interval(column["negative_transfer"][ok]).clipped(-1.0, 1.0)
+    value_range, difference_range = _ranges(target)
+    nt = t_interval(column["negative_transfer"][ok]).clipped(*difference_range)
     return {
         "n_runs": len(runs), "n_seeds": int(ok.sum()), "n_failed": int(sum(failed.values())),
         "failures": ", ".join(f"{n} {name}" for name, n in sorted(failed.items())),
         "seeds": ",".join(str(s) for s in sorted(set(runs["seed"].to_numpy()[ok].tolist()))),
-        **_interval_columns("test", t_interval(column["test_accuracy"][ok]).clipped(0.0, 1.0)),
-        "train_mean": _mean(column["train_accuracy"][ok]), "val_mean": _mean(column["val_accuracy"][ok]),
-        **_interval_columns("gap", t_interval(column["overfitting_gap"][ok]).clipped(-1.0, 1.0), with_std=False),
+        **_interval_columns("test", t_interval(column["headline_test"][ok]).clipped(*value_range)),
+        "train_mean": _mean(column["headline_train"][ok]), "val_mean": _mean(column["headline_val"][ok]),
+        **_interval_columns("gap", t_interval(column["overfitting_gap"][ok]).clipped(*difference_range),
+                            with_std=False),
         **_interval_columns("nt", nt), "nt_seeds": nt.n,
         "negative_transfer": nt.below_zero, "positive_transfer": nt.above_zero,
         "n_train": _mean(column["n_train"][ok]), "wall_mean": _mean(column["wall_seconds"][ok]),
@@ -77,35 +96,42 @@ def _summarise(runs: pd.DataFrame) -> dict:
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (target, entry), missing cells included; best first within a target."""
     if frame.empty:
-        return pd.DataFrame(columns=TARGET_COLUMNS + ENTRY_COLUMNS + ["n_seeds"])
-    entries = frame[ENTRY_COLUMNS].drop_duplicates("entry")
-    targets = frame[TARGET_COLUMNS].drop_duplicates("target_key")
+        return pd.DataFrame(columns=TARGET_COLUMNS + ENTRY_COLUMNS + ["n_seeds", "test_mean", "sign"])
     needed = frame[["target_key", "entry", *CELL_INPUTS]]  # narrow first: the wide table is slow to slice
     runs_by_cell = dict(tuple(needed.groupby(["target_key", "entry"], sort=False)))
     empty = needed.iloc[0:0]
     rows = []
-    for _, target in targets.iterrows():
-        for _, entry in entries.iterrows():
-            runs = runs_by_cell.get((target["target_key"], entry["entry"]), empty)
-            rows.append({"target": target["target_label"], **target.to_dict(), **entry.to_dict(),
-                         **_summarise(runs)})
+    for _, of_task in frame.groupby("task", sort=True):
+        entries = of_task[ENTRY_COLUMNS].drop_duplicates("entry")
+        for _, target in of_task[TARGET_COLUMNS].drop_duplicates("target_key").iterrows():
+            summary = target.to_dict()
+            for _, entry in entries.iterrows():
+                runs = runs_by_cell.get((target["target_key"], entry["entry"]), empty)
+                rows.append({"target": target["target_label"], **summary, **entry.to_dict(),
+                             **_summarise(runs, summary)})
     cells = pd.DataFrame(rows)
+    cells["sign"] = cells["higher_is_better"].map(lambda higher: 1.0 if higher else -1.0)
     cells = _compare_with_best(cells, frame)
-    return cells.sort_values(["target_label", "test_mean", "baseline", "source", "strategy", "variant_note"],
+    order = cells.assign(_score=cells["sign"] * cells["test_mean"])
+    return order.sort_values(["target_label", "_score", "baseline", "source", "strategy", "variant_note"],
                              ascending=[True, False, True, True, True, True],
-                             na_position="last", kind="stable").reset_index(drop=True)
+                             na_position="last", kind="stable").drop(columns="_score").reset_index(drop=True)
 
 
 def _compare_with_best(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """Paired (by seed) comparison of every cell with the best cell of its target."""
-    ok = frame[(frame["status"] == "ok") & frame["test_accuracy"].notna()]
-    by_seed = {key: dict(zip(g["seed"], g["test_accuracy"])) for key, g in ok.groupby(["target_key", "entry"])}
+    """Paired (by seed) comparison of every cell with the best cell of its target; the
+    difference is signed by the headline's direction, so below zero is always worse."""
+    ok = frame[(frame["status"] == "ok") & frame["headline_test"].notna()]
+    signs = dict(zip(ok["target_key"], ok["higher_is_better"].map(lambda higher: 1.0 if higher else -1.0)))
+    by_seed = {key: {seed: signs[key[0]] * value for seed, value in zip(g["seed"], g["headline_test"])}
+               for key, g in ok.groupby(["target_key", "entry"])}
     columns = {name: [] for name in ("rank_in_target", "best_delta_mean", "best_delta_low",
                                      "best_delta_high", "best_delta_seeds", "vs_best")}
-    ranks = cells.groupby("target_key")["test_mean"].rank(ascending=False, method="min")
+    scored = cells.assign(_score=cells["sign"] * cells["test_mean"])
+    ranks = scored.groupby("target_key")["_score"].rank(ascending=False, method="min")
     best_entry = {}
-    for key, group in cells.dropna(subset=["test_mean"]).groupby("target_key"):
-        best_entry[key] = group.sort_values(["test_mean", "n_seeds"], ascending=False, kind="stable").iloc[0]["entry"]
+    for key, group in scored.dropna(subset=["_score"]).groupby("target_key"):
+        best_entry[key] = group.sort_values(["_score", "n_seeds"], ascending=False, kind="stable").iloc[0]["entry"]
     for index, cell in cells.iterrows():
         best = best_entry.get(cell["target_key"])
         if best is None or math.isnan(cell["test_mean"]):
@@ -114,7 +140,7 @@ def _compare_with_best(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame
             delta, verdict = Interval(0, 0.0, math.nan, math.nan, math.nan), "best"
         else:
             delta = paired_interval(by_seed.get((cell["target_key"], cell["entry"]), {}),
-                                    by_seed.get((cell["target_key"], best), {})).clipped(-1.0, 1.0)
+                                    by_seed.get((cell["target_key"], best), {})).clipped(*_ranges(cell)[1])
             verdict = "below best" if delta.below_zero else "not separable from best"
         columns["rank_in_target"].append(ranks[index])
         columns["best_delta_mean"].append(delta.mean)
@@ -125,18 +151,27 @@ def _compare_with_best(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame
     return cells.assign(**columns)
 
 
+OVERALL_COLUMNS = ["task", "metric", "higher_is_better", "entry", "source", "strategy", "variant_note", "coverage",
+                   "n_targets", "mean_headline", "mean_rank", "compared_on", "best_or_tied"]
+
+
 def overall_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per entry across targets: coverage, and mean accuracy and mean rank over the
-    targets on which every compared entry has a result. Baselines are not compared."""
-    columns = ["entry", "source", "strategy", "variant_note", "coverage", "n_targets", "mean_accuracy",
-               "mean_rank", "compared_on", "best_or_tied"]
+    """Per task type and entry across that task type's targets: coverage, and the mean
+    headline and mean rank over the targets on which every compared entry has a result.
+    Baselines are not compared."""
     compared = cells[~cells["baseline"].astype(bool)] if len(cells) else cells
     if compared.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=OVERALL_COLUMNS)
+    tables = [_overall_of_task(of_task) for _, of_task in compared.groupby("task", sort=True)]
+    return pd.concat(tables, ignore_index=True)
+
+
+def _overall_of_task(compared: pd.DataFrame) -> pd.DataFrame:
+    sign = float(compared["sign"].iloc[0])
     targets = sorted(compared["target_key"].unique())
     pivot = compared.set_index(["entry", "target_key"])["test_mean"].unstack().reindex(columns=targets)
-    complete = complete_targets(cells)
-    ranks = pivot[complete].rank(axis=0, ascending=False, method="average")
+    complete = complete_targets(compared)
+    ranks = (sign * pivot[complete]).rank(axis=0, ascending=False, method="average")
     leaders = compared[compared["target_key"].isin(complete) & compared["vs_best"].isin(
         ["best", "not separable from best"])].groupby("entry").size()
     rows = []
@@ -144,20 +179,23 @@ def overall_table(cells: pd.DataFrame) -> pd.DataFrame:
         values = pivot.loc[entry["entry"]]
         covered = int(values.notna().sum())
         rows.append({
-            **{k: entry[k] for k in ("entry", "source", "strategy", "variant_note")},
+            **{k: entry[k] for k in ("task", "metric", "higher_is_better", "entry", "source", "strategy",
+                                     "variant_note")},
             "coverage": f"{covered}/{len(targets)} targets", "n_targets": covered,
-            "mean_accuracy": float(values[complete].mean()) if complete else math.nan,
+            "mean_headline": float(values[complete].mean()) if complete else math.nan,
             "mean_rank": float(ranks.loc[entry["entry"]].mean()) if complete else math.nan,
             "compared_on": len(complete), "best_or_tied": int(leaders.get(entry["entry"], 0)),
         })
-    table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values(["mean_rank", "mean_accuracy", "n_targets", "source", "strategy"],
+    table = pd.DataFrame(rows, columns=OVERALL_COLUMNS)
+    table["_score"] = sign * table["mean_headline"]
+    return table.sort_values(["mean_rank", "_score", "n_targets", "source", "strategy"],
                              ascending=[True, False, False, True, True], na_position="last",
-                             kind="stable").reset_index(drop=True)
+                             kind="stable").drop(columns="_score").reset_index(drop=True)
 
 
 def complete_targets(cells: pd.DataFrame) -> list[str]:
-    """Target keys on which every compared (non-baseline) entry has at least one result."""
+    """Target keys on which every compared (non-baseline) entry of their task type has at
+    least one result."""
     compared = cells[~cells["baseline"].astype(bool)] if len(cells) else cells
     if compared.empty:
         return []

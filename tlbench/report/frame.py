@@ -12,8 +12,15 @@ runs may share a leaderboard cell:
 - ``target_label`` and ``variant_note``: the names a reader sees; a note is added only
   where two entries or targets would otherwise look the same.
 
+Every run row carries its task: the task type (``task``), the name of its headline
+metric (``metric``) with its direction and range, every metric under its own name
+(``test_accuracy``, ``test_r2``, ``train_mae``...), and the headline again under generic
+names (``headline_test``, ``headline_train``, ``headline_val``), which is what the
+leaderboard's statistics read. Records of tlbench 0.1 are classification with accuracy.
+
 The negative-transfer score is recomputed from the paired baseline's record whenever
-that record is present, so a run that finished before its baseline still gets one.
+that record is present, so a run that finished before its baseline still gets one; it
+is signed by the headline's direction, so NT < 0 always means worse than the baseline.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..hashing import canonical_json, config_hash
-from ..plan.matrix import baseline_label
-from ..results.records import METRIC_KEYS
+from ..wording import baseline_label
+from ..results.records import RUN_METRICS, headline_spec, task_metric_keys, task_of
 from .conflicts import Conflict, data_groups, find_conflicts
 
 KEY_COLUMNS = ["run_id", "status", "target", "source", "strategy", "seed", "baseline",
@@ -35,7 +42,11 @@ PROVENANCE_COLUMNS = ["tlbench_version", "python_version", "torch_version", "tim
                       "host", "platform", "git_revision", "deterministic", "threads", "started_at",
                       "finished_at", "attempt", "error_type", "error_message"]
 LIBRARIES = ("tlbench", "python", "torch", "timm", "transformers", "peft", "numpy")
-COLUMNS = KEY_COLUMNS + list(METRIC_KEYS) + PROVENANCE_COLUMNS
+TASK_COLUMNS = ["task", "metric", "higher_is_better", "metric_low", "metric_high"]
+"""The task type of the run's scored target, and its headline metric: name, direction, range."""
+HEADLINE_COLUMNS = ["headline_test", "headline_train", "headline_val", "baseline_headline_test"]
+"""The headline metric under generic names (the same values as the metric-named columns)."""
+COLUMNS = KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + list(RUN_METRICS) + PROVENANCE_COLUMNS
 
 
 def source_label(spec: dict) -> str:
@@ -74,7 +85,13 @@ def source_identity_of(spec: dict) -> str:
 
 
 def target_identity_of(spec: dict) -> str:
-    target = {k: v for k, v in (identity_of(spec).get("target") or {}).items() if k != "content_hash"}
+    """Hash of the target's identity without its data (or of a group's targets by role)."""
+    identity = identity_of(spec)
+    if isinstance(identity.get("targets"), dict):
+        targets = {role: {k: v for k, v in (part or {}).items() if k != "content_hash"}
+                   for role, part in identity["targets"].items()}
+        return config_hash({"targets": targets, "scored": identity.get("scored")}, 8)
+    target = {k: v for k, v in (identity.get("target") or {}).items() if k != "content_hash"}
     return config_hash(target, 8)
 
 
@@ -87,8 +104,11 @@ def run_row(record: dict) -> dict:
     spec, prov = record["spec"], record.get("provenance") or {}
     versions = prov.get("versions") if isinstance(prov.get("versions"), dict) else {}
     error = record.get("error") if isinstance(record.get("error"), dict) else {}
+    task = task_of(record)
+    head = headline_spec(task)
+    metrics = record["metrics"]
     row = {
-        "run_id": record["run_id"], "status": record["status"], "target": spec["target"]["id"],
+        "run_id": record["run_id"], "status": record["status"], "target": spec.get("group") or spec["target"]["id"],
         "source": source_label(spec), "strategy": spec["strategy"]["id"], "seed": spec["seed"],
         "baseline": bool(spec.get("baseline")), "entry": entry_of(spec),
         "target_identity": target_identity_of(spec), "variant": variant_of(spec),
@@ -99,7 +119,12 @@ def run_row(record: dict) -> dict:
         "init": spec.get("init"), "content_hash": spec["target"].get("content_hash"),
         "source_fingerprint": spec["source"].get("fingerprint"), "baseline_run_id": spec.get("baseline_run_id"),
     }
-    row.update({key: record["metrics"].get(key) for key in METRIC_KEYS})
+    row.update({"task": task["name"], "metric": task["headline"], "higher_is_better": bool(head["higher_is_better"]),
+                "metric_low": head.get("low"), "metric_high": head.get("high")})
+    row.update({f"headline_{split}": metrics.get(f"{split}_{task['headline']}") for split in ("test", "train", "val")})
+    row["baseline_headline_test"] = metrics.get(f"baseline_test_{task['headline']}")
+    row.update({key: metrics.get(key) for key in RUN_METRICS})
+    row.update({key: metrics.get(key) for key in task_metric_keys(task)})
     row.update({f"{name}_version": versions.get(name) for name in LIBRARIES})
     row.update({
         "device": prov.get("device"), "device_name": prov.get("device_name"), "host": prov.get("host"),
@@ -121,16 +146,18 @@ def _plain(value):
     return canonical_json(value)
 
 
-def records_frame(records: list[dict]) -> tuple[pd.DataFrame, list[Conflict]]:
-    """The long table of runs in a stable order, and the data conflicts it had to split."""
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """The long table of runs in a stable order (the run kind's report rows); targets
+    whose records disagree on the data are split into data groups (`frame_conflicts`)."""
     rows = [run_row(record) for record in records]
     if not rows:
-        return pd.DataFrame(columns=COLUMNS), []
+        return pd.DataFrame(columns=COLUMNS)
     frame = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
-    for column in METRIC_KEYS:
+    metric_columns = _metric_columns(records)
+    for column in [*HEADLINE_COLUMNS, *RUN_METRICS, *metric_columns, "metric_low", "metric_high"]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     _pair_with_baselines(frame)
     conflicts = find_conflicts(frame)
@@ -140,20 +167,41 @@ def records_frame(records: list[dict]) -> tuple[pd.DataFrame, list[Conflict]]:
     frame["target_label"] = _target_labels(frame)
     frame["variant_note"] = _variant_notes(frame)
     params = sorted(c for c in frame.columns if c.startswith("p_"))
-    frame = frame[COLUMNS + params]
+    frame = frame[COLUMNS[:COLUMNS.index(PROVENANCE_COLUMNS[0])] + metric_columns + PROVENANCE_COLUMNS + params]
     return frame.sort_values(["target_label", "baseline", "source", "strategy", "variant_note", "seed", "run_id"],
                              ascending=[True, False, True, True, True, True, True],
-                             kind="stable").reset_index(drop=True), conflicts
+                             kind="stable").reset_index(drop=True)
+
+
+def frame_conflicts(frame: pd.DataFrame) -> list[Conflict]:
+    """The data conflicts among a frame's runs (what made its data groups)."""
+    return find_conflicts(frame) if len(frame) else []
+
+
+def _metric_columns(records: list[dict]) -> list[str]:
+    """Every task metric the records hold, by task in order of appearance."""
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(task_metric_keys(task_of(record))))
+    return list(columns)
 
 
 def _pair_with_baselines(frame: pd.DataFrame) -> None:
-    """NT = test accuracy − that of the same-seed baseline, from the baseline's own record."""
+    """NT = the test headline − that of the same-seed baseline (signed by the headline's
+    direction), from the baseline's own record."""
     ok = frame[frame["status"] == "ok"]
-    baseline_accuracy = dict(zip(ok["run_id"], ok["test_accuracy"]))
-    paired = frame["baseline_run_id"].map(baseline_accuracy)
+    baseline_score = dict(zip(ok["run_id"], ok["headline_test"]))
+    paired = frame["baseline_run_id"].map(baseline_score)
     found = paired.notna() & (frame["status"] == "ok") & ~frame["baseline"].astype(bool)
-    frame.loc[found, "baseline_test_accuracy"] = paired[found]
-    frame.loc[found, "negative_transfer"] = frame.loc[found, "test_accuracy"] - paired[found]
+    if not found.any():
+        return
+    sign = frame["higher_is_better"].map(lambda higher: 1.0 if higher else -1.0)
+    difference = sign[found] * (frame.loc[found, "headline_test"] - paired[found])
+    frame.loc[found, "baseline_headline_test"] = paired[found]
+    frame.loc[found, "negative_transfer"] = difference
+    frame.loc[found, "negative_transfer_relative"] = difference / paired[found].abs().where(paired[found] != 0)
+    for metric, rows in frame[found].groupby("metric"):
+        frame.loc[rows.index, f"baseline_test_{metric}"] = paired[rows.index]
 
 
 def _distinguish(frame: pd.DataFrame, key: str, label: str, facets: list[tuple[str, str]]) -> pd.Series:

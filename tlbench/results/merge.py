@@ -2,12 +2,12 @@
 
 Records are copied into one result directory, so that a single report covers them all.
 Nothing from an input is trusted: each record passes the same checks a report applies
-(`report.load`), and a record that fails is reported by path and left out. A run id seen
+(`collect`), and a record that fails is reported by path and left out. A run id seen
 twice is kept once (an ok record over a failed one, otherwise the one already in the
 output, then the first input given). Records that disagree about a target's data
 (different content hashes for the same target and seed) or that come from different
-plugin versions are all kept, since their run ids differ, and reported: the report
-places them in separate cells and never pools them.
+plugin versions are all kept, since their run ids differ; the report of the merged
+directory places them in separate cells, never pools them, and says so.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..hashing import canonical_json
-from ..report.load import KINDS, Duplicate, collect, kind_folders
+from .collect import Duplicate, collect, kind_folders
+from .kinds import RUN_KINDS
 from .store import RecordStore, StoreProblem
 
 
@@ -28,7 +29,6 @@ class MergeResult:
     unchanged: int = 0
     problems: list[StoreProblem] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
-    kept_apart: list[str] = field(default_factory=list)
     per_input: dict[str, int] = field(default_factory=dict)
     """input directory → valid records read from it."""
 
@@ -51,20 +51,15 @@ def merge_dirs(dirs: list[Path], out: Path) -> MergeResult:
     collection = collect(sources)
     result = MergeResult(out=out, problems=collection.problems, duplicates=collection.duplicates)
     result.per_input = {str(d): collection.valid_per_dir.get(str(d), 0) for d in inputs}
-    stores = {name: RecordStore(out / kind.folder) for name, kind in KINDS.items()}
+    stores = {name: RecordStore(out / kind.folder) for name, kind in RUN_KINDS.items()}
     for item in collection.records:
-        kind = KINDS[item.record["kind"]]
-        store = stores[kind.name]
-        target = store.path_for(kind.id_of(item.record))
+        store = stores[item.record["kind"]]
+        target = store.path_for(item.record["run_id"])
         if _same_directory(item.path, target) or _holds(target, item.record):
             result.unchanged += 1
             continue
         store.write(item.record)
         result.written += 1
-    from ..report.frame import kept_apart_notes, records_frame
-
-    frame, conflicts = records_frame(collection.of_kind("run"))
-    result.kept_apart = [str(c) for c in conflicts] + kept_apart_notes(frame)
     return result
 
 

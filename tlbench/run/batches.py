@@ -10,29 +10,39 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 
 Inputs = Any  # a tensor, or a dict of tensors (text)
+Targets = Any  # what a task's objective makes of labels: a tensor with a row per example, or a list
 
 
 def inputs_to(inputs: Inputs, device: torch.device, non_blocking: bool = False) -> Inputs:
+    """Tensors, and the dicts, lists and tuples that hold them, moved to `device`."""
     if isinstance(inputs, torch.Tensor):
         return inputs.to(device, non_blocking=non_blocking)
     if isinstance(inputs, dict):
         return {key: inputs_to(value, device, non_blocking) for key, value in inputs.items()}
-    raise TypeError(f"encoded inputs must be a tensor or a dict of tensors, got {type(inputs).__name__}")
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(inputs_to(value, device, non_blocking) for value in inputs)
+    if inputs is None or isinstance(inputs, (int, float, str, bool)):
+        return inputs
+    raise TypeError(f"encoded inputs must be tensors (in dicts or lists), got {type(inputs).__name__}")
 
 
 def index_inputs(inputs: Inputs, index: torch.Tensor) -> Inputs:
+    """The rows `index` of a batch-first tensor, of each tensor of a dict, or of a list."""
     if isinstance(inputs, torch.Tensor):
         return inputs[index]
-    return {key: value[index] for key, value in inputs.items()}
+    if isinstance(inputs, dict):
+        return {key: index_inputs(value, index) for key, value in inputs.items()}
+    return [inputs[i] for i in index.tolist()]
 
 
 def concat_inputs(parts: list[Inputs]) -> Inputs:
     if isinstance(parts[0], torch.Tensor):
         return torch.cat(parts)
+    if isinstance(parts[0], list):
+        return [item for part in parts for item in part]
     return {key: _cat_padded([part[key] for part in parts]) for key in parts[0]}
 
 
@@ -49,30 +59,34 @@ def _cat_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
 def inputs_nbytes(inputs: Inputs) -> int:
     if isinstance(inputs, torch.Tensor):
         return inputs.element_size() * inputs.nelement()
-    return sum(inputs_nbytes(value) for value in inputs.values())
+    if isinstance(inputs, dict):
+        return sum(inputs_nbytes(value) for value in inputs.values())
+    if isinstance(inputs, (list, tuple)):
+        return sum(inputs_nbytes(value) for value in inputs)
+    return 0
 
 
 class _Collate:
-    """Picklable collate for DataLoader workers: raw examples -> (inputs, labels)."""
+    """Picklable collate for DataLoader workers: raw examples -> (inputs, targets or None)."""
 
-    def __init__(self, encode: Callable[[Sequence[Any]], Inputs]):
-        self.encode = encode
+    def __init__(self, encode: Callable[[Sequence[Any]], Inputs], targets: Callable[[Sequence], Targets] | None):
+        self.encode, self.targets = encode, targets
 
     def __call__(self, batch):
         examples = [example for example, _ in batch]
-        labels = torch.as_tensor(np.asarray([label for _, label in batch], dtype=np.int64))
-        return self.encode(examples), labels
+        targets = self.targets([label for _, label in batch]) if self.targets is not None else None
+        return self.encode(examples), targets
 
 
 class _Pairs(torch.utils.data.Dataset):
-    def __init__(self, examples: Sequence[Any], labels: np.ndarray):
+    def __init__(self, examples: Sequence[Any], labels: Any):
         self.examples, self.labels = examples, labels
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.examples)
 
     def __getitem__(self, i: int):
-        return self.examples[i], int(self.labels[i])
+        return self.examples[i], None if self.labels is None else self.labels[i]
 
 
 class _Encoded:
@@ -84,24 +98,31 @@ class _Encoded:
 
 
 class SplitBatches:
-    """Batches of one split for one model: cached when small, streamed otherwise."""
+    """Batches of one split for one model: cached when small, streamed otherwise.
 
-    def __init__(self, examples: Sequence[Any], labels: np.ndarray, encode: Callable,
-                 device: torch.device, batch_size: int = 64, num_workers: int = 0,
-                 cache_bytes: int = 1 << 30):
-        self.examples, self.labels = examples, np.asarray(labels, dtype=np.int64)
-        self.encode, self.device = encode, device
+    Each batch is ``(inputs, targets)``: the encoded examples and what the task's
+    objective makes of their labels (`targets`), or None for a split without labels.
+    """
+
+    def __init__(self, examples: Sequence[Any], labels: Any, encode: Callable, device: torch.device,
+                 batch_size: int = 64, num_workers: int = 0, cache_bytes: int = 1 << 30,
+                 targets: Callable[[Sequence], Targets] | None = None):
+        if labels is not None and targets is None:
+            raise ValueError("a labelled split needs the objective's `targets` to batch its labels")
+        self.examples, self.labels = examples, labels
+        self.encode, self.device, self.targets = encode, device, targets if labels is not None else None
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache_bytes = cache_bytes
         self._encoded = _Encoded()
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.examples)
 
     def resized(self, batch_size: int, num_workers: int | None = None) -> "SplitBatches":
         """The same split in batches of another size, sharing the encoded tensors."""
         other = SplitBatches(self.examples, self.labels, self.encode, self.device, batch_size,
-                             self.num_workers if num_workers is None else num_workers, self.cache_bytes)
+                             self.num_workers if num_workers is None else num_workers, self.cache_bytes,
+                             self.targets)
         other._encoded = self._encoded
         return other
 
@@ -109,31 +130,33 @@ class SplitBatches:
         store = self._encoded
         if store.tensors is not None:
             return True
-        if store.streaming or len(self.labels) == 0 or self.cache_bytes <= 0:
+        n = len(self.examples)
+        if store.streaming or n == 0 or self.cache_bytes <= 0:
             return False
-        probe = min(len(self.labels), self.batch_size)
+        probe = min(n, self.batch_size)
         first = self.encode([self.examples[i] for i in range(probe)])
-        if inputs_nbytes(first) / probe * len(self.labels) > self.cache_bytes:
+        if inputs_nbytes(first) / probe * n > self.cache_bytes:
             store.streaming = True
             return False
         parts, step = [first], max(self.batch_size, 256)
-        for start in range(probe, len(self.labels), step):
-            stop = min(len(self.labels), start + step)
+        for start in range(probe, n, step):
+            stop = min(n, start + step)
             parts.append(self.encode([self.examples[i] for i in range(start, stop)]))
         inputs = concat_inputs(parts) if len(parts) > 1 else first
-        store.tensors = (inputs_to(inputs, self.device), torch.as_tensor(self.labels, device=self.device))
+        targets = self.targets(self.labels) if self.targets is not None else None
+        store.tensors = (inputs_to(inputs, self.device), inputs_to(targets, self.device))
         return True
 
     def batches(self, shuffle: bool = False, generator: torch.Generator | None = None,
-                drop_last: bool = False) -> Iterator[tuple[Inputs, torch.Tensor]]:
-        n = len(self.labels)
+                drop_last: bool = False) -> Iterator[tuple[Inputs, Targets]]:
+        n = len(self.examples)
         if self._try_cache():
-            inputs, labels = self._encoded.tensors
+            inputs, targets = self._encoded.tensors
             order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
             stop = n - n % self.batch_size if drop_last and n > self.batch_size else n
             for start in range(0, stop, self.batch_size):
-                index = order[start:start + self.batch_size].to(labels.device)
-                yield index_inputs(inputs, index), labels[index]
+                index = order[start:start + self.batch_size].to(self.device)
+                yield index_inputs(inputs, index), None if targets is None else index_inputs(targets, index)
             return
         yield from self._stream(shuffle, generator, drop_last)
 
@@ -141,8 +164,8 @@ class SplitBatches:
         cuda = self.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
             _Pairs(self.examples, self.labels), batch_size=self.batch_size, shuffle=shuffle,
-            generator=generator, drop_last=drop_last and len(self.labels) > self.batch_size,
-            num_workers=self.num_workers, collate_fn=_Collate(self.encode), pin_memory=cuda,
+            generator=generator, drop_last=drop_last and len(self.examples) > self.batch_size,
+            num_workers=self.num_workers, collate_fn=_Collate(self.encode, self.targets), pin_memory=cuda,
             persistent_workers=False)
-        for inputs, labels in loader:
-            yield inputs_to(inputs, self.device, cuda), labels.to(self.device, non_blocking=cuda)
+        for inputs, targets in loader:
+            yield inputs_to(inputs, self.device, cuda), inputs_to(targets, self.device, cuda)

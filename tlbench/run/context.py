@@ -1,4 +1,12 @@
-"""What a strategy sees of its run: the built source, the splits, the device, the budget."""
+"""What a strategy sees of its run: the built source, its targets by role, the seed,
+the device and the budget.
+
+Every split reaches a strategy through a `RunTarget`, and the labels it must not see
+never enter one: a test split arrives with its examples only (tlbench keeps its labels
+to score the predictions), and so do all splits of a role that is unlabelled by
+definition (the target domain of an adaptation). Scoring is offered on the splits
+whose labels the strategy holds anyway, so no selection can reach the test labels.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,117 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..api import SPLITS, SourceModel, Split, Splits, TargetData
+from ..api import SPLITS, Objective, SourceModel, Split, Splits, TargetInfo, Task
 from .batches import SplitBatches
 from .budget import Budget
 from .features import FeatureCache
 from ..hashing import examples_digests
 
 
+def visible(splits: Splits, labelled: bool) -> Splits:
+    """The splits as a strategy may see them: no test labels, and no labels at all for
+    an unlabelled role."""
+    def part(name: str) -> Split:
+        split = getattr(splits, name)
+        keep = labelled and name != "test"
+        return Split(split.examples, split.labels if keep else None)
+
+    return Splits(train=part("train"), val=part("val"), test=part("test"))
+
+
+class RunTarget:
+    """One target of a run: its examples, the labels the strategy may hold, its task and
+    the task's objective for this run (made from the training labels alone)."""
+
+    def __init__(self, host: "RunContext | LocalHost", role: str, target: TargetInfo, task: Task, splits: Splits,
+                 encode: Callable, labelled: bool = True, digests: dict[str, list[bytes]] | None = None):
+        self.host, self.role, self.target, self.task, self.encode = host, role, target, task, encode
+        self.splits = visible(splits, labelled)
+        self.labelled = labelled
+        self.objective: Objective | None = task.objective(target, self.splits.train.labels) if labelled else None
+        self._digests = dict(digests or {})
+        self._batches: dict[str, SplitBatches] = {}
+
+    # the run's own state, for code that trains on this target
+    @property
+    def device(self) -> torch.device:
+        return self.host.device
+
+    @property
+    def seed(self) -> int:
+        return self.host.seed
+
+    def check_budget(self) -> None:
+        self.host.check_budget()
+
+    def note_eval(self, **metrics: Any) -> None:
+        self.host.note_eval(**metrics)
+
+    # the data
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self.splits, name)
+
+    def batches(self, name: str, batch_size: int | None = None, num_workers: int = 0) -> SplitBatches:
+        """Batches of a split; a split is encoded once per run, whatever the batch size."""
+        if name not in self._batches:
+            split = self.split(name)
+            targets = self.objective.targets if self.objective is not None and split.labels is not None else None
+            self._batches[name] = SplitBatches(split.examples, split.labels, self.encode, self.host.device,
+                                               targets=targets)
+        return self._batches[name].resized(batch_size or self.host.batch_size_hint, num_workers)
+
+    def digests(self, name: str) -> list[bytes]:
+        if name not in self._digests:
+            self._digests[name] = examples_digests(self.split(name).examples)
+        return self._digests[name]
+
+    def features(self, name: str, batch_size: int | None = None) -> np.ndarray:
+        """Frozen pooled features of the source on a split (see `RunContext.frozen_features`)."""
+        return self.host.frozen_features(self, name, batch_size)
+
+    # scoring where the strategy holds the labels
+    def score(self, split: str, predictions: Any) -> dict[str, float | None]:
+        """The task's metrics of `predictions` on 'train' or 'val'."""
+        labels = self.split(split).labels
+        if labels is None:
+            raise PermissionError(f"the labels of {self.role} {split!r} are not given to strategies, so "
+                                  f"predictions on it cannot be scored here")
+        self.task.check_predictions(predictions, len(labels), self.target)
+        return self.task.score(predictions, labels, self.target)
+
+    def headline(self, split: str, predictions: Any) -> float | None:
+        """The task's headline metric of `predictions` on 'train' or 'val'."""
+        return self.score(split, predictions)[self.task.headline]
+
+
+@dataclass
+class LocalHost:
+    """The run state a `RunTarget` needs, for training outside a suite's runs (a source
+    pretrained on the spot): a device, a seed and optionally a budget."""
+
+    device: torch.device
+    seed: int
+    budget: Budget | None = None
+    batch_size_hint: int = 64
+
+    def check_budget(self) -> None:
+        if self.budget is not None:
+            self.budget.check()
+
+    def note_eval(self, **metrics: Any) -> None:
+        pass
+
+    def frozen_features(self, target: RunTarget, name: str, batch_size: int | None = None) -> np.ndarray:
+        raise RuntimeError("frozen features come from a run's source; this target is trained outside a run")
+
+
 @dataclass
 class RunContext:
+    """A run as its strategy sees it. The methods of `RunTarget` act on the scored target."""
+
     source: SourceModel
-    target: TargetData
-    splits: Splits
     seed: int
     device: torch.device
     budget: Budget
@@ -28,9 +135,9 @@ class RunContext:
     batch_size_hint: int = 64
     last_eval: dict = field(default_factory=dict)
     """Metrics of the last completed evaluation: what a timed-out run still reports."""
-    _digests: dict[str, list[bytes]] = field(default_factory=dict)
-    _batches: dict[str, SplitBatches] = field(default_factory=dict)
-    _features: dict[str, np.ndarray] = field(default_factory=dict)
+    targets: dict[str, RunTarget] = field(default_factory=dict)
+    scored_role: str = "target"
+    _features: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     _versions: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -38,23 +145,68 @@ class RunContext:
         # version; moving devices does not
         self._versions = {id(t): t._version for t in self._backbone_state()}
 
-    def _backbone_state(self):
-        yield from self.source.backbone.parameters()
-        yield from self.source.backbone.buffers()
+    def add_target(self, role: str, target: TargetInfo, task: Task, splits: Splits, *, labelled: bool = True,
+                   scored: bool = False, digests: dict[str, list[bytes]] | None = None) -> RunTarget:
+        self.targets[role] = RunTarget(self, role, target, task, splits, self.source.encode, labelled, digests)
+        if scored:
+            self.scored_role = role
+        return self.targets[role]
 
-    def backbone_changed(self) -> bool:
-        """Whether the source's parameters or buffers (BatchNorm statistics) were changed
-        in place since the run began."""
-        return any(t._version != self._versions.get(id(t), t._version) for t in self._backbone_state())
+    # ------------------------------------------------------------------ targets by role
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.targets)
+
+    def role(self, name: str) -> RunTarget:
+        try:
+            return self.targets[name]
+        except KeyError:
+            raise KeyError(f"this run has no target role {name!r}; its roles: {', '.join(self.targets)}") from None
+
+    @property
+    def scored(self) -> RunTarget:
+        return self.targets[self.scored_role]
+
+    @property
+    def target(self) -> TargetInfo:
+        return self.scored.target
+
+    @property
+    def task(self) -> Task:
+        return self.scored.task
+
+    @property
+    def objective(self) -> Objective | None:
+        return self.scored.objective
 
     @property
     def num_classes(self) -> int:
-        return self.target.num_classes
+        return self.scored.target.num_classes
 
     def split(self, name: str) -> Split:
-        if name not in SPLITS:
-            raise KeyError(f"unknown split {name!r}; expected one of {SPLITS}")
-        return getattr(self.splits, name)
+        return self.scored.split(name)
+
+    def batches(self, name: str, batch_size: int | None = None, num_workers: int = 0) -> SplitBatches:
+        return self.scored.batches(name, batch_size, num_workers)
+
+    def digests(self, name: str) -> list[bytes]:
+        return self.scored.digests(name)
+
+    def features(self, name: str, batch_size: int | None = None) -> np.ndarray:
+        return self.scored.features(name, batch_size)
+
+    def score(self, split: str, predictions: Any) -> dict[str, float | None]:
+        return self.scored.score(split, predictions)
+
+    def headline(self, split: str, predictions: Any) -> float | None:
+        return self.scored.headline(split, predictions)
+
+    def new_head(self) -> torch.nn.Module:
+        """A fresh head for the scored target's task (seeded by the run)."""
+        return self.scored.objective.head(self.source)
+
+    # ------------------------------------------------------------------ the run
 
     def check_budget(self) -> None:
         """Raise if the run is over its time or memory budget (call at step boundaries)."""
@@ -65,33 +217,31 @@ class RunContext:
         self.last_eval = dict(metrics)
         self.on_event("eval", self.last_eval)
 
-    def batches(self, name: str, batch_size: int | None = None, num_workers: int = 0) -> SplitBatches:
-        """Batches of a split; a split is encoded once per run, whatever the batch size."""
-        if name not in self._batches:
-            split = self.split(name)
-            self._batches[name] = SplitBatches(split.examples, split.labels, self.source.encode, self.device)
-        return self._batches[name].resized(batch_size or self.batch_size_hint, num_workers)
+    def _backbone_state(self):
+        yield from self.source.backbone.parameters()
+        yield from self.source.backbone.buffers()
 
-    def digests(self, name: str) -> list[bytes]:
-        if name not in self._digests:
-            self._digests[name] = examples_digests(self.split(name).examples)
-        return self._digests[name]
+    def backbone_changed(self) -> bool:
+        """Whether the source's parameters or buffers (BatchNorm statistics) were changed
+        in place since the run began."""
+        return any(t._version != self._versions.get(id(t), t._version) for t in self._backbone_state())
 
-    def features(self, name: str, batch_size: int | None = None) -> np.ndarray:
-        """Frozen features of the source on a split (float32, one row per example,
-        read-only), from the feature cache when there is one; computed once per run.
+    def frozen_features(self, target: RunTarget, name: str, batch_size: int | None = None) -> np.ndarray:
+        """Frozen features of the source on a split of `target` (float32, one row per
+        example, read-only), from the feature cache when there is one; computed once per run.
 
         They are the source's features as built: asking for features that must be
         extracted after the backbone was trained is an error, never a stale or a
         poisoned cache entry.
         """
-        if name in self._features:
-            return self._features[name]
+        key = (target.role, name)
+        if key in self._features:
+            return self._features[key]
         if self.backbone_changed():  # checked before the cache: a hit would hide it
             raise RuntimeError(f"frozen features of split {name!r} were asked for after the backbone "
                                f"was trained (its parameters or BatchNorm statistics changed); "
                                f"ask for them before training")
-        split = self.split(name)
+        split = target.split(name)
 
         def extract(indices: list[int]) -> np.ndarray:
             subset = [split.examples[i] for i in indices]
@@ -100,10 +250,10 @@ class RunContext:
         if self.feature_cache is None:
             features = np.ascontiguousarray(extract(list(range(len(split)))), dtype=np.float32)
         else:
-            features = self.feature_cache.features(self.source, split.examples, extract, self.digests(name),
+            features = self.feature_cache.features(self.source, split.examples, extract, target.digests(name),
                                                    device=self.device.type)
         features.flags.writeable = False
-        self._features[name] = features
+        self._features[key] = features
         return features
 
     @torch.no_grad()
@@ -114,8 +264,7 @@ class RunContext:
         was_training = backbone.training
         backbone.eval()
         backbone.to(self.device)
-        labels = np.zeros(len(examples), dtype=np.int64)
-        batches = SplitBatches(examples, labels, self.source.encode, self.device,
+        batches = SplitBatches(examples, None, self.source.encode, self.device,
                                batch_size=batch_size or max(self.batch_size_hint, 128), cache_bytes=0)
         out = []
         for inputs, _ in batches.batches():
@@ -126,6 +275,12 @@ class RunContext:
             return np.zeros((0, self.source.feature_dim), dtype=np.float32)
         return np.concatenate(out)
 
-    def new_head(self) -> torch.nn.Linear:
-        """A fresh linear classifier over the source's features (seeded by the run)."""
-        return torch.nn.Linear(self.source.feature_dim, self.num_classes)
+
+def supervised_target(splits: Splits, target, task: Task, encode: Callable, device: str | torch.device,
+                      seed: int, budget: Budget | None = None) -> RunTarget:
+    """A labelled target to train a model on outside a suite's runs (a source pretrained
+    on the spot), with the same engine, batching and selection as a run: `target` is the
+    loaded `TargetData` (or its `TargetInfo`), `task` its task item."""
+    info = target.info() if hasattr(target, "info") else target
+    host = LocalHost(device=torch.device(device), seed=seed, budget=budget)
+    return RunTarget(host, "target", info, task, splits, encode)

@@ -1,12 +1,19 @@
 """The one training engine every strategy uses, so strategies differ only in what they train.
 
-A strategy builds a model (inputs -> logits) and optimiser parameter groups (which
-parameters train, at which learning rate) and hands both to `train`. The engine owns
-everything else: the optimiser (AdamW or SGD), the per-step warm-up + cosine schedule
-(a factor on each group's own learning rate, so layer-wise scales survive), weight decay
-that skips norms and biases, label smoothing, gradient clipping, evaluation on the
-validation split after every epoch with checkpoint selection and early stopping, budget
-checks at every step, and on CUDA bf16 autocast and channels-last convolutions.
+A strategy builds a model (inputs -> the task head's outputs) and optimiser parameter
+groups (which parameters train, at which learning rate) and hands both to `train`. The
+target's task supplies the loss and turns outputs into predictions (`Objective`). The
+engine owns everything else: the optimiser (AdamW or SGD), the per-step warm-up +
+cosine schedule (a factor on each group's own learning rate, so layer-wise scales
+survive), weight decay that skips norms and biases, gradient clipping, evaluation on
+the validation split after every epoch with checkpoint selection on the task's headline
+metric (in its direction) and early stopping, budget checks at every step, and on CUDA
+bf16 autocast and channels-last convolutions.
+
+A strategy adds to the loss with a `loss_hook`, which receives each step's batch, the
+model's outputs on it, and one batch from each extra data source the strategy passed
+(unlabelled target batches, other tasks' batches): regularisers, domain-adaptation and
+multi-task losses ride on the same loop, budgets, evaluation and selection.
 
 Parameters in no group are frozen (``requires_grad=False``) by `train`, so the counts a
 record reports are the parameters the optimiser could change.
@@ -17,27 +24,59 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..api import SPLITS, FitResult
-from .batches import Inputs
-from .context import RunContext
+from .batches import Inputs, SplitBatches, Targets
+from .context import RunTarget
+
+REPRESENTATION_METHODS = {"feature_maps": "forward_feature_maps", "tokens": "forward_tokens"}
 
 
-class Classifier(nn.Module):
-    """A backbone followed by a linear head: encoded inputs to logits."""
+class TaskModel(nn.Module):
+    """A backbone followed by a task's head: encoded inputs to the head's outputs. The head
+    reads the representation its task asks for (pooled vectors, feature maps or tokens),
+    all computed by the same backbone parameters."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module, representation: str = "pooled"):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.representation = representation
 
-    def forward(self, inputs: Inputs) -> torch.Tensor:
-        return self.head(self.backbone(inputs))
+    def features(self, inputs: Inputs) -> Any:
+        if self.representation == "pooled":
+            return self.backbone(inputs)
+        method = getattr(self.backbone, REPRESENTATION_METHODS[self.representation], None)
+        if method is None:
+            raise TypeError(f"the source's backbone gives no {self.representation.replace('_', ' ')} "
+                            f"({REPRESENTATION_METHODS[self.representation]} is missing)")
+        return method(inputs)
+
+    def forward(self, inputs: Inputs) -> Any:
+        return self.head(self.features(inputs))
+
+
+@dataclass
+class Step:
+    """One optimisation step, as a `loss_hook` sees it."""
+
+    inputs: Inputs
+    targets: Targets
+    outputs: Any
+    """The model's outputs on `inputs` (under autocast on CUDA)."""
+    model: nn.Module
+    extra: dict[str, tuple[Inputs, Targets]]
+    """One batch from each extra data source: (inputs, targets or None when unlabelled)."""
+    epoch: int
+    step: int
+    """Steps taken before this one."""
+    progress: float
+    """Share of the planned steps done before this one, in [0, 1) (for schedules like DANN's)."""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -169,7 +208,7 @@ def _on_device(model: nn.Module, device: torch.device) -> bool:
     return all(placed(p) for p in model.parameters()) and all(placed(b) for b in model.buffers())
 
 
-def _prepare(model: nn.Module, run: RunContext, params: dict) -> bool:
+def _prepare(model: nn.Module, run: RunTarget, params: dict) -> bool:
     """Move `model` to the run's device; channels-last where it helps (convolutions on CUDA)."""
     if not _on_device(model, run.device):
         model.to(run.device)
@@ -193,31 +232,40 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def concat_predictions(parts: list[Any]) -> Any:
+    """Batches of predictions (arrays with a row per example, or lists) as one split's."""
+    if not parts:
+        return []
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [item for part in parts for item in part]
+
+
 @torch.no_grad()
-def predict(run: RunContext, model: nn.Module, split: str, params: dict) -> np.ndarray:
-    """Logits of `model` on a split, in eval mode (the model is left in eval mode)."""
+def predict(run: RunTarget, model: nn.Module, split: str, params: dict) -> Any:
+    """Predictions of `model` on a split, in eval mode (the model is left in eval mode):
+    its outputs as the target's objective turns them into predictions."""
     channels_last = _prepare(model, run, params)
     model.eval()
+    objective = run.objective
     out = []
     for inputs, _ in run.batches(split, eval_batch_size(params), params.get("num_workers", 0)).batches():
         run.check_budget()
         with autocast(run.device, params):
-            out.append(model(_format(inputs, channels_last)).float())
-    if not out:
-        return np.zeros((0, run.num_classes), dtype=np.float32)
-    return torch.cat(out).cpu().numpy()
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
-    return float((logits.argmax(1) == labels).mean()) if len(labels) else None
+            out.append(objective.predictions(model(_format(inputs, channels_last))))
+    return concat_predictions(out)
 
 
 @dataclass
 class TrainResult:
     epochs_run: int = 0
     steps: int = 0
+    selection_metric: str = ""
+    """The validation metric checkpoints were compared on (e.g. 'val_accuracy')."""
+    higher_is_better: bool = True
     best_epoch: int | None = None
-    best_val_accuracy: float | None = None
+    best_val: float | None = None
+    """The best value of `selection_metric` seen."""
     selected_epoch: int | None = None
     """The epoch whose weights the model holds after training."""
     stopped_early: bool = False
@@ -226,26 +274,51 @@ class TrainResult:
     """Per optimiser group: label, parameter count, base and peak learning rate, weight decay."""
 
     def to_json(self) -> dict:
-        return {"epochs_run": self.epochs_run, "steps": self.steps, "best_epoch": self.best_epoch,
-                "best_val_accuracy": self.best_val_accuracy, "selected_epoch": self.selected_epoch,
+        return {"epochs_run": self.epochs_run, "steps": self.steps, "selection_metric": self.selection_metric,
+                "higher_is_better": self.higher_is_better, "best_epoch": self.best_epoch,
+                "best_val": self.best_val, "selected_epoch": self.selected_epoch,
                 "stopped_early": self.stopped_early, "groups": self.groups, "history": self.history}
 
 
-def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *,
-          extra_loss: Callable[[], torch.Tensor] | None = None,
+def _endless(batches: SplitBatches, generator: torch.Generator, name: str) -> Iterator[tuple[Inputs, Targets]]:
+    """Batches of an extra data source, reshuffled at every pass, for as long as asked."""
+    while True:
+        empty = True
+        for batch in batches.batches(shuffle=True, generator=generator):
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(f"extra data source {name!r} has no examples")
+
+
+def _improved(value: float | None, best: float | None, higher_is_better: bool) -> bool:
+    if value is None:
+        return False
+    return best is None or (value > best if higher_is_better else value < best)
+
+
+def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
+          loss_hook: Callable[[Step], torch.Tensor] | None = None,
+          extra: dict[str, SplitBatches] | None = None,
           set_train_mode: Callable[[nn.Module], None] | None = None,
           epoch_metrics: Callable[[], dict] | None = None) -> TrainResult:
-    """Train `model` (inputs -> logits) on the train split; select on the val split.
+    """Train `model` (inputs -> the task head's outputs) on the train split of `run` (a run,
+    or one of its targets); select on its val split by the task's headline metric.
 
     `groups` are optimiser parameter groups (see `param_groups`); parameters in none of
-    them are frozen. `extra_loss()` adds a regulariser to every step's loss (L2-SP);
-    `set_train_mode(model)` replaces ``model.train()`` at the start of every epoch (to
-    keep frozen BatchNorm statistics fixed); `epoch_metrics()` adds entries to each
-    epoch's history.
+    them are frozen. `loss_hook(step)` returns a term added to every step's loss (a
+    regulariser, an adaptation or a multi-task loss; see `Step`); `extra` names data
+    sources (e.g. ``run.role("unlabelled").batches("train", 32)``) of which each step
+    gets one batch, cycling through each source reshuffled; `set_train_mode(model)`
+    replaces ``model.train()`` at the start of every epoch (to keep frozen BatchNorm
+    statistics fixed); `epoch_metrics()` adds entries to each epoch's history.
     """
     freeze_outside(model, groups)
     channels_last = _prepare(model, run, params)
     optimizer = make_optimizer(groups, params)
+    objective = run.objective.configure(params)
+    headline = run.task.metric(run.task.headline)
+    selection = f"val_{headline.name}"
     batch_size = params["batch_size"]
     train_batches = run.batches("train", batch_size, params.get("num_workers", 0))
     n_train = len(train_batches)
@@ -258,21 +331,25 @@ def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *
     warmup = int(round(params["warmup_epochs"] * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, total, warmup))
     peak_lr = [0.0] * len(optimizer.param_groups)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     generator = torch.Generator().manual_seed(run.seed)
-    val_labels = run.split("val").labels
-    result, best_state, stale = TrainResult(), None, 0
+    extras = {name: _endless(batches, torch.Generator().manual_seed(run.seed + 1 + i), name)
+              for i, (name, batches) in enumerate(sorted((extra or {}).items()))}
+    validate = len(run.split("val")) > 0 and run.split("val").labels is not None
+    result = TrainResult(selection_metric=selection, higher_is_better=headline.higher_is_better)
+    best_state, stale = None, 0
     for epoch in range(1, params["epochs"] + 1):
         (set_train_mode or (lambda m: m.train()))(model)
         epoch_loss, seen = torch.zeros((), device=run.device), 0
-        for inputs, labels in train_batches.batches(shuffle=True, generator=generator, drop_last=drop_last):
+        for inputs, targets in train_batches.batches(shuffle=True, generator=generator, drop_last=drop_last):
             run.check_budget()
             with autocast(run.device, params):
-                logits = model(_format(inputs, channels_last))
-            loss = loss_fn(logits.float(), labels)
-            if extra_loss is not None:
-                loss = loss + extra_loss()
+                outputs = model(_format(inputs, channels_last))
+            loss = objective.loss(outputs, targets)
+            if loss_hook is not None:
+                step = Step(inputs, targets, outputs, model, {name: next(it) for name, it in extras.items()},
+                            epoch, result.steps, result.steps / max(1, total))
+                loss = loss + loss_hook(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if params.get("clip_grad_norm"):
@@ -282,18 +359,19 @@ def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *
             optimizer.step()
             scheduler.step()
             result.steps += 1
-            epoch_loss += loss.detach() * len(labels)
-            seen += len(labels)
+            size = len(targets)
+            epoch_loss += loss.detach() * size
+            seen += size
         result.epochs_run = epoch
         entry = {"epoch": epoch, "train_loss": float(epoch_loss) / max(1, seen)}
         if epoch_metrics is not None:
             entry.update(epoch_metrics())
-        if len(val_labels):
-            val_acc = accuracy(predict(run, model, "val", params), val_labels)
-            entry["val_accuracy"] = val_acc
-            run.note_eval(epoch=epoch, val_accuracy=val_acc)
-            if result.best_val_accuracy is None or val_acc > result.best_val_accuracy:
-                result.best_val_accuracy, result.best_epoch, stale = val_acc, epoch, 0
+        if validate:
+            value = run.headline("val", predict(run, model, "val", params))
+            entry[selection] = value
+            run.note_eval(epoch=epoch, **{selection: value})
+            if _improved(value, result.best_val, headline.higher_is_better):
+                result.best_val, result.best_epoch, stale = value, epoch, 0
                 if params["select"] == "best_val":
                     best_state = _snapshot(model)
             else:
@@ -314,9 +392,9 @@ def train(run: RunContext, model: nn.Module, groups: list[dict], params: dict, *
     return result
 
 
-def evaluate(run: RunContext, model: nn.Module, params: dict, info: dict | None = None) -> FitResult:
-    """Logits on every split and parameter counts: the end of most strategies."""
-    logits = {split: predict(run, model, split, params) for split in SPLITS}
+def evaluate(run: RunTarget, model: nn.Module, params: dict, info: dict | None = None) -> FitResult:
+    """Predictions on every split and parameter counts: the end of most strategies."""
+    predictions = {split: predict(run, model, split, params) for split in SPLITS}
     trainable, total = count_params(model)
-    return FitResult(logits=logits, trainable_params=trainable, total_params=total,
+    return FitResult(predictions=predictions, trainable_params=trainable, total_params=total,
                      info=info or {}, model=model)

@@ -1,9 +1,12 @@
 """Executing one run, inside whatever process an executor chose: spec in, record out.
 
-Load the target (cached per process), build the source (pretrained, or randomly
-initialised for from-scratch runs), seed everything, hand both to the strategy, and
-turn the logits it returns into accuracies. Every failure becomes a record with a
-status, a one-line reason and the traceback; nothing here raises for a bad run.
+Load the targets (cached per process), check that they give the examples and labels
+the suite was planned with, build the source (pretrained, or randomly initialised for
+from-scratch runs), seed everything, and give the run to its kind's executing function
+(`tlbench.results.kinds`): a strategy trains and predicts and the task scores its
+predictions (`fit`), or an estimator scores the source (`estimate`). Every failure
+becomes a record with a status, a one-line reason and the traceback; nothing here
+raises for a bad run.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from ..api import SPLITS, Env
+from ..api import Env, Role
 from .budget import Budget, BudgetExceeded, MemorySampler
 from ..hashing import canonical_json, splits_content_hash
 from ..plan.matrix import RunSpec
 from ..plugins import PluginRegistry
 from ..provenance import provenance
+from ..results.kinds import run_kind
 from ..results.records import error_info, new_record
 
 
@@ -88,12 +92,15 @@ class Worker:
         return Env(cache_dir=Path(self.settings.cache_dir), device=device, registry=self.registry,
                    log=lambda message: print(message, file=sys.stderr, flush=True))
 
-    def target_data(self, spec: RunSpec, env: Env):
-        key = canonical_json([spec.target.plugin, spec.target.version, spec.target.params])
+    def target_data(self, entry, env: Env, keep: set[str]):
+        """A loaded target, kept in memory while the runs need it (`keep`: the cache keys
+        of the current run's targets; others are dropped)."""
+        key = canonical_json([entry.plugin, entry.version, entry.params])
         if key not in self._targets:
-            item = self.registry.get("target", spec.target.plugin).item
-            self._targets.clear()  # keep one data set in memory at a time
-            self._targets[key] = item.load(spec.target.params, env)
+            item = self.registry.get("target", entry.plugin).item
+            self._targets[key] = item.load(entry.params, env)
+        for other in [k for k in self._targets if k not in keep and k != key]:
+            del self._targets[other]
         return self._targets[key]
 
     def feature_cache(self):
@@ -114,7 +121,8 @@ class Worker:
         try:
             with sampler:
                 _prepare_cuda(device, self.settings.memory_budget_mb)
-                metrics, details = self._run(spec, device, budget, on_event, state)
+                context, held = self._context(spec, device, budget, on_event, state)
+                metrics, details = run_kind(spec.kind).resolve("execute")(self, spec, context, held)
             status, error = "ok", None
         except BaseException as exc:  # every failure becomes a record
             if isinstance(exc, KeyboardInterrupt):
@@ -124,7 +132,7 @@ class Worker:
             metrics, details = {}, {}
             context = state.get("context")
             if context is not None and context.last_eval:
-                metrics["val_accuracy"] = context.last_eval.get("val_accuracy")
+                metrics.update(last_validation(context.last_eval))
                 details["last_eval"] = context.last_eval
         metrics["wall_seconds"] = time.perf_counter() - t0
         try:
@@ -137,7 +145,7 @@ class Worker:
                     memory_budget_mb=self.settings.memory_budget_mb, pid=os.getpid())
         return new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
                           provenance=prov, error=error, started_at=started_at, finished_at=now(),
-                          kind=spec.kind)
+                          kind=spec.kind, task=spec.task if spec.kind == "run" else None)
 
     def prepare(self, source: dict, device: str | None = None) -> None:
         """One-time preparation of a source (``Entry`` as JSON), e.g. pretraining its
@@ -146,82 +154,50 @@ class Worker:
         item = self.registry.get("source", source["plugin"]).item
         item.prepare(source["params"], self.env(resolve_device(device or self.settings.device)))
 
-    def _run(self, spec: RunSpec, device: str, budget: Budget, on_event, state: dict):
-        import numpy as np
+    def _context(self, spec: RunSpec, device: str, budget: Budget, on_event, state: dict):
+        """The run's context (what its strategy or estimator sees) and, by role, the full
+        splits with every label, which the worker alone holds for scoring."""
         import torch
 
         from .context import RunContext
-        from .engine import accuracy
         from .seeding import seed_everything
 
         env = self.env(device)
         seed_everything(spec.seed, self.settings.deterministic)
-        data = self.target_data(spec, env)
-        splits = data.splits(spec.seed)
-        content_hash, digests = splits_content_hash(splits)
-        if spec.content_hash and content_hash != spec.content_hash:
-            raise RuntimeError(f"target {spec.target.id!r} gave different examples than when the suite "
-                               f"was planned (content hash {content_hash[:12]} != {spec.content_hash[:12]})")
-        strategy = self.registry.get("estimator" if spec.is_estimate else "strategy", spec.strategy.plugin).item
+        keep = {canonical_json([e.plugin, e.version, e.params]) for _, e in spec.targets}
+        loaded = {}
+        for (role, entry), planned in zip(spec.targets, spec.content_hashes or (None,) * len(spec.targets)):
+            data = self.target_data(entry, env, keep)
+            task = self.registry.get("task", data.task).item
+            splits = data.splits(spec.seed)
+            content_hash, digests = splits_content_hash(splits, task.label_bytes)
+            if planned and content_hash != planned:
+                raise RuntimeError(f"target {entry.id!r} gave different examples or labels than when the suite "
+                                   f"was planned (content hash {content_hash[:12]} != {planned[:12]})")
+            loaded[role] = (entry, data, task, splits, digests)
+        recipe = self.registry.get(run_kind(spec.kind).recipe, spec.recipe.plugin).item
         source_item = self.registry.get("source", spec.source.plugin).item
         seed_everything(spec.seed, self.settings.deterministic)
         source = source_item.build(spec.source.params, env, pretrained=spec.init != "random")
-        if source.modality != data.modality:
-            raise ValueError(f"source {spec.source.id!r} takes {source.modality} inputs but target "
-                             f"{spec.target.id!r} is {data.modality}")
-        context = RunContext(source=source, target=data, splits=splits, seed=spec.seed,
-                             device=torch.device(device), budget=budget,
+        declared = {role.name: role for role in recipe.requires.roles}
+        context = RunContext(source=source, seed=spec.seed, device=torch.device(device), budget=budget,
                              feature_cache=self.feature_cache() if spec.init != "random" else None,
                              on_event=on_event)
-        context._digests.update(digests)
+        for role, (entry, data, task, splits, digests) in loaded.items():
+            if source.modality != data.modality:
+                raise ValueError(f"source {spec.source.id!r} takes {source.modality} inputs but target "
+                                 f"{entry.id!r} is {data.modality}")
+            context.add_target(role, data.info(), task, splits, labelled=declared.get(role, Role(role)).labelled,
+                               scored=role == spec.scored, digests=digests)
         state["context"] = context
-        hits_before = (self.feature_cache().stats.hits, self.feature_cache().stats.misses)
         seed_everything(spec.seed, self.settings.deterministic)
-        if spec.is_estimate:
-            return self._estimate(strategy, spec, context, hits_before)
-        result = strategy.fit(spec.strategy.params, context)
-        metrics: dict = {}
-        for name in SPLITS:
-            labels = getattr(splits, name).labels
-            logits = np.asarray(result.logits.get(name))
-            if logits.shape != (len(labels), data.num_classes):
-                raise ValueError(f"strategy {spec.strategy.plugin!r} returned logits of shape {logits.shape} "
-                                 f"for split {name!r}, expected {(len(labels), data.num_classes)}")
-            metrics[f"{name}_accuracy"] = accuracy(logits, labels)
-            metrics[f"n_{name}"] = len(labels)
-        if metrics["train_accuracy"] is not None and metrics["test_accuracy"] is not None:
-            metrics["overfitting_gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
-        metrics["trainable_params"] = int(result.trainable_params)
-        metrics["total_params"] = int(result.total_params)
-        stats = self.feature_cache().stats
-        details = {"strategy": plain_json(result.info, f"strategy {spec.strategy.plugin!r} FitResult.info"),
-                   "source": plain_json(source.meta, f"source {spec.source.plugin!r} SourceModel.meta"),
-                   "target": {"content_hash": content_hash, "revision": data.revision,
-                              "num_classes": data.num_classes, "modality": data.modality},
-                   "feature_cache": {"hits": stats.hits - hits_before[0],
-                                     "misses": stats.misses - hits_before[1]},
-                   "weights_id": source.weights_id}
-        return metrics, details
+        return context, {role: splits for role, (_, _, _, splits, _) in loaded.items()}
 
 
-    def _estimate(self, estimator, spec: RunSpec, context, hits_before) -> tuple[dict, dict]:
-        """Score the source with a transferability estimator (an ``estimate`` record)."""
-        import math
-
-        details: dict = {"source": plain_json(context.source.meta, "SourceModel.meta"),
-                         "weights_id": context.source.weights_id, "target": {"content_hash": spec.content_hash, "revision": context.target.revision}}
-        metrics: dict = {"n_train": len(context.split("train"))}
-        if estimator.needs_source_head and context.source.source_head is None:
-            details["not_applicable"] = (f"{spec.strategy.plugin} needs the source's own classifier; "
-                                         f"source {spec.source.id!r} has none")
-            return metrics, details
-        score = float(estimator.estimate(spec.strategy.params, context))
-        if not math.isfinite(score):
-            raise ValueError(f"estimator {spec.strategy.plugin!r} returned {score}")
-        metrics["score"] = score
-        stats = self.feature_cache().stats
-        details["feature_cache"] = {"hits": stats.hits - hits_before[0], "misses": stats.misses - hits_before[1]}
-        return metrics, details
+def last_validation(last_eval: dict) -> dict:
+    """The validation metrics of a run's last completed evaluation (what a run stopped
+    part-way still records)."""
+    return {key: value for key, value in last_eval.items() if key.startswith("val_")}
 
 
 def plain_json(value, what: str):
@@ -239,17 +215,25 @@ def plain_json(value, what: str):
 
 def record_spec(spec: RunSpec) -> dict:
     """The part of a record that says what ran (identity plus labels)."""
-    return {
+    out = {
         "source": spec.source.to_json() | {"fingerprint": spec.source_fingerprint,
                                            "architecture": spec.architecture},
         "target": spec.target.to_json() | {"content_hash": spec.content_hash},
-        "estimator" if spec.is_estimate else "strategy": spec.strategy.to_json(),
+        run_kind(spec.kind).recipe: spec.recipe.to_json(),
         "seed": spec.seed,
         "init": spec.init,
         "baseline": spec.baseline,
         "baseline_run_id": spec.baseline_run_id,
         "identity": spec.identity(),
     }
+    if not spec.single:
+        hashes = spec.content_hashes or (None,) * len(spec.targets)
+        out["targets"] = {role: entry.to_json() | {"content_hash": content_hash}
+                          for (role, entry), content_hash in zip(spec.targets, hashes)}
+        out["scored"], out["group"] = spec.scored, spec.group
+    if spec.depends_on:
+        out["depends_on"] = list(spec.depends_on)
+    return out
 
 
 def _status_of(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 """Order of execution: source preparations first, then specs in suite order, each
-after the baseline it is paired with and after its source is prepared.
+after the runs it depends on (`RunSpec.depends_on`: its paired baseline, and whatever
+edges a run kind adds) and after its source is prepared.
 
 From-scratch baselines need no prepared source, so with several workers they run
 while the sources are still being prepared (pretrained, downloaded).
@@ -28,10 +29,10 @@ class Schedule:
         return self.preparations.pop(0) if self.preparations else None
 
     def next_ready(self) -> RunSpec | None:
-        """The first pending spec whose baseline is not still to run and whose source is
-        prepared (or not needed: random initialisation), or None."""
+        """The first pending spec none of whose dependencies is still to run and whose
+        source is prepared (or not needed: random initialisation), or None."""
         for i, spec in enumerate(self.pending):
-            if spec.baseline_run_id is not None and spec.baseline_run_id in self.unfinished:
+            if any(run_id in self.unfinished for run_id in spec.depends_on):
                 continue
             if spec.init != "random" and spec.source.id in self.unprepared:
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 
-from ..execute import RunSettings, now, record_spec
+from ..execute import RunSettings, last_validation, now, record_spec
 from ...plan.matrix import RunSpec
 from ...provenance import provenance
 from ...results.records import new_record
@@ -29,15 +29,15 @@ def stopped_record(spec: RunSpec, settings: RunSettings, device: str | None, *, 
                    last_eval: dict | None = None, peak_memory_mb: float | None = None) -> dict:
     last_eval = dict(last_eval or {})
     metrics: dict = {"wall_seconds": wall_seconds, "peak_memory_mb": peak_memory_mb}
-    if last_eval.get("val_accuracy") is not None:
-        metrics["val_accuracy"] = last_eval["val_accuracy"]
+    metrics.update(last_validation(last_eval))
     prov = provenance(device or settings.device)
     prov.update(deterministic=settings.deterministic, threads=settings.threads,
                 time_budget_s=settings.time_budget_s, memory_budget_mb=settings.memory_budget_mb)
     return new_record(record_spec(spec), spec.run_id, status, metrics=metrics,
                       details={"last_eval": last_eval} if last_eval else {}, provenance=prov,
                       error={"type": error_type, "message": message, "traceback": None},
-                      started_at=started_at, finished_at=now(), kind=spec.kind)
+                      started_at=started_at, finished_at=now(), kind=spec.kind,
+                      task=spec.task if spec.kind == "run" else None)
 
 
 def death_message(code: int | None) -> str:
