@@ -66,7 +66,7 @@ def timed_runs(registry, suite_path: Path, cache_dir: Path, threads: int | None)
     from tlbench.plan.suite import load_suite
 
     suite = load_suite(suite_path, registry)
-    specs = sorted(plan(suite, registry, log=lambda message: None), key=lambda spec: spec.seed)
+    specs = sorted(plan(suite, registry, log=lambda message: None).specs, key=lambda spec: spec.seed)
     worker = Worker(RunSettings(device="cpu", cache_dir=str(cache_dir), threads=threads), registry=registry)
     start = time.perf_counter()
     records = [worker.run(spec) for spec in specs]
@@ -117,13 +117,12 @@ def solver_figures(registry, args, cache_dir: Path, weights: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     from tlbench.api import Env
-    from tlbench.run.budget import Budget
-    from tlbench.run.context import RunContext
     from tlbench.run.features import FeatureCache
     from tlbench.params import resolve_params
+    from tlbench.testing import run_context
     from tlbench_builtin.digits import DigitsData
     from tlbench_builtin.linear_probe import DEFAULT_L2
-    from tlbench_builtin.logistic import fit_logistic
+    from tlbench_builtin.linear_solvers import fit_probe
 
     item = registry.get("source", "timm").item
     params = resolve_params(item.params, {"model": args.model, "file": str(weights),
@@ -135,13 +134,15 @@ def solver_figures(registry, args, cache_dir: Path, weights: Path) -> None:
     for shots, val_shots in SOLVER_SETTINGS:
         data = DigitsData(list(range(10)), shots, val_shots)
         for seed in range(3):
-            run = RunContext(source=source, target=data, splits=data.splits(seed), seed=seed,
-                             device=torch.device("cpu"), budget=Budget(float("inf")), feature_cache=cache)
+            splits = data.splits(seed)
+            run = run_context(source, data, seed, splits=splits, feature_cache=cache, registry=registry)
             x = {split: run.features(split) for split in ("train", "val", "test")}
-            y = {split: run.split(split).labels for split in ("train", "val", "test")}
+            y = {split: getattr(splits, split).labels for split in ("train", "val", "test")}
             with threadpool_limits(1):
                 start = time.perf_counter()
-                fit = fit_logistic(x["train"], y["train"], x["val"], y["val"], 10, l2_grid=DEFAULT_L2)
+                fit = fit_probe(x["train"], y["train"], x["val"],
+                                lambda logits: float((logits.argmax(1) == y["val"]).mean()), loss="softmax",
+                                num_classes=10, l2_grid=DEFAULT_L2)
                 ours_time += time.perf_counter() - start
                 start = time.perf_counter()
                 predict = sklearn_probe(x["train"], y["train"], x["val"], y["val"], DEFAULT_L2)

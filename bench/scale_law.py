@@ -99,7 +99,7 @@ def clone_records(bench: Bench, n: int, template: dict, out: Path) -> None:
     suite = load_suite(bench.suite(n), registry, output=out)
     runs = out / "runs"
     runs.mkdir(parents=True)
-    for spec in plan(suite, registry, log=lambda message: None):
+    for spec in plan(suite, registry, log=lambda message: None).specs:
         record = dict(template, run_id=spec.run_id, spec=record_spec(spec))
         (runs / f"{spec.run_id}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
 

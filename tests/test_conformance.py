@@ -70,7 +70,7 @@ def _unseeded_init(model, pretrained):
 
 def _batch_centred(model, pretrained):
     groups = [[f"inner.{name}" for name in group] for group in model.layer_groups]
-    return dataclasses.replace(model, backbone=BatchCentred(model.backbone), layer_groups=groups)
+    return dataclasses.replace(model, backbone=BatchCentred(model.backbone), layer_groups=groups, feature_levels=None)
 
 
 def _other_twin(model, pretrained):
@@ -79,7 +79,7 @@ def _other_twin(model, pretrained):
         return model
     extra = torch.nn.Linear(model.feature_dim, model.feature_dim)
     layers = OrderedDict([*model.backbone.named_children(), ("extra", extra)])
-    return dataclasses.replace(model, backbone=torch.nn.Sequential(layers),
+    return dataclasses.replace(model, backbone=torch.nn.Sequential(layers), feature_levels=None,
                                layer_groups=[*model.layer_groups, ["extra.weight", "extra.bias"]])
 
 
@@ -177,13 +177,14 @@ def _more_classes(params):
 
 @pytest.mark.parametrize("variant, message", [
     (TargetVariant(splits=_overlap), r"splits\(0\) overlap: 1 examples of 'test' are also in 'train'"),
-    (TargetVariant(splits=_unseeded), r"splits\(0\) gave other examples on a second call"),
+    (TargetVariant(splits=_unseeded), r"splits\(0\) gave other examples or labels on a second call"),
     (TargetVariant(load=_unstable_load), r"splits\(0\) of a second load\(\) gave other examples"),
     (TargetVariant(load=_more_classes), r"splits\(0\) never use classes \[3\] of the declared 4"),
     (TargetVariant(splits=lambda s, d: Splits(s.train, Split([], np.zeros(0, dtype=np.int64)), s.test)),
      r"splits\(0\)\.val is empty"),
     (TargetVariant(splits=lambda s, d: Splits(s.train, s.val, Split(s.test.examples, s.test.labels + 5))),
-     r"splits\(0\)\.test has labels outside 0\.\.2"),
+     r"splits\(0\)\.test: its classification labels are refused: test labels: example 0 has class 5, "
+     r"outside 0\.\.2"),
     (TargetVariant(splits=lambda s, d: Splits(s.train, s.val, Split(s.test.examples, s.test.labels[:-1]))),
      r"splits\(0\)\.test has \d+ examples but \d+ labels"),
 ], ids=["overlap", "unseeded-splits", "unstable-load", "unused-class", "empty-split", "label-range", "lengths"])
@@ -300,11 +301,11 @@ class UnderReports(Strategy):
     description = "a full fine-tune that under-reports what it trained"
 
     def fit(self, params, run):
-        from tlbench.run.engine import Classifier, evaluate, param_groups, train
+        from tlbench.training import TaskModel, evaluate, param_groups, train
         from tlbench.run.recipe import ENGINE_PARAMS
 
         recipe = {key: p.default for key, p in ENGINE_PARAMS.items()} | {"epochs": 2, "batch_size": 4}
-        model = Classifier(run.source.backbone, run.new_head())
+        model = TaskModel(run.source.backbone, run.new_head())
         train(run, model, param_groups(model.named_parameters(), 1e-2, 0.0), recipe)
         result = evaluate(run, model, recipe)
         result.trainable_params = sum(p.numel() for p in model.head.parameters())
@@ -390,9 +391,10 @@ def test_strategy_that_under_reports_trainable_parameters_is_caught():
 
 
 @pytest.mark.parametrize("strategy, message", [
-    (WrongShape(), r"run ended with status 'error': ValueError: strategy 'wrong-shape' returned logits of shape "
-                   r"\(\d+, 2\) for split 'test', expected \(\d+, 3\)"),
-    (NanLogits(), r"logits of split 'val' contain NaN"),
+    (WrongShape(), r"run ended with status 'error': ValueError: strategy 'wrong-shape' returned predictions for "
+                   r"split 'test' that the classification task cannot score: expected logits of shape \(\d+, 3\), "
+                   r"got \(\d+, 2\)"),
+    (NanLogits(), r"predictions for split 'val' contain NaN"),
     (NonJsonInfo(), r"strategy 'non-json-info' FitResult.info is not plain JSON data"),
     (SmallTotal(), r"fewer than the backbone's"),
     (FrozenButCountsBackbone(), r"declares frozen_features_only but counts \d+ trainable parameters"),

@@ -13,9 +13,10 @@ from torch import nn
 from tlbench.api import SourceModel
 from tlbench.run.budget import Budget, TimeBudgetExceeded
 from tlbench.run.context import RunContext
-from tlbench.run.engine import (Classifier, cosine_factor, count_params, evaluate, param_groups, predict,
-                            stat_layers, train, train_mode_keeping_stats)
-from tlbench.run.recipe import ENGINE_PARAMS, engine_defaults, engine_params
+from tlbench.run.engine import cosine_factor
+from tlbench.testing import run_context
+from tlbench.training import (ENGINE_PARAMS, TaskModel, count_params, engine_defaults, engine_params, evaluate,
+                              param_groups, predict, stat_layers, train, train_mode_keeping_stats)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -42,13 +43,12 @@ def digits():
 
 def make_run(digits, source=None, budget=None, seed: int = 0) -> RunContext:
     source = source or mlp_source()
-    return RunContext(source=source, target=digits, splits=digits.splits(seed), seed=seed,
-                      device=torch.device("cpu"), budget=budget or Budget(float("inf")))
+    return run_context(source, digits, seed, budget=budget)
 
 
 def model_and_groups(run: RunContext, params: dict):
     torch.manual_seed(1)
-    model = Classifier(run.source.backbone, run.new_head())
+    model = TaskModel(run.source.backbone, run.new_head())
     groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
     return model, groups
 
@@ -129,10 +129,10 @@ def test_best_val_selection_restores_the_best_epoch(digits):
     model, groups = model_and_groups(run, params)
     outcome = train(run, model, groups, params)
     accuracies = [entry["val_accuracy"] for entry in outcome.history]
-    assert outcome.best_val_accuracy == max(accuracies)
+    assert outcome.best_val == max(accuracies)
     assert outcome.best_epoch == accuracies.index(max(accuracies)) + 1 == outcome.selected_epoch
     val = predict(run, model, "val", params)
-    assert float((val.argmax(1) == run.split("val").labels).mean()) == outcome.best_val_accuracy
+    assert float((val.argmax(1) == run.split("val").labels).mean()) == outcome.best_val
 
 
 def test_select_last_keeps_the_final_weights(digits):

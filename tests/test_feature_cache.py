@@ -11,6 +11,7 @@ from torch import nn
 from tlbench.api import SourceModel
 from tlbench.run.budget import Budget
 from tlbench.run.context import RunContext
+from tlbench.testing import run_context
 from tlbench.run.features import FeatureCache
 from tlbench.params import resolve_params
 
@@ -129,7 +130,7 @@ def test_second_seed_hits_the_cache_and_features_equal_fresh_ones(registry, writ
     from tlbench.plan.suite import load_suite
 
     suite = load_suite(write_suite(SUITE.format(file=resnet_file)), registry)
-    specs = sorted(plan(suite, registry, log=lambda message: None), key=lambda spec: spec.seed)
+    specs = sorted(plan(suite, registry, log=lambda message: None).specs, key=lambda spec: spec.seed)
     worker = Worker(RunSettings(device="cpu", cache_dir=str(cache_dir), threads=1), registry=registry)
     first, second = (worker.run(spec) for spec in specs)
     assert first["status"] == second["status"] == "ok"
@@ -149,8 +150,7 @@ def test_second_seed_hits_the_cache_and_features_equal_fresh_ones(registry, writ
     splits = target.splits(1)
 
     def run(cache):
-        return RunContext(source=source, target=target, splits=splits, seed=1, device=torch.device("cpu"),
-                          budget=Budget(float("inf")), feature_cache=cache)
+        return run_context(source, target, 1, splits=splits, feature_cache=cache)
 
     cache = FeatureCache(cache_dir / "features")
     cached, fresh = run(cache), run(None)
@@ -165,8 +165,7 @@ def test_features_are_never_extracted_from_a_trained_backbone(tmp_path):
     data = DigitsData(classes=[0, 1], shots=3, val_shots=2)
     source = mlp_source()
     cache = FeatureCache(tmp_path)
-    run = RunContext(source=source, target=data, splits=data.splits(0), seed=0, device=torch.device("cpu"),
-                     budget=Budget(float("inf")), feature_cache=cache)
+    run = run_context(source, data, 0, feature_cache=cache)
     train = run.features("train").copy()
     with torch.no_grad():
         source.backbone[0].weight.add_(1.0)  # as an optimiser step would

@@ -12,7 +12,6 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
 from tlbench_builtin.linear_solvers import fit_probe
-from tlbench_builtin.logistic import fit_logistic
 
 
 def features(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -81,20 +80,6 @@ def test_ridge_matches_sklearn(n, d, outputs, l2):
     np.testing.assert_allclose(ours.weight, weight, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours.bias, bias, rtol=1e-8, atol=1e-10)
     assert ours.weight.shape == (outputs or 1, d) and ours.iterations == {l2: 0} and ours.converged == {l2: True}
-
-
-def test_softmax_is_bitwise_fit_logistic():
-    x, vx = features(60, 16), features(40, 16, seed=5)
-    w = np.random.default_rng(3).normal(size=(16, 4))
-    y, vy = (x @ w).argmax(1), (vx @ w).argmax(1)
-    grid = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
-    reference = fit_logistic(x, y, vx, vy, 4, l2_grid=grid)
-    ours = fit_probe(x, y, vx, lambda logits: float((logits.argmax(1) == vy).mean()), loss="softmax",
-                     l2_grid=grid, num_classes=4)
-    assert np.array_equal(ours.weight, reference.weight) and np.array_equal(ours.bias, reference.bias)
-    assert ours.l2 == reference.l2 != grid[0]
-    assert ours.val_score == reference.val_accuracy and ours.converged == reference.converged
-    assert sum(ours.iterations.values()) == reference.iterations
 
 
 # ---------------------------------------------------------------------- selection

@@ -53,7 +53,7 @@ plugin = "full-finetune"
 
 def _plan(path, registry):
     suite = load_suite(path, registry)
-    specs = expand(suite, registry)
+    specs = expand(suite, registry).specs
     hashes = {(t.id, s): f"hash-{t.id}-{s}" for t in suite.targets for s in suite.seeds}
     return suite, with_identity(specs, hashes, {})
 
@@ -66,7 +66,7 @@ def test_matrix_size_and_baselines(write_suite, registry):
     # one baseline per architecture (a and b differ in input size, c is another model), target and seed
     assert len(baselines) == 3 * 2 * 3
     assert specs[:len(baselines)] == baselines  # baselines run first
-    assert all(b.init == "random" and b.strategy.plugin == "full-finetune" for b in baselines)
+    assert all(b.init == "random" and b.recipe.plugin == "full-finetune" for b in baselines)
     # every transfer run is paired with the baseline of its own architecture, target and seed
     by_id = {b.run_id: b for b in baselines}
     for run in runs:
@@ -83,10 +83,10 @@ def test_identity_ignores_labels_and_tracks_what_matters(write_suite, registry):
     assert renamed.run_id == spec.run_id
     changes = [
         replace(spec, seed=spec.seed + 10),
-        replace(spec, content_hash="different"),
-        replace(spec, strategy=replace(spec.strategy, version=spec.strategy.version + ".1")),
+        replace(spec, content_hashes=("different",)),
+        replace(spec, recipe=replace(spec.recipe, version=spec.recipe.version + ".1")),
         replace(spec, source=replace(spec.source, version=spec.source.version + ".1")),
-        replace(spec, target=replace(spec.target, params={**spec.target.params, "shots": 99})),
+        replace(spec, targets=(("target", replace(spec.target, params={**spec.target.params, "shots": 99})),)),
         replace(spec, source_fingerprint="sha256:abc"),
     ]
     assert len({c.run_id for c in changes} | {spec.run_id}) == len(changes) + 1
@@ -110,9 +110,9 @@ def test_spec_json_round_trip(write_suite, registry):
 
 def test_execution_knobs_are_not_identity(write_suite, registry):
     _, specs = _plan(write_suite(SUITE), registry)
-    spec = next(s for s in specs if not s.baseline and s.strategy.id == "ft")
-    assert "num_workers" in spec.strategy.settings
-    more_workers = replace(spec, strategy=replace(spec.strategy, params={**spec.strategy.params, "num_workers": 4}))
+    spec = next(s for s in specs if not s.baseline and s.recipe.id == "ft")
+    assert "num_workers" in spec.recipe.settings
+    more_workers = replace(spec, recipe=replace(spec.recipe, params={**spec.recipe.params, "num_workers": 4}))
     assert more_workers.run_id == spec.run_id
-    more_epochs = replace(spec, strategy=replace(spec.strategy, params={**spec.strategy.params, "epochs": 99}))
+    more_epochs = replace(spec, recipe=replace(spec.recipe, params={**spec.recipe.params, "epochs": 99}))
     assert more_epochs.run_id != spec.run_id

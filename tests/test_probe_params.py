@@ -77,8 +77,8 @@ def test_good_probe_settings_pass_a_dry_run(cli, write_suite, plugin, setting):
 @pytest.mark.parametrize("grid", [[], [0.1, -0.01], [float("nan")]])
 def test_the_solver_itself_refuses_strengths_it_cannot_use(grid):
     """Called directly (not through a suite), the solver fails instead of returning a fit."""
-    from tlbench_builtin.logistic import fit_logistic
+    from tlbench_builtin.linear_solvers import fit_probe
 
     x, y = np.eye(4), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match="l2_grid must be a non-empty list of positive strengths"):
-        fit_logistic(x, y, x, y, 2, l2_grid=grid)
+        fit_probe(x, y, x, lambda outputs: 0.0, loss="softmax", num_classes=2, l2_grid=grid)

@@ -27,7 +27,7 @@ enabled = false
 
 def test_same_seed_same_metrics_other_seed_differs(write_suite, registry, cache_dir):
     suite = load_suite(write_suite(SUITE), registry)
-    specs = plan(suite, registry, log=lambda m: None)
+    specs = plan(suite, registry, log=lambda m: None).specs
     worker = Worker(RunSettings(device="cpu", cache_dir=str(cache_dir)), registry)
     seed0 = next(s for s in specs if s.seed == 0)
     first, second = worker.run(seed0), worker.run(seed0)

@@ -109,7 +109,7 @@ def test_runs_are_redone_when_the_pretraining_data_changes(registry, write_suite
     path = write_suite(SUITE.format(path=images[0].parent.parent))
 
     def run_ids() -> dict[str, str]:
-        specs = plan(load_suite(path, registry), registry, log=lambda message: None)
+        specs = plan(load_suite(path, registry), registry, log=lambda message: None).specs
         return {("baseline" if spec.baseline else "transfer") + f"/{spec.seed}": spec.run_id for spec in specs}
 
     before = run_ids()

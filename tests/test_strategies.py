@@ -17,6 +17,7 @@ import torch
 from tlbench.api import Env, Split, Splits, TargetData
 from tlbench.run.budget import Budget
 from tlbench.run.context import RunContext
+from tlbench.testing import run_context
 from tlbench.errors import ParamError
 from tlbench.params import resolve_params
 
@@ -96,8 +97,7 @@ def make_run(source, target, seed: int = 0) -> RunContext:
     """A run on `target`'s splits for `seed`, the test split cut to 40 examples."""
     splits = target.splits(seed)
     splits.test = Split(examples=list(splits.test.examples)[:40], labels=splits.test.labels[:40])
-    return RunContext(source=source, target=target, splits=splits, seed=seed, device=torch.device("cpu"),
-                      budget=Budget(float("inf")))
+    return run_context(source, target, seed, splits=splits)
 
 
 def fit(registry, name: str, run: RunContext, **given):
@@ -168,7 +168,7 @@ def test_linear_probe_leaves_the_backbone_bitwise_unchanged(registry, image_run)
     expected = features @ head.weight.detach().numpy().T + head.bias.detach().numpy()
     np.testing.assert_allclose(result.logits["test"], expected, rtol=1e-5, atol=1e-5)
     probe = result.info["probe"]
-    scores = probe["val_accuracy_by_l2"]
+    scores = probe["val_score_by_l2"]
     best = max(scores.values())
     strongest_best = max(float(k) for k, v in scores.items() if v == best)
     assert probe["l2"] == strongest_best and result.info["resolved"]["l2"] == strongest_best
@@ -179,13 +179,13 @@ def test_logistic_solver_reaches_scikit_learn_optimum(digits):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from tlbench_builtin.logistic import fit_logistic
+    from tlbench_builtin.linear_solvers import fit_probe
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 12)) * rng.uniform(0.5, 3, size=12) + rng.normal(size=12)
     y = (x[:, :3] @ rng.normal(size=(3, 3))).argmax(1)
     l2 = 0.01
-    ours = fit_logistic(x, y, x[:0], y[:0], 3, l2_grid=[l2], max_iter=1000, tol=1e-7)
+    ours = fit_probe(x, y, x[:0], None, loss="softmax", num_classes=3, l2_grid=[l2], max_iter=1000, tol=1e-7)
     scaler = StandardScaler().fit(x)
     reference = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-12, max_iter=10000).fit(scaler.transform(x), y)
     weight = reference.coef_ / scaler.scale_
@@ -365,11 +365,11 @@ def test_llrd_group_learning_rates_follow_the_decay(registry, image_run):
 
 
 def test_llrd_puts_every_parameter_in_its_layer_group(registry, image_run):
-    from tlbench_builtin.finetuning import layer_index, new_classifier
+    from tlbench_builtin.finetuning import layer_index, new_model
     from tlbench_builtin.llrd import llrd_groups
 
     index = layer_index(image_run)
-    model = new_classifier(image_run)
+    model = new_model(image_run)
     groups = llrd_groups(model, index, len(image_run.source.layer_groups), 1.0, 0.8, 0.05)
     n_groups = len(image_run.source.layer_groups)
     rate = {name: g["lr"] for g in groups for name in g["names"]}

@@ -1,12 +1,12 @@
 """Linear probes for every task type: one entry point, one solver per loss.
 
 A linear probe fits a linear head on frozen features, its L2 strength chosen on the
-validation split. `logistic.py` does this for classification; multilabel and regression
-tasks need other losses, but the same recipe, so `fit_probe` runs all three:
+validation split. Every task type whose head is linear with a standard loss
+(`Task.linear_loss`) needs the same recipe with its own loss, so `fit_probe` runs all three:
 
-- ``"softmax"`` (classification, ``train_y`` class ids): logistic.py's objective and
-  L-BFGS, step for step; with ``val_score`` = accuracy of the argmax, the result is
-  bitwise what ``fit_logistic`` gives.
+- ``"softmax"`` (classification, ``train_y`` class ids): logistic.py's multinomial
+  objective and L-BFGS (with ``val_score`` = accuracy of the argmax, tlbench 0.1's
+  probe, bitwise).
 - ``"sigmoid"`` (multilabel, ``train_y`` a 0/1 matrix (n, K)): K independent binary
   logistic regressions, ``Σ_labels [mean_examples BCE + l2/2 ‖w_label‖²]``. The sum
   over labels separates, so each label's weights are scikit-learn's
@@ -172,7 +172,7 @@ def fit_probe(train_x: np.ndarray, train_y, val_x: np.ndarray,
     `val_score`, only the strongest strength is fitted. `max_iter` and `tol` (largest
     gradient component) bound each L-BFGS solve; `check` is called between strengths and
     every 25 L-BFGS iterations, and may raise to stop the fit. "softmax" and "sigmoid" run
-    on `device` (float64 on the CPU, float32 elsewhere, as fit_logistic does); "squared"
+    on `device` (float64 on the CPU, where `tol` is always reachable, float32 elsewhere); "squared"
     always runs in float64 on the CPU.
     """
     if loss not in LOSSES:

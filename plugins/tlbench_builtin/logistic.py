@@ -1,39 +1,19 @@
-"""L2-regularised multinomial logistic regression on frozen features, on any device.
+"""L2-regularised multinomial logistic regression on standardised features, and the
+L-BFGS that minimises it and the other logistic probes (`linear_solvers`), on any device.
 
 The objective is scikit-learn's (``LogisticRegression(C=1 / (l2 · n))`` on standardised
 features): mean cross-entropy + ``l2/2 ‖W‖²``, the bias unpenalised. It is minimised
 by a compact L-BFGS with an Armijo backtracking line search and closed-form gradients
-(a handful of tensor operations per step, so it runs as well on a GPU as on a CPU),
-warm-started along a path from strong to weak regularisation; the strength with the
-best validation accuracy wins (the stronger one on ties). The standardisation is
-folded back into the weights, so the result is an ordinary linear head over raw
-features.
+(a handful of tensor operations per step, so it runs as well on a GPU as on a CPU).
+`linear_solvers.fit_probe` warm-starts it along a path of strengths and selects one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
-
-
-@dataclass
-class LogisticFit:
-    weight: np.ndarray  # (num_classes, dim), over raw features
-    bias: np.ndarray    # (num_classes,)
-    l2: float
-    val_accuracy: dict[float, float | None]
-    iterations: int
-    """L-BFGS iterations over the whole regularisation path."""
-    converged: dict[float, bool] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"l2": self.l2, "val_accuracy_by_l2": {repr(k): v for k, v in self.val_accuracy.items()},
-                "iterations": self.iterations,
-                "converged_by_l2": {repr(k): v for k, v in self.converged.items()}}
 
 
 class _Objective:
@@ -128,43 +108,3 @@ def _threads_for(work: int, device: torch.device):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                 num_classes: int, *, l2_grid, max_iter: int = 200, tol: float = 1e-4,
-                 device: torch.device = torch.device("cpu"),
-                 check: Callable[[], None] = lambda: None) -> LogisticFit:
-    """Fit along `l2_grid` (strong to weak), keep the strength with the best val accuracy."""
-    if not l2_grid or not all(l2 > 0 for l2 in l2_grid):
-        raise ValueError(f"l2_grid must be a non-empty list of positive strengths, got {list(l2_grid)!r}")
-    device = torch.device(device)
-    # float64 where it is cheap (the CPU), so `tol` is always reachable; float32 on accelerators,
-    # where the solve stops early only once no decrease is measurable
-    dtype = torch.float64 if device.type == "cpu" else torch.float32
-    with _threads_for(train_x.shape[0] * train_x.shape[1], device):
-        x = torch.tensor(train_x, dtype=dtype, device=device)
-        y = torch.as_tensor(np.asarray(train_y), dtype=torch.long, device=device)
-        mean = x.mean(0)
-        std = x.std(0, unbiased=False).clamp_min(1e-6)
-        objective = _Objective((x - mean) / std, y, num_classes)
-        vx = (torch.tensor(val_x, dtype=dtype, device=device) - mean) / std if len(val_y) else None
-        vy = torch.as_tensor(np.asarray(val_y), dtype=torch.long, device=device)
-        theta = torch.zeros(x.shape[1] + 1, num_classes, dtype=dtype, device=device)
-        best, scores, converged, iterations = None, {}, {}, 0
-        for l2 in sorted(l2_grid, reverse=True):
-            objective.l2 = l2
-            theta, used, converged[l2] = _lbfgs(objective, theta, max_iter, tol, 10, check)
-            iterations += used
-            score = None
-            if vx is not None:
-                score = float(((vx @ theta[:-1] + theta[-1]).argmax(1) == vy).double().mean())
-            scores[l2] = score
-            if best is None or (score is not None and score > best[0]):
-                best = (score if score is not None else -1.0, l2, theta.clone())
-            if vx is None:
-                break  # nothing to select on: keep the strongest regularisation
-        _, l2, theta = best
-        weight = (theta[:-1] / std[:, None]).T
-        bias = theta[-1] - weight @ mean
-    return LogisticFit(weight=weight.cpu().numpy(), bias=bias.cpu().numpy(), l2=l2,
-                       val_accuracy=scores, iterations=iterations, converged=converged)

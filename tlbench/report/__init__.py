@@ -5,7 +5,9 @@ The flow is: `results.collect` (validated records from one or many result
 directories) → each run kind's rows (`results.kinds`: `frame.records_frame` for runs,
 one row per run; `estimates.estimates_frame` for transferability estimates) →
 `aggregate` (cells and the view across targets, each target by its task's headline
-metric in its direction) → the writers (`markdown`, `html` with `plots`, `export`).
+metric in its direction) → the writers (`markdown`, `html` with `plots`, `export`), which
+walk the same task types (`tasks.task_groups`): one section, one across-targets table and
+one set of figures per task type, named after its headline metric.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ class Report:
 
 
 def report_meta(frame, cells, title: str, notes: list[str]) -> dict:
+    """The report's header: counts, provenance, notes, and the task types it compares
+    (each with its headline metric, direction, range and targets)."""
     import tlbench
 
     from .aggregate import complete_targets
     from .provenance import provenance_summary
+    from .tasks import task_groups
 
     ok = int((frame["status"] == "ok").sum())
     seeds = sorted(int(s) for s in frame["seed"].unique())
@@ -48,6 +53,7 @@ def report_meta(frame, cells, title: str, notes: list[str]) -> dict:
         "built_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runs_ok": ok, "runs_failed": len(frame) - ok, "seeds": seeds, "n_targets": len(labels),
         "complete_targets": sorted(labels[key] for key in complete_targets(cells)),
+        "task_types": [group.summary() for group in task_groups(cells)],
         "provenance": provenance_summary(frame), "notes": notes,
     }
 
@@ -76,7 +82,7 @@ def import_libraries() -> None:
     e.g. in a thread while runs execute; a failure here is left for `build_report` to raise."""
     import importlib
 
-    for name in ("tlbench.report.plots", "tlbench.report.html", "tlbench.report.export",
+    for name in ("tlbench.report.plots", "tlbench.report.html", "tlbench.report.export", "tlbench.report.tasks",
                  "tlbench.report.aggregate", "tlbench.report.frame",
                  "tlbench.report.markdown", "tlbench.report.estimates", "matplotlib.figure",
                  "matplotlib.patches", "matplotlib.backends.backend_agg", "pyarrow.parquet", "scipy.special"):
@@ -97,6 +103,7 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     from .frame import frame_conflicts, kept_apart_notes
     from .html import leaderboard_html
     from .markdown import leaderboard_markdown
+    from .tasks import task_groups
 
     out = Path(out)
     collection = collect([Path(d) for d in dirs])
@@ -115,8 +122,8 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     has_estimates = not estimate_scores.empty
     markdown = leaderboard_markdown(cells, overall, meta, [estimates_markdown(estimate_scores, correlations)]
                                     if has_estimates else [])
-    figures = {"accuracy": plots.accuracy_plot(cells), "negative_transfer": plots.nt_heatmap(cells),
-               "gap": plots.gap_vs_size(cells)} if len(cells) else {}
+    figures = {figure_id: png for group in task_groups(cells, overall)
+               for figure_id, png in plots.task_figures(group).items()}
     page = leaderboard_html(frame, cells, overall, meta, figures,
                             [estimates_html(estimate_scores, correlations)] if has_estimates else [])
     out.mkdir(parents=True, exist_ok=True)

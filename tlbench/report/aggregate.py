@@ -2,11 +2,11 @@
 
 A cell is one entry (source × strategy, see `frame`) on one target, scored by the
 target's headline metric (accuracy, mAP, R²...) in that metric's direction. Every entry
-seen on a target of a task type gets a cell on every target of that task type: one
-without a successful run is a *missing* cell, shown as such. The headline, gap and cost
-are summarised over the seeds that succeeded, with 95% Student-t intervals (`stats`),
-cut to the range the quantity can take (an accuracy interval to [0, 1], an accuracy
-difference to [-1, 1], an R² interval to at most 1).
+seen on a target of a task type (and headline) gets a cell on every target of that task
+type: one without a successful run is a *missing* cell, shown as such. The headline, gap
+and cost are summarised over the seeds that succeeded, with 95% Student-t intervals
+(`stats`), cut to the range the quantity can take (an accuracy interval to [0, 1], an
+accuracy difference to [-1, 1], an R² interval to at most 1).
 
 Which differences are real:
 
@@ -17,10 +17,12 @@ Which differences are real:
   their per-seed differences (signed the same way); a cell whose interval reaches zero
   is *not separable* from the best, whatever its mean.
 
-The cross-target view compares entries within one task type (an accuracy and an R²
-are never averaged together) and never averages over missing cells: an entry's mean
-headline and mean rank (Borda) use only the targets of that task type on which every
-compared entry has a result, and its coverage says on how many targets it has one.
+The cross-target view compares entries within one task type and headline metric (an
+accuracy and an R² are never averaged together, nor the two headlines of a task type
+whose plugin changed its headline between versions) and never averages over missing
+cells: an entry's mean headline and mean rank (Borda) use only the targets of that task
+type on which every compared entry has a result, and its coverage says on how many
+targets it has one.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     runs_by_cell = dict(tuple(needed.groupby(["target_key", "entry"], sort=False)))
     empty = needed.iloc[0:0]
     rows = []
-    for _, of_task in frame.groupby("task", sort=True):
+    for _, of_task in frame.groupby(["task", "metric"], sort=True):
         entries = of_task[ENTRY_COLUMNS].drop_duplicates("entry")
         for _, target in of_task[TARGET_COLUMNS].drop_duplicates("target_key").iterrows():
             summary = target.to_dict()
@@ -162,7 +164,7 @@ def overall_table(cells: pd.DataFrame) -> pd.DataFrame:
     compared = cells[~cells["baseline"].astype(bool)] if len(cells) else cells
     if compared.empty:
         return pd.DataFrame(columns=OVERALL_COLUMNS)
-    tables = [_overall_of_task(of_task) for _, of_task in compared.groupby("task", sort=True)]
+    tables = [_overall_of_task(of_task) for _, of_task in compared.groupby(["task", "metric"], sort=True)]
     return pd.concat(tables, ignore_index=True)
 
 

@@ -1,7 +1,11 @@
 """How leaderboard numbers read, the same in leaderboard.md and leaderboard.html.
 
 Each view is a list of columns; a column turns a cell (or an across-targets row) into
-its display text and its sort key. Markdown and HTML escape the text their own way.
+its display text and its sort key. Columns are made per task type, so that headers name
+its headline metric ("test r2 (mean ± std)") and hover titles say its direction. Every
+signed number (vs best, NT) is already signed so that below zero is worse; the gap so
+that positive means better on the training split. Markdown and HTML escape the text
+their own way.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable
+
+from .tasks import Metric
 
 MISSING = "missing"
 NONE = "—"
@@ -46,7 +52,8 @@ def label(row) -> str:
     return f"{row['strategy']} [{note}]" if note else str(row["strategy"])
 
 
-def accuracy(cell) -> str:
+def headline(cell) -> str:
+    """The cell's mean test headline ± its standard deviation over seeds."""
     if cell["n_seeds"] == 0:
         return MISSING
     std = "" if is_nan(cell["test_std"]) else f" ± {num(cell['test_std'])}"
@@ -101,38 +108,47 @@ def _text(name: str) -> Callable[[dict], str]:
     return lambda row: str(row[name])
 
 
-CELL_COLUMNS = [
-    Column("rank", lambda c: NONE if is_nan(c["rank_in_target"]) else f"{c['rank_in_target']:.0f}",
-           lambda c: sort_key(c["rank_in_target"]), title="rank by mean test accuracy within this target"),
-    Column("source", _text("source"), _text("source"), numeric=False),
-    Column("strategy", label, label, numeric=False),
-    Column("test acc (mean ± std)", accuracy, lambda c: sort_key(c["test_mean"]),
-           title="top-1 test accuracy over seeds"),
-    Column("95% CI", lambda c: interval(c["test_low"], c["test_high"]), lambda c: sort_key(c["test_low"]),
-           title="Student-t interval for the mean over seeds"),
-    Column("vs best [95% CI]", versus_best, lambda c: sort_key(c["best_delta_mean"]),
-           title="paired per-seed difference to the best cell; ≈ best when the interval reaches 0"),
-    Column("seeds", seeds, lambda c: sort_key(c["n_seeds"]), title="seeds with a result (failures)"),
-    Column("train acc", lambda c: num(c["train_mean"]), lambda c: sort_key(c["train_mean"])),
-    Column("gap (train − test)", lambda c: num(c["gap_mean"], signed=True), lambda c: sort_key(c["gap_mean"]),
-           title="overfitting gap"),
-    Column("NT vs scratch [95% CI]", negative_transfer, lambda c: sort_key(c["nt_mean"]),
-           title="test accuracy minus the same-seed from-scratch baseline; flagged when the paired "
-                 "interval lies below 0"),
-    Column("wall s", lambda c: num(c["wall_mean"], 1), lambda c: sort_key(c["wall_mean"])),
-    Column("peak MB", lambda c: num(c["peak_memory_mean"], 0), lambda c: sort_key(c["peak_memory_mean"])),
-]
+def cell_columns(metric: Metric) -> list[Column]:
+    """A target's table: headers name the metric, titles say its direction."""
+    name = metric.name
+    return [
+        Column("rank", lambda c: NONE if is_nan(c["rank_in_target"]) else f"{c['rank_in_target']:.0f}",
+               lambda c: sort_key(c["rank_in_target"]),
+               title=f"rank by mean test {name} within this target ({metric.direction})"),
+        Column("source", _text("source"), _text("source"), numeric=False),
+        Column("strategy", label, label, numeric=False),
+        Column(f"test {metric.short} (mean ± std)", headline, lambda c: sort_key(c["test_mean"]),
+               title=f"test {name} over seeds ({metric.direction})"),
+        Column("95% CI", lambda c: interval(c["test_low"], c["test_high"]), lambda c: sort_key(c["test_low"]),
+               title="Student-t interval for the mean over seeds"),
+        Column("vs best [95% CI]", versus_best, lambda c: sort_key(c["best_delta_mean"]),
+               title="paired per-seed difference to the best cell, below 0 when worse; ≈ best when the "
+                     "interval reaches 0"),
+        Column("seeds", seeds, lambda c: sort_key(c["n_seeds"]), title="seeds with a result (failures)"),
+        Column(f"train {metric.short}", lambda c: num(c["train_mean"]), lambda c: sort_key(c["train_mean"])),
+        Column(metric.gap_header, lambda c: num(c["gap_mean"], signed=True), lambda c: sort_key(c["gap_mean"]),
+               title=f"overfitting gap: {metric.gap_formula}; positive: better on the training split"),
+        Column("NT vs scratch [95% CI]", negative_transfer, lambda c: sort_key(c["nt_mean"]),
+               title=f"test {name} minus the same-seed from-scratch baseline"
+                     + ("" if metric.higher_is_better else ", sign flipped so that below 0 is worse")
+                     + "; flagged when the paired interval lies below 0"),
+        Column("wall s", lambda c: num(c["wall_mean"], 1), lambda c: sort_key(c["wall_mean"])),
+        Column("peak MB", lambda c: num(c["peak_memory_mean"], 0), lambda c: sort_key(c["peak_memory_mean"])),
+    ]
 
-OVERALL_COLUMNS = [
-    Column("source", _text("source"), _text("source"), numeric=False),
-    Column("strategy", label, label, numeric=False),
-    Column("coverage", _text("coverage"), lambda r: sort_key(r["n_targets"]),
-           title="targets with at least one successful run"),
-    Column("mean acc", lambda r: num(r["mean_headline"]), lambda r: sort_key(r["mean_headline"]),
-           title="over the targets every entry has results on"),
-    Column("mean rank", lambda r: num(r["mean_rank"], 2), lambda r: sort_key(r["mean_rank"]),
-           title="Borda: mean within-target rank over the targets every entry has results on"),
-    Column("best or ≈ best", lambda r: f"{r['best_or_tied']}/{r['compared_on']}",
-           lambda r: sort_key(r["best_or_tied"]),
-           title="targets where the entry is best or not separable from the best (paired 95% CI)"),
-]
+
+def overall_columns(metric: Metric) -> list[Column]:
+    """A task type's across-targets table."""
+    return [
+        Column("source", _text("source"), _text("source"), numeric=False),
+        Column("strategy", label, label, numeric=False),
+        Column("coverage", _text("coverage"), lambda r: sort_key(r["n_targets"]),
+               title="targets with at least one successful run"),
+        Column(f"mean {metric.short}", lambda r: num(r["mean_headline"]), lambda r: sort_key(r["mean_headline"]),
+               title=f"mean test {metric.name} over the targets every entry has results on"),
+        Column("mean rank", lambda r: num(r["mean_rank"], 2), lambda r: sort_key(r["mean_rank"]),
+               title="Borda: mean within-target rank over the targets every entry has results on"),
+        Column("best or ≈ best", lambda r: f"{r['best_or_tied']}/{r['compared_on']}",
+               lambda r: sort_key(r["best_or_tied"]),
+               title="targets where the entry is best or not separable from the best (paired 95% CI)"),
+    ]

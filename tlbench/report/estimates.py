@@ -3,10 +3,12 @@
 Each estimator's score is averaged over seeds per (target, source), both by identity
 (plugin, version, parameters; the source's fingerprint), as leaderboard cells are. For every target
 and strategy, the sources' mean scores are compared with their fine-tuned mean test
-accuracies by Kendall's tau and by weighted tau (scipy's `weightedtau`, which weighs
-agreement among the top-ranked sources most: picking the best source is what an
-estimate is for). Sources without a score (not applicable, failed) or without an
-accuracy are left out of that comparison, and the number compared is shown.
+headline (accuracy, R², MAE...) by Kendall's tau and by weighted tau (scipy's
+`weightedtau`, which weighs agreement among the top-ranked sources most: picking the
+best source is what an estimate is for). A higher score predicts a better source, so the
+headline is compared in its direction (`sign * test_mean`): for an error metric, the
+lowest error ranks first. Sources without a score (not applicable, failed) or without a
+result are left out of that comparison, and the number compared is shown.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import math
 
 import pandas as pd
 
+from ..results.records import V1_TASK
+
 SCORE_COLUMNS = ["target", "source", "estimator", "mean_score", "n_seeds", "not_applicable", "target_identity",
                  "source_identity"]
-CORRELATION_COLUMNS = ["target", "strategy", "estimator", "kendall_tau", "weighted_tau", "n_sources"]
+CORRELATION_COLUMNS = ["target", "strategy", "estimator", "kendall_tau", "weighted_tau", "n_sources", "metric"]
+"""`metric`: the headline the scores were compared with."""
 
 
 def estimates_frame(records: list[dict]) -> pd.DataFrame:
@@ -62,10 +67,19 @@ def score_table(frame: pd.DataFrame) -> pd.DataFrame:
                                                                  ignore_index=True)
 
 
-def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """Kendall and weighted tau between estimated scores and fine-tuned accuracies.
+def _directed(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells with `_score` = the test headline signed by its direction (higher: better),
+    and their metric (tlbench 0.1's accuracy for cells that do not name one)."""
+    sign = cells["sign"] if "sign" in cells else 1.0
+    metric = cells["metric"] if "metric" in cells else V1_TASK["headline"]
+    return cells.assign(_score=sign * cells["test_mean"], _metric=metric)
 
-    Scores meet accuracies by identity (target and source), not by their ids: a merged
+
+def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Kendall and weighted tau between estimated scores and fine-tuned headlines, each
+    headline taken in its direction so that the best source ranks first.
+
+    Scores meet headlines by identity (target and source), not by their ids: a merged
     report may hold two configurations under one id.
     """
     rows = []
@@ -73,20 +87,21 @@ def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame
         return pd.DataFrame(columns=CORRELATION_COLUMNS)
     from scipy.stats import kendalltau, weightedtau
 
-    runs = cells[~cells["baseline"].astype(bool) & (cells["n_seeds"] > 0)]
+    runs = _directed(cells[~cells["baseline"].astype(bool) & (cells["n_seeds"] > 0)])
     for (target, identity, strategy), group in runs.groupby(["target_label", "target_identity", "strategy"],
                                                             sort=True):
-        accuracy = group.groupby("source_identity")["test_mean"].max()
+        fine_tuned = group.groupby("source_identity")["_score"].max()
         for estimator, est in scores[scores["target_identity"] == identity].groupby("estimator", sort=True):
             score = est.set_index("source_identity")["mean_score"].dropna()
-            common = sorted(set(score.index) & set(accuracy.index))
+            common = sorted(set(score.index) & set(fine_tuned.index))
             tau = weighted = math.nan
             if len(common) >= 2:
-                x, y = score[common].to_numpy(), accuracy[common].to_numpy()
+                x, y = score[common].to_numpy(), fine_tuned[common].to_numpy()
                 tau = float(kendalltau(x, y).statistic)
                 weighted = float(weightedtau(x, y).statistic)
             rows.append({"target": target, "strategy": strategy, "estimator": estimator,
-                         "kendall_tau": tau, "weighted_tau": weighted, "n_sources": len(common)})
+                         "kendall_tau": tau, "weighted_tau": weighted, "n_sources": len(common),
+                         "metric": group["_metric"].iloc[0]})
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
@@ -124,6 +139,21 @@ EXPLANATION = ("Scores are means over seeds (higher: expected to transfer better
                "needs a source classifier the source does not have. τ compares each estimator's ranking "
                "of the sources with their fine-tuned test accuracy: +1 is the same order, −1 the reverse; "
                "weighted τ counts agreement among the top sources most.")
+"""For targets scored by accuracy (tlbench 0.1's wording)."""
+
+HEADLINE_EXPLANATION = (
+    "Scores are means over seeds (higher: expected to transfer better); n/a: the estimator needs a source "
+    "classifier the source does not have. τ compares each estimator's ranking of the sources with their "
+    "fine-tuned headline metric on the target's test split, best first in the metric's direction (the lowest "
+    "error first where lower is better): +1 is the same order, −1 the reverse; weighted τ counts agreement "
+    "among the top sources most.")
+"""For any other headline."""
+
+
+def explanation(correlations: pd.DataFrame) -> str:
+    """The accuracy wording unless some target is scored by another metric."""
+    metrics = set(correlations["metric"]) if "metric" in correlations else set()
+    return EXPLANATION if metrics <= {V1_TASK["headline"]} else HEADLINE_EXPLANATION
 
 
 def estimates_markdown(scores: pd.DataFrame, correlations: pd.DataFrame) -> str:
@@ -132,7 +162,7 @@ def estimates_markdown(scores: pd.DataFrame, correlations: pd.DataFrame) -> str:
     from .markdown import text
 
     headers, rows, _ = estimate_rows(scores)
-    lines = ["## Transferability estimates", "", text(EXPLANATION), "",
+    lines = ["## Transferability estimates", "", text(explanation(correlations)), "",
              tabulate([[text(c) for c in row] for row in rows], headers=headers, tablefmt="github",
                       disable_numparse=True)]
     if not correlations.empty:
@@ -151,7 +181,7 @@ def estimates_html(scores: pd.DataFrame, correlations: pd.DataFrame) -> str:
         return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
     headers, rows, _ = estimate_rows(scores)
-    parts = ['<section id="estimates"><h2>Transferability estimates</h2>', f"<p>{esc(EXPLANATION)}</p>",
+    parts = ['<section id="estimates"><h2>Transferability estimates</h2>', f"<p>{esc(explanation(correlations))}</p>",
              table(headers, rows, "estimate-scores")]
     if not correlations.empty:
         parts.append(table(*correlation_rows(correlations), "estimate-correlations"))

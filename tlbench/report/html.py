@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import itertools
 
 import pandas as pd
 
 from . import display
-from .markdown import DEFINITIONS, provenance_lines
+from .markdown import across_targets, definitions, provenance_lines, ranked_by
+from .tasks import TaskGroup, task_groups
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1400px;
@@ -138,46 +140,38 @@ def failures_table(frame: pd.DataFrame) -> str:
 
 def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataFrame, meta: dict,
                      figures: dict[str, bytes | None], sections: list[str] = ()) -> str:
-    """The page; `sections` (escaped HTML ``<section>`` elements) come after the figures."""
+    """The page; `figures` are PNGs by figure id (`plots.task_figures`); `sections`
+    (escaped HTML ``<section>`` elements) come after the figures.
+
+    With one task type the page has today's sections (across targets, by target,
+    figures); with several, one section per task type holds its own across-targets
+    table, its targets and its figures, as in leaderboard.md."""
+    groups = task_groups(cells, overall)
+    several = len(groups) > 1
     parts = [f"<h1>tlbench leaderboard: {esc(meta['title'])}</h1>",
-             f'<p class="headline">{esc(meta["headline"])}</p>', f'<p class="defs">{esc(DEFINITIONS)}</p>',
+             f'<p class="headline">{esc(meta["headline"])}</p>', f'<p class="defs">{esc(definitions(groups))}</p>',
+             _nav(groups) if several else
              '<nav><a href="#overall">across targets</a><a href="#targets">by target</a>'
              '<a href="#figures">figures</a><a href="#failures-section">failures</a>'
              '<a href="#provenance">provenance</a><a href="#notes">notes</a></nav>']
-    complete = meta["complete_targets"]
-    parts.append('<section id="overall"><h2>Across targets</h2>')
-    if overall.empty:
-        parts.append("<p>No entries to compare.</p>")
+    if several:
+        numbers = itertools.count()
+        for group in groups:
+            parts.append(f'<section id="task-{esc(group.suffix)}"><h2>{esc(group.heading)}</h2>')
+            parts.append(f"<h3>Across {esc(group.task)} targets</h3>")
+            parts += _across(group, f"overall-table-{group.suffix}", several)
+            parts += _targets(group, numbers, "h3")
+            parts.append("<h3>Figures</h3>")
+            parts += _figures(group, figures) or [NO_FIGURES]
+            parts.append("</section>")
     else:
-        parts.append(f"<p>Mean accuracy and mean rank (Borda) are over the {len(complete)} of {meta['n_targets']} "
-                     f"targets on which every entry has results{': ' + esc(', '.join(complete)) if complete else ''}; "
-                     "never averaged over missing cells. Baselines are not ranked. Click a header to sort.</p>")
-        parts.append(sortable_table(overall, display.OVERALL_COLUMNS, "overall-table"))
-    parts.append('</section><section id="targets"><h2>By target</h2>')
-    if cells.empty:
-        parts.append("<p>No records yet.</p>")
-    for number, (target, group) in enumerate(cells.groupby("target_label", sort=True)):
-        sizes = group["n_train"].dropna()
-        size = f" (n_train = {sizes.iloc[0]:.0f})" if len(sizes) and sizes.nunique() == 1 else ""
-        parts.append(f"<h3>Target: {esc(target)}{esc(size)}</h3>")
-        parts.append(sortable_table(group, display.CELL_COLUMNS, f"target-{number}",
-                                    row_class=_cell_row_class, cell_class=_cell_class))
-    parts.append('</section><section id="figures"><h2>Figures</h2>')
-    parts.append(figure(figures.get("accuracy"), "test accuracy per strategy and target with 95% intervals",
-                        "Test accuracy (mean over seeds, 95% Student-t interval) per strategy and source, one panel "
-                        "per target. Dashed line and band: the from-scratch baseline and its interval. × marks a "
-                        "missing cell.", "accuracy-figure"))
-    parts.append(figure(figures.get("negative_transfer"), "negative-transfer heatmap, source by target per strategy",
-                        "Negative-transfer score (test accuracy − same-seed from-scratch baseline), mean over seeds; "
-                        "outlined cells are flagged: their paired 95% interval lies below 0. Grey: missing or no "
-                        "baseline.", "nt-figure"))
-    parts.append(figure(figures.get("gap"), "overfitting gap against training-set size",
-                        "Overfitting gap (train − test accuracy, 95% interval) against the number of training "
-                        "examples, one colour per entry; an entry's points are joined where each size comes from "
-                        "a single target.", "gap-figure"))
-    if not any(figures.values()):
-        parts.append("<p>No figures: no successful runs yet.</p>")
-    parts.append("</section>")
+        parts.append('<section id="overall"><h2>Across targets</h2>')
+        parts += _across(groups[0], "overall-table", several) if groups else ["<p>No entries to compare.</p>"]
+        parts.append('</section><section id="targets"><h2>By target</h2>')
+        parts += _targets(groups[0], itertools.count(), "h3") if groups else ["<p>No records yet.</p>"]
+        parts.append('</section><section id="figures"><h2>Figures</h2>')
+        parts += (_figures(groups[0], figures) if groups else []) or [NO_FIGURES]
+        parts.append("</section>")
     parts.extend(sections)
     parts.append('<section id="failures-section"><h2>Failed runs</h2>')
     parts.append(failures_table(frame))
@@ -195,6 +189,61 @@ def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataF
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>tlbench leaderboard: {esc(meta['title'])}</title><style>{STYLE}</style></head>\n<body>"
             + "\n".join(parts) + f"<script>{SCRIPT}</script></body></html>\n")
+
+
+NO_FIGURES = "<p>No figures: no successful runs yet.</p>"
+
+
+def _nav(groups: list[TaskGroup]) -> str:
+    links = "".join(f'<a href="#task-{esc(group.suffix)}">{esc(group.task)} ({esc(group.metric.name)})</a>'
+                    for group in groups)
+    return (f"<nav>{links}<a href=\"#failures-section\">failures</a><a href=\"#provenance\">provenance</a>"
+            '<a href="#notes">notes</a></nav>')
+
+
+def _across(group: TaskGroup, table_id: str, several: bool) -> list[str]:
+    """A task type's across-targets table with what it averages over."""
+    if group.overall.empty:
+        return ["<p>No entries to compare.</p>"]
+    return [f"<p>{esc(across_targets(group, several))} Click a header to sort.</p>",
+            sortable_table(group.overall, display.overall_columns(group.metric), table_id)]
+
+
+def _targets(group: TaskGroup, numbers, heading: str) -> list[str]:
+    """One sortable table per target; `numbers` hands out page-wide table numbers."""
+    parts = []
+    columns = display.cell_columns(group.metric)
+    for target, cells in group.cells.groupby("target_label", sort=True):
+        sizes = cells["n_train"].dropna()
+        size = f" (n_train = {sizes.iloc[0]:.0f})" if len(sizes) and sizes.nunique() == 1 else ""
+        parts.append(f"<{heading}>Target: {esc(target)}{esc(size)}</{heading}>")
+        if not group.metric.legacy:
+            parts.append(f"<p>{esc(ranked_by(group.metric))}</p>")
+        parts.append(sortable_table(cells, columns, f"target-{next(numbers)}",
+                                    row_class=_cell_row_class, cell_class=_cell_class))
+    return parts
+
+
+def _figures(group: TaskGroup, figures: dict[str, bytes | None]) -> list[str]:
+    """A task type's figures, captioned in its metric and direction ([] when none drawn)."""
+    metric = group.metric
+    name, lower = metric.name, not metric.higher_is_better
+    flipped = ", sign flipped so that below 0 is worse" if lower else ""
+    shown = [
+        figure(figures.get(group.figure_id("headline")), f"test {name} per strategy and target with 95% intervals",
+               f"Test {name} (mean over seeds, 95% Student-t interval) per strategy and source, one panel per "
+               f"target{'; lower is better' if lower else ''}. Dashed line and band: the from-scratch baseline and "
+               "its interval. × marks a missing cell.", group.figure_id("headline")),
+        figure(figures.get(group.figure_id("nt")), "negative-transfer heatmap, source by target per strategy",
+               f"Negative-transfer score (test {name} − same-seed from-scratch baseline{flipped}), mean over "
+               "seeds; outlined cells are flagged: their paired 95% interval lies below 0. Grey: missing or no "
+               "baseline.", group.figure_id("nt")),
+        figure(figures.get(group.figure_id("gap")), "overfitting gap against training-set size",
+               f"Overfitting gap ({metric.gap_formula}, 95% interval) against the number of training examples, "
+               "one colour per entry; an entry's points are joined where each size comes from a single target.",
+               group.figure_id("gap")),
+    ]
+    return [part for part in shown if part]
 
 
 def _machines_table(machines: list[dict]) -> str:

@@ -1,5 +1,11 @@
 """The report's figures, drawn with matplotlib and returned as PNG bytes.
 
+Figures are drawn per task type (`tasks.TaskGroup`): the headline plot has one panel per
+target with its y-axis named after the metric, and the NT heatmap and the gap plot are
+one figure each per task type, because an NT in accuracy and an NT in R² cannot share a
+colour scale. Axes follow the metric's range where it has one (accuracy: 0 to 1) and the
+data's otherwise (an R² below 0 stays in view).
+
 Figures are built on `matplotlib.figure.Figure` directly (no pyplot state, no GUI
 backend), so reports can be built in worker processes and threads. Every label comes
 from records, so it is shortened and its dollar signs escaped: matplotlib would read
@@ -15,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import display
+from .tasks import Metric, TaskGroup
 
 MAX_LABEL = 40
 MISSING_COLOUR = "#d9d9d9"
@@ -43,15 +50,37 @@ def _compared(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[~cells["baseline"].astype(bool)]
 
 
-def nt_heatmap(cells: pd.DataFrame) -> bytes | None:
-    """Mean NT per source × target, one panel per strategy; flagged cells outlined, missing grey."""
+def task_figures(group: TaskGroup) -> dict[str, bytes | None]:
+    """A task type's figures by figure id (None where there is nothing to draw)."""
+    return {group.figure_id("headline"): headline_plot(group.cells, group.metric),
+            group.figure_id("nt"): nt_heatmap(group.cells, group.metric),
+            group.figure_id("gap"): gap_vs_size(group.cells, group.metric)}
+
+
+def _nt_limit(values: np.ndarray, metric: Metric) -> float:
+    """The colour scale's half-width: at least 5% of the metric's range (when it has one),
+    so that noise around 0 is not drawn as deep colour."""
+    floor = 0.05 * (metric.high - metric.low) if metric.bounded else 0.0
+    limit = max(floor, float(np.nanmax(np.abs(values))))
+    return limit if limit > 0 else 1.0
+
+
+def _signed(value: float, limit: float) -> str:
+    """A signed number with enough decimals for the scale it is drawn on."""
+    decimals = max(2, min(6, 1 - math.floor(math.log10(limit))))
+    return f"{value:+.{decimals}f}"
+
+
+def nt_heatmap(cells: pd.DataFrame, metric: Metric) -> bytes | None:
+    """Mean NT per source × target, one panel per strategy; flagged cells outlined, missing grey.
+    `cells` are one task type's, so the colour scale is in one metric."""
     compared = _compared(cells).assign(strategy_label=lambda c: c.apply(display.label, axis=1))
     if compared.empty or compared["nt_mean"].notna().sum() == 0:
         return None
     strategies = sorted(compared["strategy_label"].unique())
     sources = sorted(compared["source"].unique())
     targets = sorted(compared["target_label"].unique())
-    limit = max(0.05, float(np.nanmax(np.abs(compared["nt_mean"].to_numpy(dtype=float)))))
+    limit = _nt_limit(compared["nt_mean"].to_numpy(dtype=float), metric)
     columns = min(3 if len(targets) <= 3 else 2 if len(targets) <= 6 else 1, len(strategies))
     rows = math.ceil(len(strategies) / columns)
     figure = _figure(2.2 + columns * (1.4 + 1.1 * len(targets)), 0.6 + rows * (1.3 + 0.5 * len(sources)))
@@ -75,8 +104,8 @@ def nt_heatmap(cells: pd.DataFrame) -> bytes | None:
         ax.set_title(f"strategy: {plot_label(strategy)}", fontsize=10)
     for ax in axes[len(strategies):]:
         ax.set_visible(False)
-    figure.colorbar(image, ax=list(axes[:len(strategies)]), label="NT (mean over seeds)",
-                    shrink=0.9 if rows <= 2 else 0.3)
+    figure.colorbar(image, ax=list(axes[:len(strategies)]),
+                    label=f"NT in test {plot_label(metric.name)} (mean over seeds)", shrink=0.9 if rows <= 2 else 0.3)
     return _png(figure)
 
 
@@ -89,15 +118,32 @@ def _annotate(ax, i: int, j: int, value: float, cell, limit: float) -> None:
             ax.text(j, i, why, ha="center", va="center", fontsize=8, color="#555555")
         return
     flagged = bool(cell["negative_transfer"])
-    ax.text(j, i, f"{value:+.2f}" + ("\nnegative" if flagged else ""), ha="center", va="center", fontsize=8,
+    ax.text(j, i, _signed(value, limit) + ("\nnegative" if flagged else ""), ha="center", va="center", fontsize=8,
             color="white" if abs(value) > 0.6 * limit else "black",
             fontweight="bold" if flagged else "normal")
     if flagged:
         ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="black", linewidth=2.5))
 
 
-def accuracy_plot(cells: pd.DataFrame) -> bytes | None:
-    """Test accuracy with 95% intervals per strategy, one panel per target; baselines as bands."""
+def _value_limits(cells: pd.DataFrame, metric: Metric) -> tuple[float, float]:
+    """The headline's axis before its margin: the metric's range where it is bounded, the
+    data (means, intervals, baseline bands) where it is not."""
+    values = cells[["test_mean", "test_low", "test_high"]].to_numpy(dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    if not len(values):  # a target without a result: only its missing marks are drawn
+        values = np.array([0.0, 1.0])
+    low = metric.low if metric.low is not None else float(values.min())
+    high = metric.high if metric.high is not None else float(values.max())
+    if high <= low:  # one value on an unbounded side: give it room
+        room = max(0.5, 0.1 * abs(low))
+        low, high = (low - room, high) if metric.low is None else (low, high + room)
+    return low, high
+
+
+def headline_plot(cells: pd.DataFrame, metric: Metric) -> bytes | None:
+    """The test headline with 95% intervals per strategy, one panel per target of one task
+    type; baselines as bands, a line at 0 where the axis crosses it (an R² below 0 is
+    worse than predicting the mean)."""
     if cells.empty or cells["test_mean"].notna().sum() == 0:
         return None
     targets = sorted(cells["target_label"].unique())
@@ -110,6 +156,7 @@ def accuracy_plot(cells: pd.DataFrame) -> bytes | None:
     figure = _figure(2.0 + columns * (2.2 + 1.2 * len(strategies)), 1.0 + 3.4 * rows)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     width = 0.8 / max(1, len(sources))
+    ylabel = f"test {plot_label(metric.name)}" + ("" if metric.higher_is_better else f" ({metric.direction})")
     by_place = {key: group.iloc[0] for key, group in compared.groupby(["target_label", "source", "strategy_label"])}
     for ax, target in zip(axes, targets):
         here = cells[cells["target_label"] == target]
@@ -130,8 +177,11 @@ def accuracy_plot(cells: pd.DataFrame) -> bytes | None:
                             label=plot_label(source))
         ax.set_xticks(range(len(strategies)), [plot_label(s) for s in strategies], rotation=15, ha="right")
         ax.set_xlim(-0.6, len(strategies) - 0.4)
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(ylabel)
+        low, high = _value_limits(here, metric)  # per panel: an unbounded metric's units differ by target
+        ax.set_ylim(low - 0.02 * (high - low), high + 0.02 * (high - low))
+        if low < 0 < high:
+            ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(f"target: {plot_label(target)}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(targets):]:
@@ -170,8 +220,9 @@ def _colours(n: int) -> list:
     return [palette(i % palette.N) for i in range(n)]
 
 
-def gap_vs_size(cells: pd.DataFrame) -> bytes | None:
-    """Overfitting gap against training-set size; drawn only when the suite varies the size."""
+def gap_vs_size(cells: pd.DataFrame, metric: Metric) -> bytes | None:
+    """Overfitting gap of one task type against training-set size; drawn only when the
+    suite varies the size."""
     have = cells[cells["gap_mean"].notna() & cells["n_train"].notna()]
     if have["n_train"].round().nunique() < 2:
         return None
@@ -192,7 +243,7 @@ def gap_vs_size(cells: pd.DataFrame) -> bytes | None:
         ax.set_xscale("log")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("training-set size (examples)")
-    ax.set_ylabel("overfitting gap (train − test accuracy)")
+    ax.set_ylabel(f"overfitting gap ({metric.gap_order} {plot_label(metric.name)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _png(figure)

@@ -63,9 +63,11 @@ def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | Non
                error: dict | None = None, started_at: str | None = None,
                finished_at: str | None = None, attempt: int = 1, kind: str = "run",
                task: dict | None = None) -> dict:
-    """A record with every metric key its kind and task define (None where not measured)."""
+    """A record with every metric key its kind and task define (None where not measured).
+    A run record's `task` is its scored target's (classification's when not given)."""
     if kind == "run":
-        keys = [*task_metric_keys(task or V1_TASK), *RUN_METRICS]
+        task = task or V1_TASK
+        keys = [*task_metric_keys(task), *RUN_METRICS]
     else:
         keys = list(ESTIMATE_METRICS)
     record = {

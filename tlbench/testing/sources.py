@@ -1,0 +1,162 @@
+"""Conformance of sources: features of the declared size that do not depend on the
+rest of their batch, layer groups that hold every trainable parameter once, the
+representations a source declares, and a from-scratch twin of the same architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..api import MODALITIES, SourceModel
+from ..plugins import PluginRegistry, Registered
+from .items import ItemRef, fail, kit_env, module_state, resolve, state_differences
+
+
+def sample_examples(modality: str) -> list:
+    """Raw examples of every form a source of `modality` must accept."""
+    import numpy as np
+
+    if modality == "text":
+        return ["a short sentence", "another, somewhat longer example sentence.", "ünïcödé text"]
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),  # RGB array
+            rng.integers(0, 256, (8, 8), dtype=np.uint8),  # greyscale array, like digits
+            rng.integers(0, 256, (20, 28, 3), dtype=np.uint8),  # not square
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))]  # PIL image
+
+
+def check_source(source: ItemRef, params: dict | None = None, *, examples: list | None = None,
+                 registry: PluginRegistry | None = None, cache_dir: str | Path | None = None,
+                 atol: float = 1e-4) -> SourceModel:
+    """Build the source and check its features, layer groups and from-scratch twin.
+
+    Returns the pretrained build. `examples` default to `sample_examples(modality)`.
+    """
+    from ..hashing import canonical_json
+    from ..run.seeding import seed_everything
+
+    reg, params = resolve("source", source, params, registry)
+    item, env = reg.item, kit_env(registry, cache_dir)
+    item.check(params, env)
+    fingerprint = item.fingerprint(params, env)
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        fail(reg, f"fingerprint() must return a string or None, got {type(fingerprint).__name__}")
+    if item.fingerprint(params, env) != fingerprint:
+        fail(reg, "fingerprint() differs between two calls with the same params")
+    architecture = item.architecture(params)
+    if not isinstance(architecture, dict) or canonical_json(architecture) != canonical_json(
+            item.architecture(params)):
+        fail(reg, "architecture() must return the same JSON-able dict every time")
+    item.prepare(params, env)
+    seed_everything(0)
+    model = item.build(params, env, pretrained=True)
+    check_source_model(reg, model, examples, atol=atol)
+    twins = []
+    for _ in range(2):
+        seed_everything(0)
+        twins.append(item.build(params, env, pretrained=False))
+    check_source_model(reg, twins[0], examples, atol=atol)
+    if twins[0].pretrained:
+        fail(reg, "build(pretrained=False) returned a model marked pretrained=True")
+    if twins[0].feature_dim != model.feature_dim or twins[0].modality != model.modality:
+        fail(reg, "build(pretrained=False) changed feature_dim or modality: it must be the same architecture")
+    shapes = {n: tuple(t.shape) for n, t in model.backbone.state_dict().items()}
+    if shapes != {n: tuple(t.shape) for n, t in twins[0].backbone.state_dict().items()}:
+        fail(reg, "build(pretrained=False) has other parameters than the pretrained build: from-scratch "
+                  "baselines must have the same architecture")
+    if state_differences(module_state(twins[0].backbone), module_state(twins[1].backbone)):
+        fail(reg, "build(pretrained=False) twice under the same torch seed gave different weights: "
+                  "random initialisation must come from torch's seeded generator")
+    return model
+
+
+def check_source_model(reg: Registered, model: SourceModel, examples: list | None = None,
+                       atol: float = 1e-4) -> None:
+    """A built source: feature size, finite features independent of the batch, layer groups."""
+    import numpy as np
+    import torch
+
+    if not isinstance(model, SourceModel):
+        fail(reg, f"build() must return a tlbench.api.SourceModel, got {type(model).__name__}")
+    if not isinstance(model.backbone, torch.nn.Module):
+        fail(reg, "SourceModel.backbone must be a torch.nn.Module")
+    if model.modality not in MODALITIES:
+        fail(reg, f"modality must be one of {MODALITIES}, got {model.modality!r}")
+    if not isinstance(model.feature_dim, int) or model.feature_dim < 1:
+        fail(reg, f"feature_dim must be a positive int, got {model.feature_dim!r}")
+    for key in ("weights_id", "preprocessing_id"):
+        if not isinstance(getattr(model, key), str) or not getattr(model, key):
+            fail(reg, f"{key} must be a non-empty string (it keys the feature cache)")
+    check_layer_groups(reg, model)
+    examples = examples if examples is not None else sample_examples(model.modality)
+    model.backbone.eval()
+    check_representations(reg, model, examples)
+    with torch.no_grad():
+        batch = _features(model, examples)
+        if batch.shape != (len(examples), model.feature_dim):
+            fail(reg, f"features of {len(examples)} examples have shape {tuple(batch.shape)}, expected "
+                      f"({len(examples)}, {model.feature_dim}) (feature_dim)")
+        if not np.isfinite(batch).all():
+            fail(reg, "features contain NaN or infinity")
+        alone = np.concatenate([_features(model, [example]) for example in examples])
+    if not np.allclose(batch, alone, atol=atol, rtol=1e-3):
+        worst = float(np.abs(batch - alone).max())
+        fail(reg, f"an example's features depend on the other examples in its batch (max difference "
+                  f"{worst:.3g}); the feature cache extracts examples in any grouping")
+
+
+def check_representations(reg: Registered, model: SourceModel, examples: list) -> None:
+    """Feature maps and token sequences, where the source declares them, have the shapes
+    it declares and come from the same parameters as its pooled features."""
+    import torch
+
+    if model.feature_levels is not None:
+        method = getattr(model.backbone, "forward_feature_maps", None)
+        if method is None:
+            fail(reg, "declares feature_levels but its backbone has no forward_feature_maps(inputs)")
+        with torch.no_grad():
+            maps = method(model.encode(list(examples[:2])))
+        if not isinstance(maps, (list, tuple)) or len(maps) != len(model.feature_levels):
+            fail(reg, f"forward_feature_maps gave {type(maps).__name__} of {len(maps) if hasattr(maps, '__len__') else '?'} "
+                      f"maps for {len(model.feature_levels)} declared feature_levels")
+        for i, (tensor, level) in enumerate(zip(maps, model.feature_levels)):
+            if tensor.dim() != 4 or tensor.shape[0] != min(2, len(examples)) or tensor.shape[1] != level.channels:
+                fail(reg, f"feature map {i} has shape {tuple(tensor.shape)}; expected (batch, {level.channels}, h, w)")
+        strides = [level.stride for level in model.feature_levels]
+        if strides != sorted(strides):
+            fail(reg, f"feature_levels must go from fine to coarse (strides {strides})")
+    if model.token_dim is not None:
+        method = getattr(model.backbone, "forward_tokens", None)
+        if method is None:
+            fail(reg, "declares token_dim but its backbone has no forward_tokens(inputs)")
+        with torch.no_grad():
+            hidden, mask = method(model.encode(list(examples[:2])))
+        if hidden.dim() != 3 or hidden.shape[-1] != model.token_dim or tuple(mask.shape) != tuple(hidden.shape[:2]):
+            fail(reg, f"forward_tokens gave hidden {tuple(hidden.shape)} and mask {tuple(mask.shape)}; expected "
+                      f"(batch, tokens, {model.token_dim}) and (batch, tokens)")
+
+
+def _features(model: SourceModel, examples: list):
+    out = model.backbone(model.encode(list(examples)))
+    if not hasattr(out, "detach"):
+        raise AssertionError(f"backbone returned {type(out).__name__}, expected a (batch, feature_dim) tensor")
+    return out.detach().float().cpu().numpy()
+
+
+def check_layer_groups(reg: Registered, model: SourceModel) -> None:
+    """Groups from input to output that hold every trainable backbone parameter once."""
+    groups = model.layer_groups
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, list) and g for g in groups):
+        fail(reg, "layer_groups must be a non-empty list of non-empty lists of parameter names")
+    names = dict(model.backbone.named_parameters())
+    listed = [name for group in groups for name in group]
+    unknown = sorted(set(listed) - set(names))
+    if unknown:
+        fail(reg, f"layer_groups name parameters the backbone does not have: {unknown[:5]}")
+    twice = sorted({name for name in listed if listed.count(name) > 1})
+    if twice:
+        fail(reg, f"layer_groups list parameters more than once: {twice[:5]}")
+    missing = sorted(n for n, p in names.items() if p.requires_grad and n not in set(listed))
+    if missing:
+        fail(reg, f"layer_groups leave out {len(missing)} trainable parameters, e.g. {missing[:5]}")
