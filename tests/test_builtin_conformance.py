@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tlbench.plugins import PluginRegistry
-from tlbench.testing import check_source, check_strategy, check_target
+from tlbench.testing import check_source, check_strategy, check_target, check_task
 
 REGISTRY = PluginRegistry.load(strict=False)
 
@@ -87,6 +87,15 @@ TARGETS: dict[str, Tiny] = {
     "digits": lambda tmp: {"classes": [0, 1, 2], "shots": 3, "val_shots": 2},
     "imagefolder": lambda tmp: {"path": image_folder(tmp), "shots": 3, "val_shots": 1},
     "hf-dataset": lambda tmp: {"path": text_csv(tmp), "shots": 3, "val_shots": 2},
+    "digit-scenes": lambda tmp: {"n_scenes": 120, "n_test": 40, "n_train": 24, "n_val": 16},
+}
+
+SCENES = {"n_scenes": 120, "n_test": 40, "n_train": 24, "n_val": 16, "canvas": 16, "max_scale": 10}
+TASKS: dict[str, tuple[str, dict]] = {
+    # task type: a target of that type, with tiny parameters
+    "classification": ("digits", {"classes": [0, 1, 2], "shots": 4, "val_shots": 2}),
+    "multilabel": ("digit-scenes", {**SCENES, "task": "multilabel", "classes": [0, 1, 7]}),
+    "regression": ("digit-scenes", {**SCENES, "task": "regression", "regression_target": "count"}),
 }
 
 ENGINE = {"epochs": 2, "batch_size": 8}
@@ -136,6 +145,27 @@ def test_builtin_source_conforms(name, tmp_path, cache_dir):
 def test_builtin_target_conforms(name, tmp_path, cache_dir):
     params = tiny(TARGETS, "target", name)(tmp_path)
     check_target(name, params, registry=REGISTRY, cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("name", builtin("task"))
+def test_builtin_task_conforms(name, cache_dir):
+    target, params = tiny(TASKS, "task", name)
+    scores = check_task(name, target=target, target_params=params, registry=REGISTRY, cache_dir=cache_dir)
+    assert set(scores) == {metric.name for metric in REGISTRY.get("task", name).item.metrics}
+
+
+@pytest.mark.parametrize("task", ["multilabel", "regression"])
+@pytest.mark.parametrize("name", builtin("strategy"))
+def test_builtin_strategy_serves_every_task_it_declares(name, task, cache_dir):
+    """Each strategy runs on the task types beyond classification it declares it supports,
+    and the planner would leave it out of the others."""
+    strategy = REGISTRY.get("strategy", name).item
+    if strategy.requires.tasks is not None and task not in strategy.requires.tasks:
+        pytest.skip(f"{name} declares it supports {strategy.requires.tasks}")
+    params, source = tiny(STRATEGIES, "strategy", name)
+    check = check_strategy(name, params, source=source, target=TASKS[task], registry=REGISTRY, cache_dir=cache_dir)
+    assert check.record["task"]["name"] == task and check.record["metrics"][f"test_{check.record['task']['headline']}"] \
+        is not None
 
 
 @pytest.mark.parametrize("name", builtin("strategy"))

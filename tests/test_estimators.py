@@ -21,10 +21,27 @@ def test_builtin_estimator_conforms(name, tmp_path):
         assert record["metrics"]["score"] <= 0
 
 
-def test_leep_without_a_source_classifier_is_not_applicable(tmp_path):
-    # a timm model built without pretrained weights has no classifier of its own
-    record = testing.check_estimator("leep", source=("timm", {"model": "test_resnet", "pretrained": False,
-                                                              "input_size": 16}), cache_dir=tmp_path)
+def test_leep_on_a_source_known_to_lack_a_classifier_is_left_out(tmp_path):
+    # a timm model built without pretrained weights has no classifier of its own, and says so
+    with pytest.raises(AssertionError, match="cannot be checked on this source and target: leep needs the "
+                                             "source's own classifier; source source has none"):
+        testing.check_estimator("leep", source=("timm", {"model": "test_resnet", "pretrained": False,
+                                                         "input_size": 16}), cache_dir=tmp_path)
+
+
+class HeadlessTiny(testing.TinySource):
+    """A source that can only tell it has no classifier once built."""
+
+    name = "headless-tiny"
+
+    def build(self, params, env, pretrained=True):
+        model = super().build(params, env, pretrained)
+        model.source_head = None
+        return model
+
+
+def test_leep_without_a_source_classifier_found_when_built_is_not_applicable(tmp_path):
+    record = testing.check_estimator("leep", source=HeadlessTiny(), cache_dir=tmp_path)
     assert record["details"]["not_applicable"].startswith("leep needs the source's own classifier")
     assert record["metrics"]["score"] is None and record["status"] == "ok"
 
@@ -90,11 +107,10 @@ def test_suite_with_estimators(write_suite, cli, tmp_path):
     result = cli("run", str(write_suite(SUITE)), "--out", str(out))
     assert result.returncode == 0, result.stderr + result.stdout
     estimates = [json.loads(p.read_text()) for p in (out / "estimates").glob("*.json")]
-    assert len(estimates) == 3 * 2 * 2  # sources x estimators x seeds
+    assert len(estimates) == 3 * 2 * 2 - 2  # sources x estimators x seeds, but LEEP on rand is left out:
+    assert "left out: rand → d · leep: leep needs the source's own classifier; source rand has none" in result.stderr
     assert all(r["kind"] == "estimate" and r["status"] == "ok" for r in estimates)
-    leep_rand = [r for r in estimates if r["spec"]["source"]["id"] == "rand" and
-                 r["spec"]["estimator"]["id"] == "leep"]
-    assert all(r["details"]["not_applicable"] for r in leep_rand)
+    assert not [r for r in estimates if r["spec"]["source"]["id"] == "rand" and r["spec"]["estimator"]["id"] == "leep"]
     runs = list((out / "runs").glob("*.json"))
     assert len(runs) == 3 * 2
     leaderboard = (out / "leaderboard.md").read_text()

@@ -63,7 +63,8 @@ def test_cache_dir_that_is_a_file(write_suite, cli, tmp_path):
 def test_a_target_with_one_class_is_refused(write_suite, cli, tmp_path):
     suite = write_suite(SUITE.replace("classes = [0, 1, 2]", "classes = [4]"))
     result = cli("run", str(suite), "--out", str(tmp_path / "out"))
-    one_line_error(result, "targets[0] (d): a target needs at least 2 classes, it has 1")
+    one_line_error(result, "targets[0] (d): seed 0: a target needs at least 2 classes, it has 1 "
+                           "(the classification task)")
     assert not (tmp_path / "out").exists()
 
 

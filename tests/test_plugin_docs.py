@@ -55,23 +55,39 @@ def test_hook_section_explains_arguments_and_has_a_runnable_example(hook, tmp_pa
     module = f"docs_example_{hook}"
     (tmp_path / f"{module}.py").write_text(examples[0], encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = PluginRegistry.load([module], use_entry_points=False, strict=True)
+    # the example alone, beside the built-in task its targets and strategies are checked on
+    registry = PluginRegistry.load(["tlbench_builtin.classification", module], use_entry_points=False, strict=True)
     kind = HOOK_KINDS.get(hook)
     if kind is None:
         return  # a hook that registers no item kind: loading it without problems is the check
-    [registered] = registry.items(kind)
+    [registered] = [reg for reg in registry.items(kind) if reg.origin.plugin == module]
     from tlbench import testing
 
+    if kind == "task":  # a task is checked on the target the example registers with it
+        [target] = [reg for reg in registry.items("target") if reg.origin.plugin == module]
+        testing.check_task(registered.name, target=target.name, registry=registry, cache_dir=tmp_path / "cache")
+        return
     check = {"source": testing.check_source, "target": testing.check_target,
              "strategy": testing.check_strategy, "estimator": testing.check_estimator}[kind]
     check(registered.name, registry=registry, cache_dir=tmp_path / "cache")
 
 
+def files_in(text: str) -> dict[str, str]:
+    return {match.group(2).split("file=")[1].strip(): match.group(3)
+            for match in FENCE.finditer(text) if "file=" in match.group(2)}
+
+
 def tutorial_files() -> dict[str, str]:
     text = DOCS.read_text(encoding="utf-8")
-    tutorial = text[text.index("## Tutorial"):text.index("## Hooks")]
-    return {match.group(2).split("file=")[1].strip(): match.group(3)
-            for match in FENCE.finditer(tutorial) if "file=" in match.group(2)}
+    return files_in(text[text.index("## Tutorial"):text.index("## Hooks")])
+
+
+def pip_install(folder, site) -> None:
+    """`pip install .` as the tutorial says, into a private directory and offline."""
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", *isolation,
+                              "--target", str(site), str(folder)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
 
 
 def test_tutorial_from_an_empty_folder_to_tlbench_list(tmp_path):
@@ -82,11 +98,7 @@ def test_tutorial_from_an_empty_folder_to_tlbench_list(tmp_path):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(content, encoding="utf-8")
 
-    # `pip install .` as the tutorial says, into a private directory and offline
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", *isolation,
-                              "--target", str(site), str(folder)], capture_output=True, text=True, timeout=600)
-    assert install.returncode == 0, install.stderr
+    pip_install(folder, site)
 
     env = {"PYTHONPATH": str(site), "TLBENCH_STRICT_PLUGINS": "", "TLBENCH_DISABLE_PLUGINS": ""}
     listing = run_cli("list", env=env, timeout=300)
@@ -99,3 +111,45 @@ def test_tutorial_from_an_empty_folder_to_tlbench_list(tmp_path):
                            cwd=folder, capture_output=True, text=True, timeout=600,
                            env={**os.environ, **env})
     assert tests.returncode == 0, tests.stdout[-3000:]
+
+
+def test_a_task_type_written_from_the_docs_installs_conforms_and_runs(tmp_path):
+    """The worked task type of the docs, packaged as the tutorial packages a plugin:
+    `tlbench list` shows it, `check_task` passes, and a suite on its target runs end to
+    end, ranked by the task's own headline (MAE, lowest first), the linear probe left out."""
+    text = DOCS.read_text(encoding="utf-8")
+    files = files_in(text[text.index("## tlbench_register_tasks"):text.index("## tlbench_register_strategies")])
+    assert {"tlbench_counting.py", "suite.toml"} <= set(files)
+    folder, site = tmp_path / "tlbench-counting", tmp_path / "site"
+    folder.mkdir()
+    (folder / "tlbench_counting.py").write_text(files["tlbench_counting.py"], encoding="utf-8")
+    pyproject = tutorial_files()["pyproject.toml"].replace("tlbench-hello", "tlbench-counting")
+    pyproject = pyproject.replace('hello = "tlbench_hello"', 'counting = "tlbench_counting"')
+    (folder / "pyproject.toml").write_text(pyproject.replace("tlbench_hello", "tlbench_counting"), encoding="utf-8")
+    pip_install(folder, site)
+    env = {"PYTHONPATH": str(site), "TLBENCH_STRICT_PLUGINS": "1", "TLBENCH_DISABLE_PLUGINS": "",
+           "TLBENCH_CACHE_DIR": str(tmp_path / "cache")}
+
+    listing = run_cli("list", env=env, timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    tasks = listing.stdout[listing.stdout.index("tasks ("):listing.stdout.index("strategies (")]
+    assert "count" in tasks and "[tlbench-counting 0.1.0]" in tasks
+
+    check = subprocess.run([sys.executable, "-c", "from tlbench.testing import check_task; "
+                            "print(check_task('count', target='dot-count', epochs=1))"],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+    assert check.returncode == 0, check.stderr[-3000:]
+
+    (tmp_path / "suite.toml").write_text(files["suite.toml"], encoding="utf-8")
+    run = run_cli("run", str(tmp_path / "suite.toml"), "--out", str(tmp_path / "out"), env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "left out" in run.stderr and "linear-probe fits linear heads in closed form" in run.stderr
+    assert "test mae" in run.stdout
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(rows["task"]) == {"count"} and set(rows["metric"]) == {"mae"} and rows["test_mae"].notna().all()
+    assert (rows["higher_is_better"] == False).all()  # noqa: E712 (a column of numpy booleans)
+    ranked = [line for line in run.stdout.splitlines() if line.startswith("| 1 ")]
+    best = rows.groupby("strategy")["test_mae"].mean().idxmin()
+    assert ranked and best in ranked[0]

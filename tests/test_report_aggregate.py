@@ -15,32 +15,49 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlbench.run.execute import record_spec
+from tlbench_builtin.classification import Classification
+from tlbench_builtin.regression import Regression
+
 from tlbench.hashing import config_hash
-from tlbench.plan.matrix import RunSpec
-from tlbench.results.records import new_record
-from tlbench.report.aggregate import cell_table, complete_targets, overall_table
-from tlbench.report.frame import records_frame
-from tlbench.report.stats import paired_interval, t_interval
+from tlbench.plan.matrix import RunSpec, task_json
 from tlbench.plan.suite import Entry
+from tlbench.report.aggregate import cell_table, complete_targets, overall_table
+from tlbench.report.frame import frame_conflicts, records_frame
+from tlbench.report.stats import paired_interval, t_interval
+from tlbench.results.records import headline_spec, new_record, validate_record
+from tlbench.run.execute import record_spec
 
 T_975_2 = 4.302652729749464
 """Student t quantile 0.975 with 2 degrees of freedom (three seeds), from a table."""
 
 ARCHITECTURE = {"model": "resnet18", "input_size": 32}
 
+CLASSIFICATION = task_json(Classification, "1")
+REGRESSION = task_json(Regression, "1")
+"""The built-in task types as records carry them (regression: headline R², with MAE and RMSE)."""
+
 
 class RecordSet:
-    """Hand-made run records, paired with their same-seed baselines as the runner pairs them."""
+    """Hand-made run records, paired with their same-seed baselines as the runner pairs them.
 
-    def __init__(self, host: str = "lab-a"):
+    Each target has a task (`tasks`: target id → task as records carry it; classification
+    by accuracy unless named); `test` and `train` are values of that task's headline,
+    and the gap and NT are signed by its direction, as the runner signs them.
+    """
+
+    def __init__(self, host: str = "lab-a", tasks: dict[str, dict] | None = None):
         self.host = host
+        self.tasks = dict(tasks or {})
         self.records: dict[str, dict] = {}
         self.baselines: dict[tuple[str, int, str], dict] = {}
 
+    def task(self, target: str) -> dict:
+        return self.tasks.get(target, CLASSIFICATION)
+
     def _target(self, target: str, version: str, shots: int) -> Entry:
         classes = [5, 6, 7, 8, 9] if target.endswith("1") else [0, 1, 2, 3, 4]  # t1 and t2 differ
-        return Entry("target", target, "digits", version, {"classes": classes, "shots": shots, "name": target})
+        plugin = "digits" if self.task(target) == CLASSIFICATION else "table"
+        return Entry("target", target, plugin, version, {"classes": classes, "shots": shots, "name": target})
 
     def _record(self, spec: RunSpec, status: str, metrics: dict, host: str | None) -> dict:
         error = None if status == "ok" else {"type": "RuntimeError", "message": "boom", "traceback": "..."}
@@ -49,45 +66,53 @@ class RecordSet:
                                         "device": "cpu", "device_name": "Test CPU", "host": host or self.host,
                                         "git_revision": "0123abcd"},
                             started_at=f"2025-01-0{spec.seed + 1}T10:00:00+00:00",
-                            finished_at=f"2025-01-0{spec.seed + 1}T10:05:00+00:00")
+                            finished_at=f"2025-01-0{spec.seed + 1}T10:05:00+00:00", task=spec.task)
+        assert validate_record(record) == [], validate_record(record)
         self.records[spec.run_id] = record
         return record
 
     @staticmethod
-    def _metrics(test, train, wall, peak, n_train) -> dict:
+    def _sign(task: dict) -> float:
+        return 1.0 if headline_spec(task)["higher_is_better"] else -1.0
+
+    def _metrics(self, task: dict, test, train, wall, peak, n_train, extra: dict | None) -> dict:
         if test is None:
             return {}
-        metrics = {"test_accuracy": test, "wall_seconds": wall, "peak_memory_mb": peak, "n_train": n_train,
+        headline = task["headline"]
+        metrics = {f"test_{headline}": test, "wall_seconds": wall, "peak_memory_mb": peak, "n_train": n_train,
                    "n_test": 100, "trainable_params": 1000, "total_params": 5000}
         if train is not None:
-            metrics |= {"train_accuracy": train, "overfitting_gap": train - test}
-        return metrics
+            metrics |= {f"train_{headline}": train, "overfitting_gap": self._sign(task) * (train - test)}
+        return metrics | (extra or {})
 
     def baseline(self, target: str, seed: int, test: float | None, *, train=None, status="ok", data="v1",
-                 target_version="1", shots=10, host=None, wall=5.0, peak=50.0) -> dict:
+                 target_version="1", shots=10, host=None, wall=5.0, peak=50.0, extra=None) -> dict:
+        task = self.task(target)
         spec = RunSpec(Entry("source", "good", "pretrain", "1", {"model": "resnet18"}),
-                       self._target(target, target_version, shots),
+                       (("target", self._target(target, target_version, shots)),),
                        Entry("strategy", "scratch", "full-finetune", "1", {"epochs": 15}), seed, init="random",
                        baseline=True, architecture=ARCHITECTURE,
-                       content_hash=config_hash([target, data, shots, seed]))
-        record = self._record(spec, status, self._metrics(test, train, wall, peak, shots * 5), host)
+                       content_hashes=(config_hash([target, data, shots, seed]),), task=task)
+        record = self._record(spec, status, self._metrics(task, test, train, wall, peak, shots * 5, extra), host)
         self.baselines[(target, seed, data)] = record
         return record
 
     def run(self, source: str, strategy: str, target: str, seed: int, test: float | None, *, train=None,
             status="ok", data="v1", strategy_version="1", target_version="1", shots=10, host=None,
-            wall=1.0, peak=100.0, store_nt=True) -> dict:
+            wall=1.0, peak=100.0, store_nt=True, extra=None) -> dict:
+        task = self.task(target)
         baseline = self.baselines.get((target, seed, data))
         spec = RunSpec(Entry("source", source, "pretrain", "1", {"model": "resnet18", "tag": source}),
-                       self._target(target, target_version, shots),
+                       (("target", self._target(target, target_version, shots)),),
                        Entry("strategy", strategy, strategy, strategy_version, {"lr": 0.001}), seed,
                        architecture=ARCHITECTURE, source_fingerprint=f"weights-of-{source}",
-                       content_hash=config_hash([target, data, shots, seed]),
-                       baseline_run_id=baseline["run_id"] if baseline else None)
-        metrics = self._metrics(test, train, wall, peak, shots * 5)
+                       content_hashes=(config_hash([target, data, shots, seed]),),
+                       baseline_run_id=baseline["run_id"] if baseline else None, task=task)
+        metrics = self._metrics(task, test, train, wall, peak, shots * 5, extra)
         if store_nt and baseline and baseline["status"] == "ok" and status == "ok":
-            metrics |= {"baseline_test_accuracy": baseline["metrics"]["test_accuracy"],
-                        "negative_transfer": test - baseline["metrics"]["test_accuracy"]}
+            key = f"test_{task['headline']}"
+            metrics |= {f"baseline_{key}": baseline["metrics"][key],
+                        "negative_transfer": self._sign(task) * (test - baseline["metrics"][key])}
         return self._record(spec, status, metrics, host)
 
     def write(self, directory: Path) -> Path:
@@ -122,7 +147,8 @@ def fixed_records(host: str = "lab-a") -> RecordSet:
 
 @pytest.fixture(scope="module")
 def tables():
-    frame, conflicts = records_frame(list(fixed_records().records.values()))
+    frame = records_frame(list(fixed_records().records.values()))
+    conflicts = frame_conflicts(frame)
     cells = cell_table(frame)
     return frame, conflicts, cells, overall_table(cells)
 
@@ -203,7 +229,7 @@ def test_not_separable_from_best():
     for seed, (a, b) in enumerate([(0.80, 0.78), (0.72, 0.74), (0.76, 0.74)]):
         rs.run("a", "lp", "t", seed, a)
         rs.run("b", "lp", "t", seed, b)
-    frame, _ = records_frame(list(rs.records.values()))
+    frame = records_frame(list(rs.records.values()))
     cells = cell_table(frame)
     assert cell(cells, "t", "b", "lp")["vs_best"] == "not separable from best"
     assert cell(cells, "t", "a", "lp")["vs_best"] == "best"
@@ -221,9 +247,9 @@ def test_missing_cell_is_shown_not_averaged(tables):
     assert rows[("bad", "lp")]["coverage"] == "1/2 targets"
     assert rows[("good", "lp")]["coverage"] == "2/2 targets"
     # t2 is incomplete (bad · lp has no result there), so means and ranks use t1 alone
-    assert rows[("good", "lp")]["mean_accuracy"] == pytest.approx(0.85)
-    assert rows[("good", "ft")]["mean_accuracy"] == pytest.approx(1.64 / 3)
-    assert rows[("bad", "lp")]["mean_accuracy"] == pytest.approx(0.44)
+    assert rows[("good", "lp")]["mean_headline"] == pytest.approx(0.85)
+    assert rows[("good", "ft")]["mean_headline"] == pytest.approx(1.64 / 3)
+    assert rows[("bad", "lp")]["mean_headline"] == pytest.approx(0.44)
     assert [rows[k]["mean_rank"] for k in [("good", "lp"), ("good", "ft"), ("bad", "lp")]] == [1.0, 2.0, 3.0]
     assert all(r["compared_on"] == 1 for r in rows.values())
     assert list(overall["strategy"]) == ["lp", "ft", "lp"]
@@ -235,7 +261,7 @@ def test_entry_without_any_record_on_a_target_is_missing():
         rs.run("a", "lp", "t1", seed, 0.8)
         rs.run("a", "lp", "t2", seed, 0.6)
         rs.run("b", "lp", "t1", seed, 0.7)
-    frame, _ = records_frame(list(rs.records.values()))
+    frame = records_frame(list(rs.records.values()))
     cells = cell_table(frame)
     nothing = cell(cells, "t2", "b", "lp")
     assert nothing["n_runs"] == 0 and nothing["n_seeds"] == 0
@@ -243,7 +269,7 @@ def test_entry_without_any_record_on_a_target_is_missing():
     b = overall[overall["source"] == "b"].iloc[0]
     a = overall[overall["source"] == "a"].iloc[0]
     assert b["coverage"] == "1/2 targets"
-    assert a["mean_accuracy"] == pytest.approx(0.8)  # t1 only: never 0.7 averaged with a missing t2
+    assert a["mean_headline"] == pytest.approx(0.8)  # t1 only: never 0.7 averaged with a missing t2
 
 
 def test_mean_rank_is_borda_over_complete_targets():
@@ -252,7 +278,7 @@ def test_mean_rank_is_borda_over_complete_targets():
     for target, by_source in scores.items():
         for source, value in by_source.items():
             rs.run(source, "lp", target, 0, value)
-    frame, _ = records_frame(list(rs.records.values()))
+    frame = records_frame(list(rs.records.values()))
     overall = overall_table(cell_table(frame)).set_index("source")
     # t1 ranks a=1 b=2 c=3; t2 ranks b=c=1.5 (tie), a=3
     assert overall.loc["a", "mean_rank"] == pytest.approx(2.0)
@@ -266,7 +292,7 @@ def test_different_strategy_versions_are_separate_entries():
     for seed in range(2):
         rs.run("a", "lp", "t", seed, 0.8)
         rs.run("a", "lp", "t", seed, 0.4, strategy_version="2")
-    frame, _ = records_frame(list(rs.records.values()))
+    frame = records_frame(list(rs.records.values()))
     cells = cell_table(frame)
     assert sorted(cells["variant_note"]) == ["strategy v1", "strategy v2"]
     assert sorted(cells["test_mean"]) == [pytest.approx(0.4), pytest.approx(0.8)]  # never pooled to 0.6

@@ -2,7 +2,8 @@
 
 The page must show its tables, sort a table when a column header is clicked, show its
 figures as images that loaded, request nothing from any network, and run nothing that a
-record smuggled in. Without chromium the test is skipped locally and fails under CI
+record smuggled in — also on a page that mixes task types, whose tables sort by metrics
+that may be negative (R²) or better when lower (MAE). Without chromium the test is skipped locally and fails under CI
 (`CI` set), where .ci/run installs it.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_report_aggregate import fixed_records
 from test_report_html import SCRIPT
+from test_report_tasks import mixed_records
 
 from tlbench.report import build_report
 
@@ -30,7 +32,8 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser_page(tmp_path_factory):
+def browser(tmp_path_factory):
+    """One headless chromium for the module (playwright runs one sync session at a time)."""
     executable = chromium_path()
     if executable is None:
         message = "chromium is not installed (apt-get install -y chromium)"
@@ -39,26 +42,43 @@ def browser_page(tmp_path_factory):
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")), executable_path=executable, headless=True, args=ARGS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def opened(browser, page_path: Path):
+    """The page, with every request, console error and dialog it caused."""
+    page = browser.new_page()
+    requests, errors, dialogs = [], [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(page_path.as_uri())
+    page.wait_for_load_state("load")
+    return page, page_path, requests, errors, dialogs
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     records = fixed_records()
     records.run(f"evil{SCRIPT}", "lp", "t1", 0, 0.3)  # a name that must stay text
     build_report([records.write(root / "in")], root / "out", title="browser")
-    page_path = root / "out" / "leaderboard.html"
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(root / "profile"), executable_path=executable, headless=True, args=ARGS)
-        try:
-            page = context.new_page()
-            requests, errors, dialogs = [], [], []
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.goto(page_path.as_uri())
-            page.wait_for_load_state("load")
-            yield page, page_path, requests, errors, dialogs
-        finally:
-            context.close()
+    return opened(browser, root / "out" / "leaderboard.html")
+
+
+@pytest.fixture(scope="module")
+def mixed_page(browser, tmp_path_factory):
+    """Targets of three task types: classification, regression (R² below 0) and an error (MAE)."""
+    root = tmp_path_factory.mktemp("browser-mixed")
+    build_report([mixed_records().write(root / "in")], root / "out", title="mixed")
+    return opened(browser, root / "out" / "leaderboard.html")
 
 
 def column_texts(page, table_id: str, index: int) -> list[str]:
@@ -124,3 +144,29 @@ def test_nothing_is_fetched_and_nothing_smuggled_runs(browser_page):
     assert page.locator("script").count() == 1
     assert page.get_by_text(f"evil{SCRIPT}").count() >= 1  # shown as text
     assert Path(page_path).is_file()
+
+
+def header_index(page, table_id: str, header: str) -> int:
+    return [h.strip() for h in page.locator(f"#{table_id} thead th").all_inner_texts()].index(header)
+
+
+def test_mixed_task_types_page_loads_and_sorts_by_its_metrics(mixed_page):
+    page, _, requests, errors, dialogs = mixed_page
+    assert errors == [] and dialogs == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    assert page.locator("h2", has_text="Task type:").count() == 3
+    assert page.locator("figure img").count() == 6  # headline and NT per task type
+    # R² can be negative: the across-targets mean r2 sorts as a number, negatives first
+    index = header_index(page, "overall-table-regression", "mean r2")
+    page.locator("#overall-table-regression thead th").nth(index).locator("button").click()
+    values = [float(v) for v in column_texts(page, "overall-table-regression", index)]
+    assert values == sorted(values) and values[0] < 0
+    # an error sorts the same way: ascending puts the best (lowest) first
+    table = page.locator("#task-counting table[id^=target-]").first.get_attribute("id")
+    index = header_index(page, table, "test mae (mean ± std)")
+    header = page.locator(f"#{table} thead th").nth(index)
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    means = [float(v.split(" ± ")[0]) for v in column_texts(page, table, index)]
+    assert means == sorted(means)
+    assert column_texts(page, table, 1)[0] == "good"  # the lowest error, ranked 1

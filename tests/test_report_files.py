@@ -63,10 +63,16 @@ def test_summary_json_has_cells_overall_and_provenance(report):
     assert cells[("t1", "bad", "lp")]["nt_mean"] == pytest.approx(-0.11)
     missing = cells[("t2", "bad", "lp")]
     assert missing["n_seeds"] == 0 and missing["test_mean"] is None and missing["vs_best"] == "missing"
+    assert {(c["task"], c["metric"], c["higher_is_better"]) for c in summary["cells"]} == {
+        ("classification", "accuracy", True)}
     overall = {(r["source"], r["strategy"]): r for r in summary["overall"]}
     assert overall[("bad", "lp")]["coverage"] == "1/2 targets"
+    assert overall[("good", "lp")]["mean_headline"] == pytest.approx(0.85) and overall[("good", "lp")]["task"] == \
+        "classification"
     meta = summary["meta"]
     assert meta["title"] == "fixed" and meta["complete_targets"] == ["t1"]
+    assert meta["task_types"] == [{"task": "classification", "metric": "accuracy", "higher_is_better": True,
+                                   "low": 0.0, "high": 1.0, "targets": ["t1", "t2"], "complete_targets": ["t1"]}]
     machine = meta["provenance"]["machines"][0]
     assert machine["host"] == "lab-a" and machine["runs"] == 24 and machine["devices"] == ["cpu (Test CPU)"]
     assert machine["first"].startswith("2025-01-01") and machine["last"].startswith("2025-01-03")
@@ -89,6 +95,35 @@ def test_markdown_shows_missing_cells_and_flags(report):
     across = lines[lines.index("## Across targets"):]
     assert any("| bad " in line and "1/2 targets" in line and "0.440" in line for line in across)
     assert "machine lab-a: 24 runs (21 ok)" in markdown
+
+
+GOLDEN_DEFINITIONS = (
+    "Test accuracy is top-1 on the target's test split at the checkpoint selected on validation; ± is the standard "
+    "deviation over seeds and the 95% CI a Student-t interval for the mean. \"vs best\" is the paired per-seed "
+    "difference to the best cell of the target: ≈ best when its 95% interval reaches 0, so the two are not "
+    "separable with these seeds. Gap = train − test accuracy. NT = test accuracy − that of the same-seed "
+    "from-scratch baseline; flagged as negative transfer only when its paired 95% interval lies below 0. A "
+    "missing cell has no successful run; it is shown, never averaged away.")
+GOLDEN_TARGET_HEADER = (
+    "| rank   | source              | strategy   | test acc (mean ± std)   | 95% CI         | vs best [95% CI]   "
+    "                | seeds   | train acc   | gap (train − test)   | NT vs scratch [95% CI]                    "
+    "| wall s   | peak MB   |")
+GOLDEN_ACROSS_HEADER = "| source   | strategy   | coverage    | mean acc   | mean rank   | best or ≈ best   |"
+"""tlbench 0.1's leaderboard of `fixed_records`, by heart: classification reads as it always has."""
+
+
+def test_classification_leaderboard_reads_as_in_tlbench_0_1(report):
+    built, _ = report
+    lines = built.markdown.splitlines()
+    assert lines[4] == GOLDEN_DEFINITIONS
+    assert [line for line in lines if line.startswith("## ")] == [
+        "## Target: t1 (n_train = 50)", "## Target: t2 (n_train = 50)", "## Across targets", "## Provenance"]
+    assert lines[lines.index("## Target: t1 (n_train = 50)") + 2] == GOLDEN_TARGET_HEADER
+    assert lines[lines.index("## Across targets") + 4] == GOLDEN_ACROSS_HEADER
+    assert lines[lines.index("## Across targets") + 2] == (
+        "Mean accuracy and mean rank are over the 1 of 2 targets on which every entry has results (t1); they are "
+        "never averaged over missing cells. Baselines are not ranked.")
+    assert "Ranked by" not in built.markdown and "Task type" not in built.markdown
 
 
 def test_report_from_many_directories_and_cli(tmp_path, cli):

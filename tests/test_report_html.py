@@ -130,3 +130,31 @@ def test_tables_are_sortable_with_numeric_keys(built):
     assert all("sortable" in t["class"] for t in tables)
     headers = [attrs for tag, attrs in page.tags if tag == "th"]
     assert {h["data-type"] for h in headers} == {"number", "text"}
+
+
+def test_task_and_metric_names_are_inert_too(tmp_path):
+    """Headers, headings, captions and figure ids name the task and its metric, which
+    come from records like every other name."""
+    metric = f"m$x$|`<b>x</b>"
+    task = {"name": f"task{SCRIPT}", "version": "1", "headline": metric,
+            "metrics": [{"name": metric, "higher_is_better": False, "low": None, "high": None, "description": ""}]}
+    rs = RecordSet(tasks={"h1": task})
+    for seed in range(2):
+        rs.baseline("h1", seed, 1.0)
+        rs.baseline("t1", seed, 0.5)
+        rs.run("a", "lp", "h1", seed, 2.0 + seed)
+        rs.run("a", "lp", "t1", seed, 0.7)
+    build_report([rs.write(tmp_path / "in")], tmp_path / "out")
+    html = (tmp_path / "out" / "leaderboard.html").read_text(encoding="utf-8")
+    page = Page()
+    page.feed(html)
+    assert SCRIPT not in html and "<b>x" not in html
+    assert [tag for tag, _ in page.tags].count("script") == 1 and [tag for tag, _ in page.tags].count("b") == 0
+    text = "".join(page.text)
+    assert f"Task type: task{SCRIPT} — headline {metric} (lower is better)" in text
+    assert f"test {metric} (mean ± std)" in text
+    ids = [attrs["id"] for _, attrs in page.tags if "id" in attrs]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[A-Za-z0-9-]+", i) for i in ids), ids
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "<script" not in markdown and "<b>" not in markdown
+    assert "## Task type: task&lt;script&gt;" in markdown and "test m$x$\\|\\`&lt;b&gt;x&lt;/b&gt; (mean ± std)" in markdown

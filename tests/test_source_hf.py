@@ -143,7 +143,7 @@ def test_text_encoder_pickles_and_works_in_dataloader_workers(tiny_bert, env, hf
     assert direct["input_ids"].shape[1] <= 8
     again = pickle.loads(pickle.dumps(built.encode))(texts)
     assert all(torch.equal(direct[k], again[k]) for k in direct)
-    batches = SplitBatches(texts, np.zeros(len(texts), dtype=np.int64), built.encode, torch.device("cpu"),
+    batches = SplitBatches(texts, None, built.encode, torch.device("cpu"),
                            batch_size=5, num_workers=2, cache_bytes=0)
     built.backbone.eval()
     with torch.no_grad():

@@ -13,6 +13,7 @@ import torch
 from tlbench.api import Env
 from tlbench.params import resolve_params
 from tlbench.plan.planner import plan
+from tlbench_builtin.classification import Classification
 from tlbench.plugins import Origin, PluginRegistry
 from tlbench.plan.suite import load_suite
 from tlbench_builtin.imagefolder import ImageFolder
@@ -73,6 +74,7 @@ def test_fingerprint_follows_the_version_of_the_pretraining_target(cache_dir, im
         target = type("Folder", (ImageFolder,), {"name": "folder", "version": version})()
         registry = PluginRegistry()
         registry.add(target, Origin(plugin="test"))
+        registry.add(Classification(), Origin(plugin="test"))
         params = pretrain_params("folder", {"path": str(images[0].parent.parent)})
         return Pretrain().fingerprint(params, Env(cache_dir=cache_dir, registry=registry))
 

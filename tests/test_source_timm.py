@@ -238,7 +238,7 @@ def test_encoder_is_picklable_and_works_in_dataloader_workers(env, hf_offline):
     images = [rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8) for i in range(6)]
     direct = built.encode(images)
     assert torch.equal(pickle.loads(pickle.dumps(built.encode))(images), direct)
-    batches = SplitBatches(images, np.zeros(6, dtype=np.int64), built.encode, torch.device("cpu"),
+    batches = SplitBatches(images, None, built.encode, torch.device("cpu"),
                            batch_size=4, num_workers=2, cache_bytes=0)
     streamed = torch.cat([inputs for inputs, _ in batches.batches()])
     assert torch.equal(streamed, direct)

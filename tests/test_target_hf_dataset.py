@@ -1,4 +1,7 @@
-"""The `hf-dataset` target on local parquet, csv and image-folder files made here, offline."""
+"""The `hf-dataset` target on local parquet, csv and image-folder files made here, offline.
+
+(Multilabel and regression targets: tests/test_target_tasks_hf_dataset.py.)
+"""
 
 from __future__ import annotations
 
@@ -246,3 +249,39 @@ def test_cli_suite_with_a_missing_data_set_stops_before_any_run(cli, write_suite
     errors = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("tlbench: warning:")]
     assert len(errors) == 1 and "targets[0] (pets)" in errors[0] and "timm/oxford-iiit-pet" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def fake_png(index: int) -> bytes:
+    """Bytes that stand for an image: the target writes image cells out as they are and
+    decodes nothing, and fixed bytes keep the hashes below independent of the PNG encoder."""
+    return b"\x89PNG\r\n\x1a\n" + f"image {index}".encode()
+
+
+def test_classification_content_hashes_are_what_they_were(tmp_path, env, hf_offline):
+    """Computed before the task parameter existed: classification targets keep their
+    labels, class names and examples, so their content hashes (and run ids) do not change."""
+    import pandas as pd
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    from tlbench.plugins import PluginRegistry
+
+    names = ["neg", "pos", "mixed"]
+    pd.DataFrame({"sentence": [f"sentence {i}" for i in range(60)],
+                  "label": [names[i % 3] for i in range(60)]}).to_csv(tmp_path / "text.csv", index=False)
+    features = Features({"picture": Image(), "kind": ClassLabel(names=CLASSES)})
+    Dataset.from_dict({"picture": [{"bytes": fake_png(i), "path": None} for i in range(30)],
+                       "kind": [i % 3 for i in range(30)]}, features=features).to_parquet(
+        str(tmp_path / "images.parquet"))
+    label_bytes = PluginRegistry.load().get("task", "classification").item.label_bytes
+
+    def content_hash(seed, **given):
+        data = load(env, **given)
+        assert data.task == "classification"
+        return splits_content_hash(data.splits(seed), label_bytes)[0], data.class_names
+
+    assert content_hash(0, path=str(tmp_path / "text.csv"), shots=4) == (
+        "e509e20ffcc51f2c7d04681f4e935b1ae078ba6b2b65e593cbc0eb9dbfe6f524", ["mixed", "neg", "pos"])
+    assert content_hash(1, path=str(tmp_path / "text.csv"), n_train=20) == (
+        "54e684a80489afb6b440174392446010bae39c28483ada1763b799e5a418d958", ["mixed", "neg", "pos"])
+    assert content_hash(0, path=str(tmp_path / "images.parquet"), shots=3) == (
+        "2db7fc1b5a3156dbd9ae436b1e83c85198a1401bd04d9fca47c2db7ccdddcd2a", CLASSES)

@@ -1,4 +1,7 @@
-"""The `imagefolder` target: class folders on disk, with or without split folders."""
+"""The `imagefolder` target: class folders on disk, with or without split folders.
+
+(Multilabel and regression from a labels file: tests/test_target_tasks_imagefolder.py.)
+"""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def test_split_folders_are_used_as_given(tmp_path, env):
     make_images(tmp_path / "data" / "validation", {"a": 2, "b": 2}, seed=2, suffix=".jpg")
     make_images(tmp_path / "data" / "test", {"a": 3, "b": 3}, seed=3)
     data = load(env, path=str(tmp_path / "data"))
-    assert data.split_folders == {"train": "train", "val": "validation", "test": "test"}
+    assert data.origins == {"train": "train", "val": "validation", "test": "test"}
     splits = data.splits(0)
     assert [len(splits.train), len(splits.val), len(splits.test)] == [10, 4, 6]
     assert all(p.suffix == ".jpg" for p in splits.val.examples)
@@ -97,3 +100,25 @@ def test_images_encode_through_a_timm_source(tmp_path, env):
     built = item.build(resolve_params(item.params, {"model": "test_resnet", "pretrained": False,
                                                      "input_size": 32}, "test"), env)
     assert tuple(built.encode(splits.train.examples).shape) == (len(splits.train), 3, 32, 32)
+
+
+def fake_png(name: str) -> bytes:
+    """Bytes that stand for an image: the target hashes files by their bytes and decodes
+    nothing, and fixed bytes keep the hash below independent of the PNG encoder."""
+    return b"\x89PNG\r\n\x1a\n" + f"image {name}".encode()
+
+
+def test_classification_content_hash_is_what_it_was(tmp_path, env):
+    """Computed before the task parameter existed: class-folder targets keep their
+    labels, their examples and so their content hashes (and run ids)."""
+    from tlbench.plugins import PluginRegistry
+
+    for name in "abc":
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(8):
+            (tmp_path / "folder" / name / f"{i}.png").write_bytes(fake_png(f"{name}{i}"))
+    label_bytes = PluginRegistry.load().get("task", "classification").item.label_bytes
+    data = load(env, path=str(tmp_path / "folder"), shots=2)
+    assert data.task == "classification" and data.class_names == ["a", "b", "c"]
+    assert splits_content_hash(data.splits(0), label_bytes)[0] == \
+        "eedace69f4a166a585df394429839fcb20ab4a72dd4e2667cdbca73a7d75f5f9"

@@ -8,8 +8,28 @@ sha is the recorded revision. A local file's revision is its sha256; a directory
 digest of its listing.
 
 Columns: `input_column` (an image or a text column) and `label_column` are found when
-they are unambiguous (an Image column; text/sentence/content; label/labels or the only
-ClassLabel). Split mapping, few-shot draws and carving follow `split_sampling`.
+they are unambiguous (an Image column; text/sentence/content; label/labels, or the only
+ClassLabel, or for multilabel the only list of ClassLabel). Split mapping, few-shot
+draws and carving follow `split_sampling`.
+
+Task types (`task`): the labels of a data set are not only class ids, and the data set
+says which only in part (a float column may be a class code or a value to predict), so
+the suite says it:
+
+- `classification` (the default, and tlbench 0.1's behaviour, unchanged): one class per
+  example from `label_column`: a ClassLabel's names, or the sorted distinct plain values
+  (missing values and negative integers mark unlabelled examples, which a split used for
+  training or scoring may not have).
+- `multilabel`: `label_column` holds a list per example (a ``Sequence(ClassLabel)``, whose
+  names are the classes, or a list of values, whose sorted distinct values are), or
+  `label_columns` names one 0/1 column per class (the class names are the column names).
+- `regression`: `label_column` names one numeric column, or `label_columns` several (one
+  predicted value each, named after its column).
+
+Multilabel and regression labels are read by `table_labels`; a missing label (None or
+NaN) there is an error naming the split and how many, never an unlabelled example.
+Per-class draws (`shots`, `val_shots`) are classification's alone; the other tasks draw
+by count (`n_train`, `n_val`, `protocol`).
 
 Image examples are files: images stored inside the data set (parquet bytes) are
 written once, content-addressed, under ``<tlbench cache>/hf-dataset/images/``, so a
@@ -31,6 +51,8 @@ from tlbench.params import Param
 
 from .hf_extra import require_hf_extra
 from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
+from .table_labels import (TASK_PARAM, LabelTable, TaskLabels, check_label_columns, multi_hot_columns,
+                           multi_hot_lists, value_columns)
 
 FORMATS = ("parquet", "csv", "json", "arrow", "imagefolder")
 _SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
@@ -155,38 +177,136 @@ def _split_map(params: dict, available: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _pick_columns(params: dict, features) -> tuple[str, str, str]:
-    """(input column, label column, modality)."""
+def _list_item(feature):
+    """The item feature of a list feature (``Sequence``, ``List``, ``LargeList`` or a
+    plain ``[feature]``), or None for any other feature."""
     import datasets
 
+    if isinstance(feature, list):
+        return feature[0] if len(feature) == 1 else None
+    kinds = tuple(kind for kind in (getattr(datasets, name, None) for name in ("Sequence", "List", "LargeList"))
+                  if isinstance(kind, type))
+    return getattr(feature, "feature", None) if isinstance(feature, kinds) else None
+
+
+def _typical_label(feature, task: str) -> bool:
+    """Whether a column's feature is what the task's labels usually are (found when alone)."""
+    import datasets
+
+    if task == "classification":
+        return isinstance(feature, datasets.ClassLabel)
+    if task == "multilabel":
+        return isinstance(_list_item(feature), datasets.ClassLabel)
+    return False
+
+
+def _pick_labels(params: dict, features) -> list[str]:
+    """The label columns: `label_columns`, or `label_column` given or found."""
     columns = list(features)
+    if params["label_columns"]:
+        missing = [c for c in params["label_columns"] if c not in features]
+        if missing:
+            raise ParamError(f"label_columns: no column {missing[0]!r}; the data set has {', '.join(columns)}")
+        return list(params["label_columns"])
     label = params["label_column"]
     if label is None:
         label = next((c for c in _LABEL_COLUMNS if c in features), None)
-        class_labels = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
-        if label is None and len(class_labels) == 1:
-            label = class_labels[0]
+        typical = [c for c, f in features.items() if _typical_label(f, params["task"])]
+        if label is None and len(typical) == 1:
+            label = typical[0]
         if label is None:
+            or_columns = "" if params["task"] == "classification" else " (or set label_columns)"
             raise ParamError(f"label_column: cannot tell which column holds the labels; set it to one of "
-                             f"{', '.join(columns)}")
+                             f"{', '.join(columns)}{or_columns}")
     elif label not in features:
         raise ParamError(f"label_column: no column {label!r}; the data set has {', '.join(columns)}")
+    return [label]
+
+
+def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
+    """(input column, label columns, modality)."""
+    import datasets
+
+    columns = list(features)
+    labels = _pick_labels(params, features)
     column = params["input_column"]
     if column is None:
         images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
-        texts = [c for c in _TEXT_COLUMNS if c in features and c != label]
+        texts = [c for c in _TEXT_COLUMNS if c in features and c not in labels]
         column = images[0] if len(images) == 1 else (texts[0] if not images and texts else None)
         if column is None:
             raise ParamError(f"input_column: cannot tell which column holds the inputs; set it to one of "
-                             f"{', '.join(c for c in columns if c != label)}")
+                             f"{', '.join(c for c in columns if c not in labels)}")
     elif column not in features:
         raise ParamError(f"input_column: no column {column!r}; the data set has {', '.join(columns)}")
     feature = features[column]
     if isinstance(feature, datasets.Image):
-        return column, label, "image"
+        return column, labels, "image"
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-        return column, label, "text"
+        return column, labels, "text"
     raise ParamError(f"input_column: column {column!r} holds {feature}, expected images or text")
+
+
+# ---------------------------------------------------------------------------- labels
+
+
+def _class_labels(raw: dict, feature, label_column: str, split_map: dict[str, str]) -> tuple[list[str], dict]:
+    """(class names, class ids per split) of a classification target: tlbench 0.1's rules,
+    kept as they were so classification content hashes do not change. `raw` maps our
+    split to the label column's values."""
+    import datasets
+    import numpy as np
+
+    if _list_item(feature) is not None:
+        raise ParamError(f"label_column: {label_column!r} holds a list per example; set task = \"multilabel\"")
+    if isinstance(feature, datasets.ClassLabel):
+        class_names = list(feature.names)
+        labels = {ours: np.asarray(values, dtype=np.int64) for ours, values in raw.items()}
+    else:  # plain values: classes are the sorted distinct values over the splits used;
+        # missing values and negative integers (the usual -1) mark unlabelled examples
+        def plain(value):
+            value = value.item() if hasattr(value, "item") else value
+            unlabelled = value is None or (isinstance(value, float) and value != value) or \
+                (isinstance(value, int) and value < 0)
+            return None if unlabelled else value
+
+        values = sorted({v for arr in raw.values() for v in map(plain, arr) if v is not None},
+                        key=lambda v: (str(type(v)), v))
+        index = {v: i for i, v in enumerate(values)}
+        class_names = [str(v) for v in values]
+        labels = {ours: np.asarray([index.get(plain(v), -1) for v in arr], dtype=np.int64)
+                  for ours, arr in raw.items()}
+    for ours, ids in labels.items():
+        bad = ids[(ids < 0) | (ids >= len(class_names))]
+        if len(bad):
+            raise ParamError(f"splits.{ours}: split {split_map[ours]!r} has {len(bad)} examples "
+                             f"without a valid label (e.g. {int(bad[0])}); map a labelled split to "
+                             f"{ours}, e.g. splits = {{ train = \"train\", test = \"validation\" }}")
+    if len(class_names) < 2:
+        raise ParamError(f"label_column: {label_column!r} has {len(class_names)} class; expected at least 2")
+    return class_names, labels
+
+
+def _task_labels(task: str, table: LabelTable, columns: list[str], features, several: bool) -> TaskLabels:
+    """Multilabel or regression labels from the data set's label `columns` (`several`:
+    named by `label_columns`, else one `label_column`)."""
+    import datasets
+
+    class_columns = [c for c in columns if isinstance(features[c], datasets.ClassLabel)]
+    list_columns = [c for c in columns if _list_item(features[c]) is not None]
+    if task == "regression" and (class_columns or list_columns):
+        held = "class labels" if class_columns else "a list per example"
+        raise ParamError(f"{table.param}: column {(class_columns or list_columns)[0]!r} holds {held}; the "
+                         f"regression task needs numbers")
+    if task == "regression":
+        return value_columns(table, columns)
+    if several:
+        return multi_hot_columns(table, columns)
+    item = _list_item(features[columns[0]])
+    if item is None:
+        raise ParamError(f"label_column: column {columns[0]!r} holds one value per example; the multilabel task "
+                         f"needs a list of classes per example, or label_columns (one 0/1 column per class)")
+    return multi_hot_lists(table, columns[0], list(item.names) if isinstance(item, datasets.ClassLabel) else None)
 
 
 # ---------------------------------------------------------------------------- images
@@ -228,48 +348,33 @@ def stored_image(value: dict, folder: Path) -> Path:
 class HFDatasetData(TargetData):
     def __init__(self, loaded, revision: str, params: dict, image_folder: Path):
         import datasets
-        import numpy as np
 
         self.params = params
+        self.task = params["task"]
         self.revision = revision
         self.image_folder = image_folder
         self.split_map = _split_map(params, list(loaded))
         first = loaded[self.split_map["train"]]
-        self.column, self.label_column, self.modality = _pick_columns(params, first.features)
+        self.column, self.label_columns, self.modality = _pick_columns(params, first.features)
+        self.label_column = None if params["label_columns"] else self.label_columns[0]
         self.datasets = {ours: loaded[theirs] for ours, theirs in self.split_map.items()}
         if self.modality == "image":  # read images as stored (bytes or a path), never decoded here
             self.datasets = {ours: ds.cast_column(self.column, datasets.Image(decode=False))
                              for ours, ds in self.datasets.items()}
-        label_feature = first.features[self.label_column]
-        raw = {ours: ds.with_format("numpy", columns=[self.label_column])[self.label_column]
-               for ours, ds in self.datasets.items()}
-        if isinstance(label_feature, datasets.ClassLabel):
-            self.class_names = list(label_feature.names)
-            self.labels = {ours: np.asarray(values, dtype=np.int64) for ours, values in raw.items()}
-        else:  # plain values: classes are the sorted distinct values over the splits used;
-            # missing values and negative integers (the usual -1) mark unlabelled examples
-            def plain(value):
-                value = value.item() if hasattr(value, "item") else value
-                unlabelled = value is None or (isinstance(value, float) and value != value) or \
-                    (isinstance(value, int) and value < 0)
-                return None if unlabelled else value
-
-            values = sorted({v for arr in raw.values() for v in map(plain, arr) if v is not None},
-                            key=lambda v: (str(type(v)), v))
-            index = {v: i for i, v in enumerate(values)}
-            self.class_names = [str(v) for v in values]
-            self.labels = {ours: np.asarray([index.get(plain(v), -1) for v in arr], dtype=np.int64)
-                           for ours, arr in raw.items()}
+        if self.task == "classification":
+            raw = {ours: ds.with_format("numpy", columns=[self.label_column])[self.label_column]
+                   for ours, ds in self.datasets.items()}
+            self.class_names, self.labels = _class_labels(raw, first.features[self.label_column],
+                                                          self.label_column, self.split_map)
+        else:
+            table = LabelTable(frames={ours: ds.select_columns(self.label_columns).to_pandas()
+                                       for ours, ds in self.datasets.items()},
+                               param="label_columns" if params["label_columns"] else "label_column",
+                               places={ours: f"split {theirs!r}" for ours, theirs in self.split_map.items()})
+            read = _task_labels(self.task, table, self.label_columns, first.features,
+                                several=bool(params["label_columns"]))
+            self.class_names, self.labels = read.class_names, read.by_split
         self.num_classes = len(self.class_names)
-        for ours, labels in self.labels.items():
-            bad = labels[(labels < 0) | (labels >= self.num_classes)]
-            if len(bad):
-                raise ParamError(f"splits.{ours}: split {self.split_map[ours]!r} has {len(bad)} examples "
-                                 f"without a valid label (e.g. {int(bad[0])}); map a labelled split to "
-                                 f"{ours}, e.g. splits = {{ train = \"train\", test = \"validation\" }}")
-        if self.num_classes < 2:
-            raise ParamError(f"label_column: {self.label_column!r} has {self.num_classes} class; "
-                             f"expected at least 2")
 
     def _examples(self, split: str, indices) -> list:
         rows = self.datasets[split].select(indices.tolist())
@@ -281,10 +386,24 @@ class HFDatasetData(TargetData):
         return sampled_splits(self.labels, self.params, seed, self.class_names, self._examples)
 
 
+def _check_labelling(params: dict) -> None:
+    """The task, its label parameters and the sampling agree (cheap; no data read)."""
+    task, columns = params["task"], params["label_columns"]
+    if columns is not None:
+        if task == "classification":
+            raise ParamError("label_columns: the classification task reads one label_column; label_columns is "
+                             "for task = \"multilabel\" (0/1 columns) or \"regression\" (numeric columns)")
+        if params["label_column"] is not None:
+            raise ParamError("label_column and label_columns: give one (a single column, or several)")
+        check_label_columns(columns, task)
+    check_sampling(params, task)
+
+
 class HFDataset(Target):
     name = "hf-dataset"
     version = "1"
-    description = "a Hugging Face data set (hub id or local parquet/csv/json/image folder), few-shot ready"
+    description = ("a Hugging Face data set (hub id or local parquet/csv/json/image folder): classification, "
+                   "multilabel or regression, few-shot ready")
     params = {
         "path": Param(str, help="hub data set id (org/name), or a local file or directory"),
         "name": Param(str, None, "the data set's configuration (subset) name"),
@@ -294,8 +413,13 @@ class HFDataset(Target):
         "format": Param(str, None, "builder for local files (default: from the file's suffix)",
                         choices=FORMATS),
         "input_column": Param(str, None, "column with the images or texts (default: found when unambiguous)"),
-        "label_column": Param(str, None, "column with the labels (default: label, labels or the only "
-                                         "ClassLabel)"),
+        "task": TASK_PARAM,
+        "label_column": Param(str, None, "column with the labels: class ids or values (classification), a list "
+                                         "of classes per example (multilabel), a number (regression); default: "
+                                         "label, labels or the only ClassLabel (multilabel: list of ClassLabel)"),
+        "label_columns": Param(list, None, "instead of label_column, for multilabel: one 0/1 column per class "
+                                           "(named after it); for regression: numeric columns, one predicted "
+                                           "value each", items=str, omit_default=True),
         "splits": Param(dict, {}, "our split -> the data set's split, e.g. { train = \"train\", test = "
                                   "\"validation\" }; unmapped val/test are carved from train "
                                   "(default: train, validation/valid/val/dev, test when present)"),
@@ -317,7 +441,7 @@ class HFDataset(Target):
             if not isinstance(value, str) and not (isinstance(value, list) and
                                                    all(isinstance(v, str) for v in value)):
                 raise ParamError(f"data_files.{key}: expected a file name, a glob or a list of them")
-        check_sampling(params)
+        _check_labelling(params)
         if _is_local(params):
             if not Path(params["path"]).expanduser().exists():
                 raise ResourceUnavailable(f"path: no such file or directory {params['path']!r}; point path at "
@@ -326,6 +450,13 @@ class HFDataset(Target):
         repo = _hub_repo(params)
         if repo.cached_snapshot() is None and not hub_online():
             raise repo.unavailable(_OFFLINE_HOW)
+
+    def task(self, params: dict) -> str:
+        return params["task"]
+
+    def modality(self, params: dict) -> str | None:
+        """None: an image or a text column, which only the data tells."""
+        return None
 
     def load(self, params: dict, env: Env) -> HFDatasetData:
         self.check(params, env)

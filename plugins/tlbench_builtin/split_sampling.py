@@ -18,6 +18,13 @@ Indices come back sorted, so the examples keep the data set's order and two load
 the same data give the same content hash. `sampled_splits` turns them into the
 target's `Splits`.
 
+Labels are indexed by rows only, so any task's labels can be drawn: class ids (n,),
+multi-hot rows (n, K), values (n,) or (n, k). Only the per-class draws (`shots`,
+`val_shots`) read them, and those need one class per example: for the other tasks
+`check_sampling` refuses them before any data is read (and `draw` again if the labels
+it is given are not class ids), pointing at the counts `n_train` and `n_val`, which draw
+without looking at labels.
+
 numpy is imported inside the functions: the targets import this module when they
 register, and `tlbench list` stays light.
 """
@@ -37,10 +44,11 @@ if TYPE_CHECKING:  # pragma: no cover
 VTAB_1K = {"n_train": 800, "n_val": 200}
 
 SAMPLING_PARAMS: dict[str, Param] = {
-    "shots": Param(int, None, "training examples per class (seeded draw); default: all", min=1),
+    "shots": Param(int, None, "training examples per class (seeded draw; classification only, else use "
+                              "n_train); default: all", min=1),
     "n_train": Param(int, None, "training examples in total (seeded, not stratified)", min=1),
-    "val_shots": Param(int, None, "few-shot validation examples per class (default: as many as shots)",
-                       min=1),
+    "val_shots": Param(int, None, "few-shot validation examples per class (default: as many as shots; "
+                                  "classification only, else use n_val)", min=1),
     "n_val": Param(int, None, "validation examples in total (default with n_train: a quarter of it)", min=1),
     "protocol": Param(str, None, "'vtab-1k': 800 training + 200 validation examples (sets n_train, n_val)",
                       choices=("vtab-1k",)),
@@ -93,9 +101,24 @@ def resolved(params: dict) -> dict:
     return out
 
 
-def check_sampling(params: dict) -> None:
-    """Reject settings that contradict each other (cheap; no data read)."""
+PER_CLASS = ("shots", "val_shots")
+"""The parameters that draw per class, which only class ids allow."""
+
+
+def per_class_refused(key: str, labels: str) -> ParamError:
+    """The one-line refusal of a per-class draw (`key`) for `labels` that are not class ids."""
+    counts = "n_train (and n_val)" if key == "shots" else "n_val"
+    return ParamError(f"{key}: per-class draws need one class per example, which {labels} do not have; "
+                      f"draw by count with {counts} instead")
+
+
+def check_sampling(params: dict, task: str = "classification") -> None:
+    """Reject settings that contradict each other or the target's `task` (cheap; no data read)."""
     given = {key for key in ("shots", "n_train", "val_shots", "n_val") if params.get(key) is not None}
+    if task != "classification":
+        per_class = [key for key in PER_CLASS if key in given]
+        if per_class:
+            raise per_class_refused(per_class[0], f"the {task} task's labels")
     if params.get("protocol") and given & {"shots", "n_train", "n_val"}:
         raise ParamError(f"protocol: {params['protocol']!r} sets the split sizes itself; remove "
                          f"{', '.join(sorted(given & {'shots', 'n_train', 'n_val'}))}")
@@ -141,6 +164,9 @@ def draw(pools: Pools, params: dict, seed: int, class_names: list[str]) -> Drawn
 
     settings = resolved(params)
     pool, pool_labels = pools.train, pools.train_labels
+    per_class = [key for key in PER_CLASS if settings[key] is not None]
+    if per_class and (pool_labels.ndim != 1 or pool_labels.dtype.kind not in "iu"):
+        raise per_class_refused(per_class[0], f"{pool_labels.dtype} labels of shape {pool_labels.shape}")
 
     def without(taken: np.ndarray):
         keep = ~np.isin(pool, taken)

@@ -88,7 +88,7 @@ def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = pr
 def _task_of(suite: Suite, index: int, target: Entry, item, data, registry: PluginRegistry):
     """The task of a loaded target, which must be the one its parameters declared."""
     declared = item.task(target.params)
-    if getattr(data, "task", "classification") != declared:
+    if data.task != declared:
         raise UserError(f"{suite.path}: targets[{index}] ({target.id}): {target.plugin} declared a "
                         f"{declared!r} task but loaded {data.task!r} labels (a bug in the target plugin)")
     return registry.get("task", declared).item

@@ -271,6 +271,16 @@ def _groups(data: dict, where: str, targets: tuple[Entry, ...]) -> tuple[Group, 
     return tuple(groups)
 
 
+def _baseline_id(registry: PluginRegistry, plugin: str) -> str:
+    """How reports name a baseline recipe given as a plugin: the plugin's own name when
+    it trains from scratch by itself, else 'scratch-<plugin>'."""
+    try:
+        random_init = getattr(registry.get("strategy", plugin).item, "init", "pretrained") == "random"
+    except PluginError:
+        random_init = False  # the entry's own check says the plugin is unknown
+    return plugin if random_init else f"scratch-{plugin}"
+
+
 def _baseline(data: dict, where: str, registry: PluginRegistry,
               strategies: tuple[Entry, ...]) -> Entry | None:
     """The from-scratch baseline recipe: [baseline] names a strategy entry or a plugin.
@@ -308,8 +318,7 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
                          f"{closest(str(ref), ids)}; known ids: {', '.join(ids)}")
     if "plugin" in table:
         given = {k: v for k, v in table.items() if k != "enabled"}
-        given.setdefault("id", given["plugin"] if str(given["plugin"]).startswith("scratch")
-                         else f"scratch-{given['plugin']}")
+        given.setdefault("id", _baseline_id(registry, str(given["plugin"])))
         return _entry(given, "strategy", f"{where}: baseline", registry)
     for entry in strategies:
         if getattr(registry.get("strategy", entry.plugin).item, "baseline_recipe", False):

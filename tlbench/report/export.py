@@ -1,5 +1,11 @@
 """The machine-readable outputs: results.csv, results.parquet (one row per run) and
-summary.json (cells, the view across targets, provenance and notes)."""
+summary.json (cells, the view across targets, provenance and notes).
+
+Every number is in its target's headline metric, so every cell and across-targets row
+in summary.json carries `task`, `metric` and `higher_is_better` (cells also the metric's
+range and `sign`), and `meta.task_types` lists the task types the report compares; the
+run tables name each metric by its own column (`test_accuracy`, `test_r2`...).
+"""
 
 from __future__ import annotations
 

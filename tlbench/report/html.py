@@ -1,5 +1,10 @@
 """leaderboard.html: one self-contained page, safe to open whoever wrote the records.
 
+The page is laid out as leaderboard.md is: with one task type, the across-targets
+table, the targets and the figures; with several, one section per task type holding
+its own across-targets table, targets and figures (ids suffixed by the task type's
+slug, so that every id stays unique and stable).
+
 Everything is inline (style, the small table sorter, the figures as PNG data URIs), so the
 file can be mailed or published as it is and opens without a network. Every string that
 comes from a suite, a plugin or a record goes through `esc`. On top of that the page
@@ -147,31 +152,9 @@ def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataF
     figures); with several, one section per task type holds its own across-targets
     table, its targets and its figures, as in leaderboard.md."""
     groups = task_groups(cells, overall)
-    several = len(groups) > 1
     parts = [f"<h1>tlbench leaderboard: {esc(meta['title'])}</h1>",
-             f'<p class="headline">{esc(meta["headline"])}</p>', f'<p class="defs">{esc(definitions(groups))}</p>',
-             _nav(groups) if several else
-             '<nav><a href="#overall">across targets</a><a href="#targets">by target</a>'
-             '<a href="#figures">figures</a><a href="#failures-section">failures</a>'
-             '<a href="#provenance">provenance</a><a href="#notes">notes</a></nav>']
-    if several:
-        numbers = itertools.count()
-        for group in groups:
-            parts.append(f'<section id="task-{esc(group.suffix)}"><h2>{esc(group.heading)}</h2>')
-            parts.append(f"<h3>Across {esc(group.task)} targets</h3>")
-            parts += _across(group, f"overall-table-{group.suffix}", several)
-            parts += _targets(group, numbers, "h3")
-            parts.append("<h3>Figures</h3>")
-            parts += _figures(group, figures) or [NO_FIGURES]
-            parts.append("</section>")
-    else:
-        parts.append('<section id="overall"><h2>Across targets</h2>')
-        parts += _across(groups[0], "overall-table", several) if groups else ["<p>No entries to compare.</p>"]
-        parts.append('</section><section id="targets"><h2>By target</h2>')
-        parts += _targets(groups[0], itertools.count(), "h3") if groups else ["<p>No records yet.</p>"]
-        parts.append('</section><section id="figures"><h2>Figures</h2>')
-        parts += (_figures(groups[0], figures) if groups else []) or [NO_FIGURES]
-        parts.append("</section>")
+             f'<p class="headline">{esc(meta["headline"])}</p>', f'<p class="defs">{esc(definitions(groups))}</p>']
+    parts += _by_task_type(groups, figures) if len(groups) > 1 else _one_task_type(groups, figures)
     parts.extend(sections)
     parts.append('<section id="failures-section"><h2>Failed runs</h2>')
     parts.append(failures_table(frame))
@@ -192,13 +175,36 @@ def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataF
 
 
 NO_FIGURES = "<p>No figures: no successful runs yet.</p>"
+PAGE_LINKS = '<a href="#failures-section">failures</a><a href="#provenance">provenance</a><a href="#notes">notes</a>'
 
 
-def _nav(groups: list[TaskGroup]) -> str:
+def _one_task_type(groups: list[TaskGroup], figures: dict[str, bytes | None]) -> list[str]:
+    """tlbench 0.1's layout: across targets, by target, figures (groups: none or one)."""
+    group = groups[0] if groups else None
+    return ['<nav><a href="#overall">across targets</a><a href="#targets">by target</a>'
+            f'<a href="#figures">figures</a>{PAGE_LINKS}</nav>',
+            '<section id="overall"><h2>Across targets</h2>',
+            *(_across(group, "overall-table", False) if group else ["<p>No entries to compare.</p>"]),
+            '</section><section id="targets"><h2>By target</h2>',
+            *(_targets(group, itertools.count(), "h3") if group else ["<p>No records yet.</p>"]),
+            '</section><section id="figures"><h2>Figures</h2>',
+            *((_figures(group, figures) if group else []) or [NO_FIGURES]),
+            "</section>"]
+
+
+def _by_task_type(groups: list[TaskGroup], figures: dict[str, bytes | None]) -> list[str]:
+    """One section per task type: its across-targets table, its targets, its figures."""
     links = "".join(f'<a href="#task-{esc(group.suffix)}">{esc(group.task)} ({esc(group.metric.name)})</a>'
                     for group in groups)
-    return (f"<nav>{links}<a href=\"#failures-section\">failures</a><a href=\"#provenance\">provenance</a>"
-            '<a href="#notes">notes</a></nav>')
+    parts = [f"<nav>{links}{PAGE_LINKS}</nav>"]
+    numbers = itertools.count()
+    for group in groups:
+        parts += [f'<section id="task-{esc(group.suffix)}"><h2>{esc(group.heading)}</h2>',
+                  f"<h3>Across {esc(group.task)} targets</h3>",
+                  *_across(group, f"overall-table-{group.suffix}", True),
+                  *_targets(group, numbers, "h3"),
+                  "<h3>Figures</h3>", *(_figures(group, figures) or [NO_FIGURES]), "</section>"]
+    return parts
 
 
 def _across(group: TaskGroup, table_id: str, several: bool) -> list[str]:

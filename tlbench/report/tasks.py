@@ -85,9 +85,6 @@ class Metric:
         return self.low is not None and self.high is not None
 
 
-ACCURACY = Metric(V1_TASK["headline"], True, 0.0, 1.0)
-
-
 @dataclass(frozen=True)
 class TaskGroup:
     """The targets of one task type, with their cells and their own across-targets table."""

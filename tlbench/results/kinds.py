@@ -45,8 +45,9 @@ class RunKind:
 
 
 def fit_headline(record: dict) -> str | None:
-    task = record.get("task") if isinstance(record.get("task"), dict) else {}
-    return f"test_{task.get('headline') or 'accuracy'}"
+    from .records import task_of  # records describe their kinds' metrics; kinds come first
+
+    return f"test_{task_of(record)['headline']}"
 
 
 def estimate_headline(record: dict) -> str | None:
