@@ -207,3 +207,59 @@ def test_evaluate_gives_logits_for_every_split_and_counts(digits):
         assert fit.logits[name].shape == (len(run.split(name)), run.num_classes)
     assert fit.trainable_params == fit.total_params == sum(p.numel() for p in model.parameters())
     assert fit.info == {"note": 1}
+
+
+def test_the_loss_hook_sees_each_step_and_one_batch_of_every_extra_source(digits):
+    """A strategy's extra loss (a regulariser, an adaptation or a multi-task loss) gets the
+    step's batch, the model's outputs on it, a batch of each extra source (cycled,
+    reshuffled) and the training progress; a zero term changes nothing."""
+    params = engine_defaults(epochs=3, batch_size=8, select="last")
+    plain_run = make_run(digits)
+    plain, groups = model_and_groups(plain_run, params)
+    train(plain_run, plain, groups, params)
+
+    run = make_run(digits)
+    model, groups = model_and_groups(run, params)
+    steps = []
+
+    def hook(step):
+        assert step.outputs.shape == (len(step.targets), run.num_classes)
+        assert step.model is model and step.epoch >= 1
+        other_inputs, other_targets = step.extra["val"]
+        assert other_inputs.shape[0] == len(other_targets) <= 5
+        steps.append((step.step, step.progress, other_targets.tolist()))
+        return 0.0 * step.outputs.sum()
+
+    outcome = train(run, model, groups, params, loss_hook=hook, extra={"val": run.batches("val", 5)})
+    assert [s for s, _, _ in steps] == list(range(outcome.steps))
+    progress = [p for _, p, _ in steps]
+    assert progress[0] == 0.0 and progress == sorted(progress) and progress[-1] < 1.0
+    seen = [label for _, _, labels in steps for label in labels]
+    assert len(seen) > len(run.split("val")) and sorted(seen[:len(run.split("val"))]) == sorted(
+        run.split("val").labels.tolist())  # a whole pass over the extra source, then it cycles
+    for name in ("train", "val", "test"):  # the zero term: bitwise the plain training
+        np.testing.assert_array_equal(predict(run, model, name, params), predict(plain_run, plain, name, params))
+
+
+def test_selection_follows_the_headline_direction(digits):
+    """A task whose headline is lower-is-better keeps the epoch with the lowest value."""
+    from tlbench.api import MetricSpec
+
+    run = make_run(digits)
+    task = run.task
+
+    class ErrorRate(type(task)):
+        name = "error-rate"
+        metrics = (MetricSpec("error", higher_is_better=False, low=0.0, high=1.0),)
+        headline = "error"
+
+        def score(self, predictions, labels, target):
+            return {"error": 1.0 - super().score(predictions, labels, target)["accuracy"]}
+
+    run.scored.task = ErrorRate()
+    params = engine_defaults(epochs=8, batch_size=8, lr=0.05)
+    model, groups = model_and_groups(run, params)
+    outcome = train(run, model, groups, params)
+    errors = [entry["val_error"] for entry in outcome.history]
+    assert outcome.selection_metric == "val_error" and not outcome.higher_is_better
+    assert outcome.best_val == min(errors) and outcome.selected_epoch == errors.index(min(errors)) + 1

@@ -140,3 +140,19 @@ def test_the_core_names_no_task_model_data_set_or_strategy():
             named |= {model for model in MODELS if model in value.lower()}
             found += [f"{relative}:{line} names {name!r} in {value!r}" for name in sorted(named)]
     assert not found, "\n".join(found)
+
+
+PUBLIC = {"tlbench", "tlbench.api", "tlbench.params", "tlbench.errors", "tlbench.training", "tlbench.hashing",
+          "tlbench.testing"}
+PLUGIN_FILES = sorted((CORE.parent / "plugins").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", PLUGIN_FILES, ids=lambda p: str(p.relative_to(CORE.parent)))
+def test_plugins_import_only_the_public_surface(path):
+    """Built-ins load exactly like third-party plugins, so they use only what those may."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    used = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    used |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level
+             and node.module}
+    private = sorted(name for name in used if name.split(".")[0] == "tlbench" and name not in PUBLIC)
+    assert not private, f"{path.relative_to(CORE.parent)} imports tlbench internals: {', '.join(private)}"

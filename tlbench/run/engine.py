@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import SPLITS, FitResult
+from ..api import SPLITS, FitResult, Objective
 from .batches import Inputs, SplitBatches, Targets
 from .context import RunTarget
 
@@ -242,12 +242,14 @@ def concat_predictions(parts: list[Any]) -> Any:
 
 
 @torch.no_grad()
-def predict(run: RunTarget, model: nn.Module, split: str, params: dict) -> Any:
-    """Predictions of `model` on a split, in eval mode (the model is left in eval mode):
-    its outputs as the target's objective turns them into predictions."""
+def predict(run: RunTarget, model: nn.Module, split: str, params: dict, objective: Objective | None = None) -> Any:
+    """Predictions of `model` on a split of `run`, in eval mode (the model is left in eval
+    mode): its outputs as `objective` (by default the target's own) turns them into
+    predictions. An unlabelled target has no objective of its own: pass the one the
+    model's head was trained with (a labelled domain's)."""
     channels_last = _prepare(model, run, params)
     model.eval()
-    objective = run.objective
+    objective = objective or run.objective
     out = []
     for inputs, _ in run.batches(split, eval_batch_size(params), params.get("num_workers", 0)).batches():
         run.check_budget()
@@ -392,9 +394,10 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
     return result
 
 
-def evaluate(run: RunTarget, model: nn.Module, params: dict, info: dict | None = None) -> FitResult:
+def evaluate(run: RunTarget, model: nn.Module, params: dict, info: dict | None = None,
+             objective: Objective | None = None) -> FitResult:
     """Predictions on every split and parameter counts: the end of most strategies."""
-    predictions = {split: predict(run, model, split, params) for split in SPLITS}
+    predictions = {split: predict(run, model, split, params, objective) for split in SPLITS}
     trainable, total = count_params(model)
     return FitResult(predictions=predictions, trainable_params=trainable, total_params=total,
                      info=info or {}, model=model)

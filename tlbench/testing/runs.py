@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..api import SPLITS, FitResult, Source, SourceModel, Splits, Strategy, TargetData
+from ..api import SPLITS, FitResult, Source, SourceModel, Split, Splits, Strategy, Target, TargetData
 from ..plugins import PluginRegistry, Registered
 from .items import ItemRef, fail, installed_plugins, kit_env, module_state, resolve, state_differences
 from .targets import declared_task
@@ -162,10 +162,44 @@ class StrategyCheck:
         return sum(self.changed.values())
 
 
+class _PermutedTestLabels(Target):
+    """The target under test with its test labels shuffled among the test examples: what
+    a strategy trains and selects must not change."""
+
+    def __init__(self, inner: Target):
+        self.inner = inner
+        self.name, self.version, self.params = inner.name, inner.version, inner.params
+        self.description = inner.description
+
+    def task(self, params):
+        return self.inner.task(params)
+
+    def modality(self, params):
+        return self.inner.modality(params)
+
+    def check(self, params, env):
+        self.inner.check(params, env)
+
+    def load(self, params, env):
+        import numpy as np
+
+        data = self.inner.load(params, env)
+        original = data.splits
+
+        def splits(seed):
+            made = original(seed)
+            labels = made.test.labels
+            shifted = np.roll(labels, 1, axis=0) if isinstance(labels, np.ndarray) else [*labels[-1:], *labels[:-1]]
+            return Splits(made.train, made.val, Split(made.test.examples, shifted))
+
+        data.splits = splits
+        return data
+
+
 def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: ItemRef | None = None,
                    target: ItemRef | None = None, seed: int = 0, time_budget_s: float = 600.0,
                    device: str = "cpu", registry: PluginRegistry | None = None,
-                   cache_dir: str | Path | None = None) -> StrategyCheck:
+                   cache_dir: str | Path | None = None, test_labels_unseen: bool = True) -> StrategyCheck:
     """Run the strategy once, as `tlbench run` would, and check what it reports.
 
     Checks: the source and target are ones the strategy declares it supports; the run
@@ -173,7 +207,10 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     target's task can score, and numeric predictions are finite; 0 <= trainable <= total
     parameters, the total includes the backbone, and every backbone parameter that
     changed is counted as trainable; a ``frozen_features_only`` strategy leaves the
-    backbone's parameters and buffers bitwise unchanged; ``info`` is plain JSON.
+    backbone's parameters and buffers bitwise unchanged; ``info`` is plain JSON. With
+    `test_labels_unseen`, the run is repeated with the test labels shuffled among the
+    test examples: every prediction, every train and validation metric and the info must
+    be bitwise the same (the test labels never reach training or selection).
     """
     import numpy as np
     import torch
@@ -210,7 +247,40 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
             fail(reg, f"declares frozen_features_only but changed the backbone's parameters or buffers: "
                       f"{changed[:5]}; frozen features are served from a cache keyed by the source's weights")
     _check_counts(reg, check)
+    if test_labels_unseen:
+        _check_test_labels_unseen(reg, watched, params, source, target, seed, time_budget_s, device, registry,
+                                  cache_dir, check)
     return check
+
+
+def _check_test_labels_unseen(reg: Registered, watched: "_WatchedStrategy", params: dict, source, target, seed: int,
+                              time_budget_s: float, device: str, registry, cache_dir, check: StrategyCheck) -> None:
+    import numpy as np
+
+    from ..hashing import canonical_json
+    from ..results.store import jsonable
+
+    target_reg, target_params = resolve("target", target if target is not None else TinyTarget(), None, registry)
+    permuted = (_PermutedTestLabels(target_reg.item), target_params)
+    run = _private_run("run", type(reg)(watched, reg.origin), params, source, permuted, seed, time_budget_s,
+                       device, registry, cache_dir)
+    record = run.worker.run(run.spec)
+    _ok(reg, record, "the run with shuffled test labels")
+    again = watched.results[-1]
+    for name in SPLITS:
+        ours, theirs = check.result.predictions[name], again.predictions[name]
+        same = np.array_equal(np.asarray(ours), np.asarray(theirs)) if isinstance(ours, np.ndarray) \
+            else canonical_json(jsonable(ours)) == canonical_json(jsonable(theirs))
+        if not same:
+            fail(reg, f"its predictions for split {name!r} changed when only the test labels were shuffled: the "
+                      f"test labels reached its training or selection")
+    for key, value in check.record["metrics"].items():
+        if key.startswith(("train_", "val_")) and record["metrics"].get(key) != value:
+            fail(reg, f"metric {key} changed when only the test labels were shuffled ({value} → "
+                      f"{record['metrics'].get(key)}): the test labels reached its training or selection")
+    if canonical_json(jsonable(check.result.info)) != canonical_json(jsonable(again.info)):
+        fail(reg, "FitResult.info changed when only the test labels were shuffled: the test labels reached "
+                  "its training or selection")
 
 
 def _check_counts(reg: Registered, check: StrategyCheck) -> None:
