@@ -113,7 +113,6 @@ def sklearn_probe(train_x, train_y, val_x, val_y, l2_grid):
 
 
 def solver_figures(registry, args, cache_dir: Path, weights: Path) -> None:
-    import torch
     from threadpoolctl import threadpool_limits
 
     from tlbench.api import Env

@@ -9,8 +9,6 @@ import torch
 from torch import nn
 
 from tlbench.api import SourceModel
-from tlbench.run.budget import Budget
-from tlbench.run.context import RunContext
 from tlbench.testing import run_context
 from tlbench.run.features import FeatureCache
 from tlbench.params import resolve_params

@@ -11,7 +11,6 @@ top the commands that tie them together (`cli`, `runner`, `progress`, `training`
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest

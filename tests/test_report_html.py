@@ -135,7 +135,7 @@ def test_tables_are_sortable_with_numeric_keys(built):
 def test_task_and_metric_names_are_inert_too(tmp_path):
     """Headers, headings, captions and figure ids name the task and its metric, which
     come from records like every other name."""
-    metric = f"m$x$|`<b>x</b>"
+    metric = "m$x$|`<b>x</b>"
     task = {"name": f"task{SCRIPT}", "version": "1", "headline": metric,
             "metrics": [{"name": metric, "higher_is_better": False, "low": None, "high": None, "description": ""}]}
     rs = RecordSet(tasks={"h1": task})

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from tlbench.api import Env, Split, Splits, TargetData
-from tlbench.run.budget import Budget
 from tlbench.run.context import RunContext
 from tlbench.testing import run_context
 from tlbench.errors import ParamError

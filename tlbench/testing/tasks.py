@@ -31,10 +31,9 @@ def check_task(task: ItemRef, *, target: ItemRef, target_params: dict | None = N
     pass `check_predictions`; `score` returns every declared metric, finite or None,
     within its range, and the same twice.
     """
-    import torch
 
-    from ..training import TaskModel, engine_defaults, evaluate, param_groups, seed_everything, supervised_target, \
-        train
+    from ..training import (TaskModel, engine_defaults, evaluate, param_groups, seed_everything,
+                            supervised_target, train)
 
     reg, _ = resolve("task", task, None, registry)
     item: Task = reg.item
