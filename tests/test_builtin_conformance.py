@@ -88,7 +88,26 @@ TARGETS: dict[str, Tiny] = {
     "imagefolder": lambda tmp: {"path": image_folder(tmp), "shots": 3, "val_shots": 1},
     "hf-dataset": lambda tmp: {"path": text_csv(tmp), "shots": 3, "val_shots": 2},
     "digit-scenes": lambda tmp: {"n_scenes": 120, "n_test": 40, "n_train": 24, "n_val": 16},
+    "digit-domains": lambda tmp: {"pool": "target", "classes": [0, 1, 2], "shots": 3, "val_shots": 2, "size": 16},
 }
+
+DOMAINS = {"classes": [0, 1, 2], "shots": 4, "val_shots": 2, "size": 16}
+ROLE_TARGETS = {
+    # strategies that take several targets by role: tiny targets for each role
+    ("labelled", "unlabelled"): {"labelled": ("digit-domains", {**DOMAINS, "pool": "source"}),
+                                 "unlabelled": ("digit-domains", {**DOMAINS, "pool": "target", "domain": "thick"})},
+}
+
+
+def targets_for(name: str, target=None) -> dict:
+    """The targets of a strategy by role: `target` (the kit's own when None) for a plain
+    strategy; for one with roles, `target` in every role, or the tiny domains."""
+    roles = tuple(role.name for role in REGISTRY.get("strategy", name).item.requires.roles)
+    if roles == ("target",):
+        return {"target": target}
+    if target is not None:
+        return {role: target for role in roles}
+    return ROLE_TARGETS[roles]
 
 SCENES = {"n_scenes": 120, "n_test": 40, "n_train": 24, "n_val": 16, "canvas": 16, "max_scale": 10}
 TASKS: dict[str, tuple[str, dict]] = {
@@ -112,6 +131,12 @@ STRATEGIES: dict[str, tuple[dict, tuple | None]] = {
     "bitfit": (ENGINE, None),
     # the tiny CNN's linear layer is `proj` (lora's own tests cover finding ViT and BERT projections)
     "lora": ({**ENGINE, "rank": 2, "target_modules": ["proj"]}, None),
+    # domain adaptation: a labelled and an unlabelled domain (ROLE_TARGETS)
+    "erm": (ENGINE, None),
+    "dann": ({**ENGINE, "discriminator_hidden": 16}, None),
+    "cdan": ({**ENGINE, "discriminator_hidden": 16, "entropy_conditioning": True}, None),
+    "mcc": (ENGINE, None),
+    "coral": (ENGINE, None),
 }
 
 NOT_RUNNABLE: dict[str, str] = {}
@@ -163,7 +188,8 @@ def test_builtin_strategy_serves_every_task_it_declares(name, task, cache_dir):
     if strategy.requires.tasks is not None and task not in strategy.requires.tasks:
         pytest.skip(f"{name} declares it supports {strategy.requires.tasks}")
     params, source = tiny(STRATEGIES, "strategy", name)
-    check = check_strategy(name, params, source=source, target=TASKS[task], registry=REGISTRY, cache_dir=cache_dir)
+    check = check_strategy(name, params, source=source, targets=targets_for(name, TASKS[task]), registry=REGISTRY,
+                           cache_dir=cache_dir)
     assert check.record["task"]["name"] == task and check.record["metrics"][f"test_{check.record['task']['headline']}"] \
         is not None
 
@@ -171,7 +197,8 @@ def test_builtin_strategy_serves_every_task_it_declares(name, task, cache_dir):
 @pytest.mark.parametrize("name", builtin("strategy"))
 def test_builtin_strategy_conforms(name, cache_dir):
     params, source = tiny(STRATEGIES, "strategy", name)
-    check = check_strategy(name, params, source=source, registry=REGISTRY, cache_dir=cache_dir)
+    check = check_strategy(name, params, source=source, targets=targets_for(name), registry=REGISTRY,
+                           cache_dir=cache_dir)
     strategy = REGISTRY.get("strategy", name).item
     if strategy.frozen_features_only:
         assert check.changed == {}

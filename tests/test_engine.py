@@ -261,5 +261,6 @@ def test_selection_follows_the_headline_direction(digits):
     model, groups = model_and_groups(run, params)
     outcome = train(run, model, groups, params)
     errors = [entry["val_error"] for entry in outcome.history]
-    assert outcome.selection_metric == "val_error" and not outcome.higher_is_better
+    assert outcome.selection == {"rule": "val", "metric": "val_error", "higher_is_better": False,
+                                 "reads": ["target:val:labels"]}
     assert outcome.best_val == min(errors) and outcome.selected_epoch == errors.index(min(errors)) + 1

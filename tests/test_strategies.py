@@ -173,8 +173,10 @@ def test_linear_probe_leaves_the_backbone_bitwise_unchanged(registry, image_run)
     assert probe["l2"] == strongest_best and result.info["resolved"]["l2"] == strongest_best
 
 
-def test_logistic_solver_reaches_scikit_learn_optimum(digits):
-    """One strength, tight tolerance: the same minimiser as LogisticRegression(C = 1 / (l2 n))."""
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_logistic_solver_reaches_scikit_learn_optimum(digits, backend):
+    """One strength, tight tolerance: the same minimiser as LogisticRegression(C = 1 / (l2 n)),
+    on the CPU path (numpy) and on the GPU path's code (torch, here on the CPU)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -184,7 +186,8 @@ def test_logistic_solver_reaches_scikit_learn_optimum(digits):
     x = rng.normal(size=(90, 12)) * rng.uniform(0.5, 3, size=12) + rng.normal(size=12)
     y = (x[:, :3] @ rng.normal(size=(3, 3))).argmax(1)
     l2 = 0.01
-    ours = fit_probe(x, y, x[:0], None, loss="softmax", num_classes=3, l2_grid=[l2], max_iter=1000, tol=1e-7)
+    ours = fit_probe(x, y, x[:0], None, loss="softmax", num_classes=3, l2_grid=[l2], max_iter=1000, tol=1e-7,
+                     backend_name=backend)
     scaler = StandardScaler().fit(x)
     reference = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-12, max_iter=10000).fit(scaler.transform(x), y)
     weight = reference.coef_ / scaler.scale_
@@ -409,7 +412,7 @@ def test_backbone_lr_scale_is_one_parameter_of_full_finetune_and_lp_ft(registry)
 
     shared = BACKBONE_LR_SCALE["backbone_lr_scale"]
     users = {reg.name for reg in registry.items("strategy") if "backbone_lr_scale" in reg.item.params}
-    assert users == {"full-finetune", "scratch", "lp-ft"}
+    assert users == {"full-finetune", "scratch", "lp-ft", "erm", "dann", "cdan", "mcc", "coral"}
     assert all(registry.get("strategy", name).item.params["backbone_lr_scale"] is shared for name in users)
 
 

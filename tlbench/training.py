@@ -20,6 +20,7 @@ _LAZY = {
     # the loop
     "train": "tlbench.run.engine", "evaluate": "tlbench.run.engine", "predict": "tlbench.run.engine",
     "Step": "tlbench.run.engine", "TrainResult": "tlbench.run.engine", "TaskModel": "tlbench.run.engine",
+    "Selection": "tlbench.run.engine", "validation_selection": "tlbench.run.engine",
     # parameters and what trains
     "param_groups": "tlbench.run.engine", "count_params": "tlbench.run.engine",
     "freeze_outside": "tlbench.run.engine", "stat_layers": "tlbench.run.engine",

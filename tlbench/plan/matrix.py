@@ -3,7 +3,20 @@
 A `RunSpec` is plain data. Its identity (and so its `run_id`) is the resolved config:
 plugin names, versions and parameters, each target's content hash for that seed, the
 seed and the initialisation. Entry ids are labels, not identity: renaming an entry in a
-suite does not rerun it.
+suite does not rerun it. Nor is where content lies: parameters holding local paths
+(`Entry.paths`) stay out, since the content hash (and, for a target with such
+parameters, its revision) and a source's fingerprint identify the content itself, so
+the same folder named by a relative or an absolute path, or moved, keeps its runs.
+
+A run from a random initialisation (the from-scratch baselines) is identified by the
+network it trains, not by the weights: the source's plugin, version and architecture.
+Sources share a baseline when they train the same network: equal architectures of one
+plugin, or, across plugins, equal architectures in the same `network` namespace
+(`tlbench.api.Source.network`, e.g. networks that timm builds), so two different
+networks never meet, even when two plugins happen to describe theirs alike. The
+shared baseline is defined by the source whose (plugin, version) sorts first, whatever
+the order of the suite's entries: a suite that does not combine plugins keeps the
+baseline ids it always had.
 
 A run takes its targets by role (`tlbench.api.Role`): a plain strategy one target,
 'target'; a strategy that declares other roles runs on the suite's groups whose roles
@@ -38,9 +51,24 @@ def task_json(task, version: str) -> dict:
             "metrics": [metric.to_json() for metric in task.metrics]}
 
 
-def target_identity(entry: Entry, content_hash: str | None) -> dict:
-    return {"plugin": entry.plugin, "version": entry.version, "params": entry.identity_params(),
-            "content_hash": content_hash}
+def target_identity(entry: Entry, content_hash: str | None, revision: str | None = None) -> dict:
+    """A target in a run's identity. A target whose path parameters left the identity adds
+    its revision (the data set's version, which a target plugin computes wherever the data
+    lie): two folders with equal parameters stay two targets in reports, while the same
+    folder under another spelling or place stays one."""
+    identity = {"plugin": entry.plugin, "version": entry.version, "params": entry.identity_params(),
+                "content_hash": content_hash}
+    if entry.paths:
+        identity["revision"] = revision
+    return identity
+
+
+def network_key(source: Entry, architecture: dict | None, network: str | None) -> dict:
+    """Which network a random initialisation of `source` trains: its architecture within
+    its plugin's `network` namespace when it declares one (shared across plugins), else
+    within its plugin and version."""
+    scope = {"network": network} if network is not None else {"plugin": source.plugin, "version": source.version}
+    return {**scope, "architecture": architecture}
 
 
 @dataclass(frozen=True)
@@ -61,15 +89,25 @@ class RunSpec:
     baseline: bool = False
     architecture: dict | None = None
     """The source's architecture, identifying random-init runs independently of weights."""
+    network: str | None = None
+    """The namespace of `architecture` shared across plugins (`Source.network`), if any."""
     source_fingerprint: str | None = None
     content_hashes: tuple[str, ...] | None = None
     """Each target's content hash for this seed, in the order of `targets`."""
+    revisions: tuple[str | None, ...] | None = None
+    """Each target's revision (`TargetData.revision`), in the order of `targets`; part of
+    the identity of targets whose path parameters are not."""
     baseline_run_id: str | None = None
     """The from-scratch run this one is paired with for its negative-transfer score."""
+    paired: tuple[tuple[str, str], ...] = ()
+    """(plugin, run id) of the runs this one is compared with seed for seed
+    (`Strategy.compared_with`: a domain-adaptation run with its ERM run)."""
     depends_on: tuple[str, ...] = ()
-    """Run ids that must finish before this one starts (its paired baseline)."""
+    """Run ids that must finish before this one starts (its paired baseline and comparisons)."""
     group: str | None = None
     """The suite group whose targets a multi-target run takes."""
+    compared_with: tuple[str, ...] = ()
+    """Plugins of the recipes this run's strategy is compared with (`Strategy.compared_with`)."""
     task: dict | None = None
     """The scored target's task as records carry it (name, version, headline, metric specs)."""
 
@@ -98,12 +136,13 @@ class RunSpec:
             source["params"] = self.source.identity_params()
             source["fingerprint"] = self.source_fingerprint
         hashes = self.content_hashes or (None,) * len(self.targets)
+        revisions = self.revisions or (None,) * len(self.targets)
         identity: dict[str, Any] = {"results_version": RESULTS_VERSION, "source": source}
         if self.single:
-            identity["target"] = target_identity(self.targets[0][1], hashes[0])
+            identity["target"] = target_identity(self.targets[0][1], hashes[0], revisions[0])
         else:
-            identity["targets"] = {role: target_identity(entry, content_hash)
-                                   for (role, entry), content_hash in zip(self.targets, hashes)}
+            identity["targets"] = {role: target_identity(entry, content_hash, revision)
+                                   for (role, entry), content_hash, revision in zip(self.targets, hashes, revisions)}
             identity["scored"] = self.scored
         identity[kind.recipe] = {"plugin": self.recipe.plugin, "version": self.recipe.version,
                                  "params": self.recipe.identity_params()}
@@ -121,8 +160,15 @@ class RunSpec:
 
     @property
     def pairing_key(self) -> str:
-        """Runs with equal keys share a from-scratch baseline."""
-        return canonical_json([self.source.plugin, self.architecture, self.target.id, self.seed])
+        """Runs with equal keys share a from-scratch baseline: the same network (see
+        `network_key`), target (or group of targets) and seed."""
+        return canonical_json([network_key(self.source, self.architecture, self.network), self.target_label(),
+                               self.seed])
+
+    def comparison_key(self, plugin: str) -> str:
+        """The key of the run of `plugin` this one is compared with: same source entry,
+        targets and seed, pretrained."""
+        return canonical_json([self.source.id, self.target_label(), self.seed, plugin])
 
     def target_label(self) -> str:
         return self.group if self.group is not None else self.target.id
@@ -141,13 +187,15 @@ class RunSpec:
         data = dict(data)
 
         def entry(raw: dict) -> Entry:
-            return Entry(**{**raw, "settings": tuple(raw.get("settings", ()))})
+            return Entry(**{**raw, **{key: tuple(raw.get(key, ())) for key in ("settings", "implicit", "paths")}})
 
         data["source"], data["recipe"] = entry(data["source"]), entry(data["recipe"])
         data["targets"] = tuple((role, entry(raw)) for role, raw in data["targets"])
-        for key in ("content_hashes", "depends_on"):
+        for key in ("content_hashes", "revisions", "depends_on"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
+        data["paired"] = tuple(tuple(pair) for pair in data.get("paired", ()))
+        data["compared_with"] = tuple(data.get("compared_with", ()))
         return cls(**data)
 
 
@@ -162,6 +210,7 @@ class _Builder:
     runs: list[RunSpec] = field(default_factory=list)
     estimates: list[RunSpec] = field(default_factory=list)
     seen_exclusions: set[tuple] = field(default_factory=set)
+    networks: dict[str, tuple[dict, str | None]] = field(default_factory=dict)
 
     def task_json(self, target: Entry) -> dict:
         """The task of `target` as records carry it."""
@@ -175,8 +224,15 @@ class _Builder:
             self.seen_exclusions.add(key)
             self.plan.exclusions.append(exclusion)
 
+    def network(self, source: Entry) -> tuple[dict, str | None]:
+        """The source's architecture and the namespace its plugin shares it in (asked once per entry)."""
+        if source.id not in self.networks:
+            item = self.registry.get("source", source.plugin).item
+            self.networks[source.id] = (item.architecture(source.params), getattr(item, "network", None))
+        return self.networks[source.id]
+
     def add(self, kind: str, source: Entry, targets: tuple[tuple[str, Entry], ...], recipe: Entry, seed: int,
-            scored: str, group: Group | None, architecture: dict) -> bool:
+            scored: str, group: Group | None) -> bool:
         """Add one run unless it cannot work; whether it was added."""
         reason = incompatibility(self.registry, source, dict(targets), recipe, run_kind(kind).recipe)
         target_label = group.id if group is not None else targets[0][1].id
@@ -184,21 +240,49 @@ class _Builder:
             self.exclude(Exclusion(kind, source.id, target_label, recipe.id, reason))
             return False
         item = self.registry.get(run_kind(kind).recipe, recipe.plugin).item
+        architecture, network = self.network(source)
+        compared = getattr(item, "compared_with", None) if kind == "run" else None
         spec = RunSpec(source, targets, recipe, seed, kind=kind, scored=scored,
-                       init=getattr(item, "init", "pretrained"), architecture=architecture,
-                       group=group.id if group is not None else None, task=self.task_json(dict(targets)[scored]))
+                       init=getattr(item, "init", "pretrained"), architecture=architecture, network=network,
+                       group=group.id if group is not None else None,
+                       compared_with=(compared,) if compared else (), task=self.task_json(dict(targets)[scored]))
         (self.estimates if kind == "estimate" else self.runs).append(spec)
         return True
 
-    def add_baseline(self, source: Entry, target: Entry, seed: int, architecture: dict) -> None:
+    def add_baseline(self, source: Entry, target: Entry, seed: int) -> None:
+        """The from-scratch baseline of `source`'s network on `target` and `seed`, one per
+        network: defined by the source of that network whose (plugin, version) sorts
+        first, so its identity does not depend on the order of the suite's entries."""
         baseline = self.suite.baseline
         reason = incompatibility(self.registry, source, {SINGLE: target}, baseline, "strategy")
         if reason is not None:
             self.exclude(Exclusion("baseline", source.id, target.id, baseline.id, reason))
             return
+        architecture, network = self.network(source)
         spec = RunSpec(source, ((SINGLE, target),), baseline, seed, init="random", baseline=True,
-                       architecture=architecture, task=self.task_json(target))
-        self.baselines.setdefault(spec.pairing_key, spec)
+                       architecture=architecture, network=network, task=self.task_json(target))
+        held = self.baselines.get(spec.pairing_key)
+        if held is None or (source.plugin, source.version) < (held.source.plugin, held.source.version):
+            self.baselines[spec.pairing_key] = spec
+
+
+    def add_group_baseline(self, source: Entry, targets: tuple[tuple[str, Entry], ...], recipe: Entry, seed: int,
+                           scored: str, group: Group) -> None:
+        """The from-scratch baseline of a group's runs: the recipe its strategies are
+        compared with (`Strategy.compared_with`), from a random initialisation of the
+        source's network, on the same targets (for domain adaptation: trained on the
+        labelled domain, scored on the unlabelled one)."""
+        plugin = getattr(self.registry.get("strategy", recipe.plugin).item, "compared_with", None)
+        if self.suite.baseline is None or plugin is None:
+            return
+        compared = next(entry for entry in self.suite.strategies if entry.plugin == plugin)
+        architecture, network = self.network(source)
+        spec = RunSpec(source, targets, replace(compared, id=f"scratch-{compared.id}"), seed, scored=scored,
+                       init="random", baseline=True, architecture=architecture, network=network, group=group.id,
+                       task=self.task_json(dict(targets)[scored]))
+        held = self.baselines.get(spec.pairing_key)
+        if held is None or (source.plugin, source.version) < (held.source.plugin, held.source.version):
+            self.baselines[spec.pairing_key] = spec
 
 
 def _roles(registry: PluginRegistry, kind: str, entry: Entry):
@@ -213,24 +297,23 @@ def expand(suite: Suite, registry: PluginRegistry) -> Plan:
     for seed in suite.seeds:
         for target in suite.targets:
             for source in suite.sources:
-                architecture = registry.get("source", source.plugin).item.architecture(source.params)
                 trained = False
                 for kind, recipe in recipes:
                     if [role.name for role in _roles(registry, kind, recipe)] == [SINGLE]:
-                        added = build.add(kind, source, ((SINGLE, target),), recipe, seed, SINGLE, None, architecture)
+                        added = build.add(kind, source, ((SINGLE, target),), recipe, seed, SINGLE, None)
                         trained |= added and kind == "run"
                 if trained and suite.baseline is not None:
-                    build.add_baseline(source, target, seed, architecture)
+                    build.add_baseline(source, target, seed)
         for group in suite.groups:
             for source in suite.sources:
-                architecture = registry.get("source", source.plugin).item.architecture(source.params)
                 for kind, recipe in recipes:
                     roles = _roles(registry, kind, recipe)
                     if sorted(role.name for role in roles) != sorted(group.roles):
                         continue
                     targets = tuple((role.name, suite.target(group.roles[role.name])) for role in roles)
                     scored = next(role.name for role in roles if role.scored)
-                    build.add(kind, source, targets, recipe, seed, scored, group, architecture)
+                    if build.add(kind, source, targets, recipe, seed, scored, group) and kind == "run":
+                        build.add_group_baseline(source, targets, recipe, seed, scored, group)
     _unmatched_recipes(build, recipes)
     build.plan.specs = [*build.baselines.values(), *build.runs, *build.estimates]
     return build.plan
@@ -250,15 +333,28 @@ def _unmatched_recipes(build: _Builder, recipes: list[tuple[str, Entry]]) -> Non
 
 
 def with_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], str],
-                  fingerprints: dict[str, str | None]) -> list[RunSpec]:
-    """Fill in content hashes, fingerprints and baseline pairings; drop duplicate runs."""
+                  fingerprints: dict[str, str | None],
+                  revisions: dict[str, str | None] | None = None) -> list[RunSpec]:
+    """Fill in content hashes, revisions (by target id), fingerprints and baseline
+    pairings; drop duplicate runs (two sources of one plugin with equal architectures give
+    one `init = "random"` run)."""
+    revisions = revisions or {}
     filled = [replace(spec, content_hashes=tuple(content_hashes[(entry.id, spec.seed)] for _, entry in spec.targets),
+                      revisions=tuple(revisions.get(entry.id) for _, entry in spec.targets),
                       source_fingerprint=fingerprints.get(spec.source.id)) for spec in specs]
     baseline_ids = {spec.pairing_key: spec.run_id for spec in filled if spec.baseline}
+    compared_ids: dict[str, str] = {}
+    for spec in filled:  # the first run of each (source, targets, seed, plugin) is what others compare with
+        if spec.kind == "run" and not spec.baseline and spec.init != "random":
+            compared_ids.setdefault(spec.comparison_key(spec.recipe.plugin), spec.run_id)
     unique: dict[str, RunSpec] = {}
     for spec in filled:
-        if spec.kind == "run" and not spec.baseline and spec.single:
-            paired = baseline_ids.get(spec.pairing_key)
-            spec = replace(spec, baseline_run_id=paired, depends_on=(paired,) if paired else ())
+        if spec.kind == "run" and not spec.baseline:
+            scratch = baseline_ids.get(spec.pairing_key)
+            paired = tuple((plugin, compared_ids[spec.comparison_key(plugin)])
+                           for plugin in spec.compared_with if spec.comparison_key(plugin) in compared_ids)
+            spec = replace(spec, baseline_run_id=scratch, paired=paired,
+                           depends_on=tuple(dict.fromkeys([*(() if scratch is None else (scratch,)),
+                                                           *(run_id for _, run_id in paired)])))
         unique.setdefault(spec.run_id, spec)
     return list(unique.values())

@@ -70,10 +70,12 @@ def previous_title(directory: Path) -> str | None:
     return title[:200] if isinstance(title, str) and title.strip() else None
 
 
-def _estimates(frame, cells):
+def _estimates(estimates, cells, runs):
+    """Estimator scores (in the data groups of the runs beside them) and their rank
+    correlations with the fine-tuned cells."""
     from .estimates import correlation_table, score_table
 
-    scores = score_table(frame)
+    scores = score_table(estimates, runs=runs)
     return scores, correlation_table(scores, cells)
 
 
@@ -95,7 +97,7 @@ def import_libraries() -> None:
 def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Report:
     """Read records from `dirs`, write the leaderboard files into `out`."""
     from . import plots
-    from .aggregate import cell_table, overall_table
+    from .aggregate import cell_table, overall_table, seed_notes
     from .export import publish, write_summary, write_tables
     from ..results.collect import collect
     from ..results.kinds import RUN_KINDS
@@ -114,11 +116,11 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     overall = overall_table(cells)
     kept_apart = [str(c) for c in conflicts] + kept_apart_notes(frame)
     notes = ([str(p) for p in collection.problems]
-             + [str(d) for d in collection.duplicates if not d.identical] + kept_apart)
+             + [str(d) for d in collection.duplicates if not d.identical] + kept_apart + seed_notes(cells))
     if title is None and len(dirs) == 1:
         title = previous_title(dirs[0])
     meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
-    estimate_scores, correlations = _estimates(rows["estimate"], cells)
+    estimate_scores, correlations = _estimates(rows["estimate"], cells, frame)
     has_estimates = not estimate_scores.empty
     markdown = leaderboard_markdown(cells, overall, meta, [estimates_markdown(estimate_scores, correlations)]
                                     if has_estimates else [])

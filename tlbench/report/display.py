@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from .frame import COMPARED_PREFIX
 from .tasks import Metric
 
 MISSING = "missing"
@@ -46,10 +47,58 @@ def _with_interval(mean, low, high, n) -> str:
     return f"{num(mean, signed=True)} {interval(low, high, signed=True)}"
 
 
+def truthy(row, name: str) -> bool:
+    value = row.get(name)
+    return bool(value) and not is_nan(value)
+
+
 def label(row) -> str:
-    """Strategy plus the note that tells two look-alike entries apart."""
+    """Strategy plus the note that tells two look-alike entries apart, the selection rule
+    where it is not the target's (see `aggregate`), and 'upper bound' where the runs were
+    given labels their roles withhold."""
     note = row.get("variant_note") or ""
-    return f"{row['strategy']} [{note}]" if note else str(row["strategy"])
+    parts = [UPPER_BOUND] if truthy(row, "upper_bound") else []  # first: a figure may shorten the label
+    parts += [note] if note else []
+    rule = row.get("selection") or ""
+    if truthy(row, "selection_shown") and rule and f"selection {rule}" not in note:
+        parts.append(f"selection {rule}")
+    return f"{row['strategy']} [{', '.join(parts)}]" if parts else str(row["strategy"])
+
+
+UPPER_BOUND = "upper bound"
+
+
+def compared_plugins(cells) -> list[str]:
+    """The plugins some of `cells` are paired with (their ``nt_vs_<plugin>`` intervals)."""
+    suffix = "_mean"
+    return sorted(column[len(COMPARED_PREFIX):-len(suffix)] for column in cells.columns
+                  if column.startswith(COMPARED_PREFIX) and column.endswith(suffix)
+                  and cells[column].notna().any())
+
+
+def versus(plugin: str):
+    """A cell's difference to the runs of `plugin` it is paired with, with its interval,
+    flagged only when the interval lies below 0."""
+    name = f"{COMPARED_PREFIX}{plugin}"
+
+    def text(cell) -> str:
+        if cell["baseline"] or is_nan(cell.get(f"{name}_mean")):
+            return NONE
+        shown = _with_interval(cell[f"{name}_mean"], cell[f"{name}_low"], cell[f"{name}_high"],
+                               cell[f"{name}_seeds"])
+        if cell[f"{name}_worse"]:
+            shown += f" worse than {plugin}"
+        elif cell[f"{name}_better"]:
+            shown += f" better than {plugin}"
+        return shown
+
+    return text
+
+
+def versus_flag(plugin: str):
+    name = f"{COMPARED_PREFIX}{plugin}"
+    return lambda cell: ("negative" if truthy(cell, f"{name}_worse")
+                         else "helps" if truthy(cell, f"{name}_better") else "")
 
 
 def headline(cell) -> str:
@@ -84,6 +133,8 @@ def versus_best(cell) -> str:
     verdict = cell["vs_best"]
     if verdict in ("best", MISSING):
         return verdict
+    if verdict == UPPER_BOUND:
+        return "not ranked (upper bound)"
     delta = _with_interval(cell["best_delta_mean"], cell["best_delta_low"], cell["best_delta_high"],
                            cell["best_delta_seeds"])
     return f"{delta} {'below best' if verdict == 'below best' else '≈ best'}"
@@ -102,15 +153,30 @@ class Column:
     numeric: bool = True
     title: str = ""
     """A hover explanation of the header."""
+    flag: Callable[[dict], str] | None = None
+    """The class a cell's value earns ('negative', 'helps' or ''), where the column flags."""
 
 
 def _text(name: str) -> Callable[[dict], str]:
     return lambda row: str(row[name])
 
 
-def cell_columns(metric: Metric) -> list[Column]:
-    """A target's table: headers name the metric, titles say its direction."""
+def _nt_flag(cell) -> str:
+    return "negative" if cell["negative_transfer"] else "helps" if cell["positive_transfer"] else ""
+
+
+def cell_columns(metric: Metric, compared: list[str] = ()) -> list[Column]:
+    """A target's table: headers name the metric, titles say its direction; one "NT vs P"
+    column per plugin P the target's runs are paired with (`compared`)."""
     name = metric.name
+    flipped = "" if metric.higher_is_better else ", sign flipped so that below 0 is worse"
+    versus_columns = [
+        Column(f"NT vs {plugin} [95% CI]", versus(plugin),
+               lambda c, p=plugin: sort_key(c[f"{COMPARED_PREFIX}{p}_mean"]),
+               title=f"test {name} minus that of the {plugin} run of the same source, group of targets and seed"
+                     f"{flipped}; flagged 'worse than {plugin}' (negative transfer of the adaptation) when the "
+                     "paired interval lies below 0", flag=versus_flag(plugin))
+        for plugin in compared]
     return [
         Column("rank", lambda c: NONE if is_nan(c["rank_in_target"]) else f"{c['rank_in_target']:.0f}",
                lambda c: sort_key(c["rank_in_target"]),
@@ -131,7 +197,8 @@ def cell_columns(metric: Metric) -> list[Column]:
         Column("NT vs scratch [95% CI]", negative_transfer, lambda c: sort_key(c["nt_mean"]),
                title=f"test {name} minus the same-seed from-scratch baseline"
                      + ("" if metric.higher_is_better else ", sign flipped so that below 0 is worse")
-                     + "; flagged when the paired interval lies below 0"),
+                     + "; flagged when the paired interval lies below 0", flag=_nt_flag),
+        *versus_columns,
         Column("wall s", lambda c: num(c["wall_mean"], 1), lambda c: sort_key(c["wall_mean"])),
         Column("peak MB", lambda c: num(c["peak_memory_mean"], 0), lambda c: sort_key(c["peak_memory_mean"])),
     ]
@@ -152,3 +219,32 @@ def overall_columns(metric: Metric) -> list[Column]:
                lambda r: sort_key(r["best_or_tied"]),
                title="targets where the entry is best or not separable from the best (paired 95% CI)"),
     ]
+
+
+def domain_gap_columns(metric: Metric, cells) -> list[Column]:
+    """A target's domain-gap table (its reference cells): the headline on the other
+    role's target and on the scored one, and their difference over seeds."""
+    first = cells.iloc[0]
+    other, scored = _role_name(first, "other_target", "other_role"), _role_name(first, "scored_target", "scored")
+    return [
+        Column("source", _text("source"), _text("source"), numeric=False),
+        Column("strategy", label, label, numeric=False),
+        Column(f"test {metric.short} on {other}", lambda c: num(c["other_test_mean"]),
+               lambda c: sort_key(c["other_test_mean"]), title=f"mean test {metric.name} over seeds"),
+        Column(f"test {metric.short} on {scored}", lambda c: num(c["test_mean"]), lambda c: sort_key(c["test_mean"]),
+               title=f"mean test {metric.name} over seeds: the scored domain"),
+        Column("domain gap [95% CI]",
+               lambda c: _with_interval(c["domain_gap_mean"], c["domain_gap_low"], c["domain_gap_high"],
+                                        c["domain_gap_seeds"]),
+               lambda c: sort_key(c["domain_gap_mean"]),
+               title=f"test {metric.name} on {other} − on {scored}, per seed"
+                     + ("" if metric.higher_is_better else ", sign flipped")
+                     + "; positive: worse on the scored domain"),
+        Column("seeds", lambda c: str(int(c["domain_gap_seeds"])), lambda c: sort_key(c["domain_gap_seeds"])),
+    ]
+
+
+def _role_name(row, target: str, role: str) -> str:
+    """'<target id> (<role>)', or the role alone when the target is not named."""
+    name = row.get(target)
+    return f"{name} ({row.get(role)})" if isinstance(name, str) and name else str(row.get(role))

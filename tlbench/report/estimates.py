@@ -9,6 +9,12 @@ best source is what an estimate is for). A higher score predicts a better source
 headline is compared in its direction (`sign * test_mean`): for an error metric, the
 lowest error ranks first. Sources without a score (not applicable, failed) or without a
 result are left out of that comparison, and the number compared is shown.
+
+Targets are compared within a *data group* (see `conflicts`): when records disagree about
+a target's data (merged directories from machines whose data differ), its runs are split
+into data groups, and so are its estimates, by the same rule and together with those
+runs (`estimate_data_groups`). A score only ever meets accuracies computed on the data
+it was computed on; a score on data no run saw is shown but compared with nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ import math
 
 import pandas as pd
 
+from ..hashing import config_hash
 from ..results.records import V1_TASK
+from .conflicts import data_groups, find_conflicts
 
 SCORE_COLUMNS = ["target", "source", "estimator", "mean_score", "n_seeds", "not_applicable", "target_identity",
-                 "source_identity"]
+                 "source_identity", "target_key", "data_group"]
+"""`target_key`: the target identity and data group, as the run table's (`frame`)."""
+DATA_COLUMNS = ["target", "target_identity", "seed", "content_hash", "host"]
+"""What decides a record's data group (`conflicts`)."""
 CORRELATION_COLUMNS = ["target", "strategy", "estimator", "kendall_tau", "weighted_tau", "n_sources", "metric"]
 """`metric`: the headline the scores were compared with."""
 
@@ -37,9 +48,45 @@ def estimates_frame(records: list[dict]) -> pd.DataFrame:
             "score": record["metrics"].get("score"),
             "not_applicable": bool((record.get("details") or {}).get("not_applicable")),
             "target_identity": target_identity_of(spec), "source_identity": source_identity_of(spec),
+            "content_hash": spec["target"].get("content_hash"), "host": (record.get("provenance") or {}).get("host"),
         })
     return pd.DataFrame(rows, columns=["run_id", "status", "target", "source", "estimator", "seed", "score",
-                                       "not_applicable", "target_identity", "source_identity"])
+                                       "not_applicable", "target_identity", "source_identity", "content_hash",
+                                       "host"])
+
+
+def _target_key(identity: str, group: str) -> str:
+    """A target key as the run table writes it (`frame.records_frame`): the identity,
+    plus a hash of the data group's name when there is one."""
+    return f"{identity}@{config_hash(group, 6)}" if group else identity
+
+
+def estimate_data_groups(estimates: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each estimate's `target_key` and `data_group` (aligned with `estimates`): those of
+    the runs computed on the same data.
+
+    Estimates and runs are split into data groups together, by the rule that splits runs
+    (`conflicts`: per machine, by content hash; machines that agree joined), and an
+    estimate takes the key of the runs in its group (the most common one, should the
+    joint grouping join what the runs' own kept apart). A group without runs has data no
+    run saw: it gets a key of its own, named as the run table would name it, so that
+    without `runs` estimates still meet the runs of the same machines.
+    """
+    runs = runs if runs is not None else pd.DataFrame(columns=[*DATA_COLUMNS, "target_key", "data_group"])
+    parts = [part[DATA_COLUMNS] for part in (runs, estimates) if len(part)]
+    both = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=DATA_COLUMNS)
+    joint = data_groups(both, find_conflicts(both)).to_numpy()
+    of_runs = pd.DataFrame({"identity": runs["target_identity"].to_numpy(), "joint": joint[:len(runs)],
+                            "key": runs["target_key"].to_numpy()})
+    run_keys = {place: group["key"].value_counts().sort_index(kind="stable").idxmax()
+                for place, group in of_runs.groupby(["identity", "joint"])}
+    run_groups = dict(zip(runs["target_key"], runs["data_group"]))
+    keys, groups = [], []
+    for identity, group in zip(estimates["target_identity"], joint[len(runs):]):
+        key = run_keys.get((identity, group))
+        keys.append(key if key is not None else _target_key(identity, group))
+        groups.append(run_groups[key] if key is not None else group)
+    return pd.DataFrame({"target_key": keys, "data_group": groups}, index=estimates.index)
 
 
 def _labels(frame: pd.DataFrame, label: str, identity: str) -> pd.Series:
@@ -49,20 +96,35 @@ def _labels(frame: pd.DataFrame, label: str, identity: str) -> pd.Series:
     return frame[label].where(~shared, frame[label] + " (config #" + frame[identity].str[:6] + ")")
 
 
-def score_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean score over seeds per (target, source, estimator), keyed by identity."""
-    ok = frame[frame["status"] == "ok"] if not frame.empty else frame
+def _target_labels(scores: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Series:
+    """The leaderboard's name for a target the runs have; others named as it would name them."""
+    shown = dict(zip(runs["target_key"], runs["target_label"])) if runs is not None and len(runs) else {}
+    own = _labels(scores, "target", "target_identity")
+    own = own.where(scores["data_group"] == "", own + " [data from " + scores["data_group"] + "]")
+    return pd.Series([shown.get(key, label) for key, label in zip(scores["target_key"], own)], index=scores.index,
+                     dtype=object)
+
+
+def score_table(frame: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean score over seeds per (target, source, estimator), keyed by identity and by
+    data group: with the run table (`runs`), each score sits in the data group of the
+    runs on the same data (`estimate_data_groups`)."""
+    if frame.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    frame = frame.assign(**estimate_data_groups(frame, runs))
+    ok = frame[frame["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS)
-    ok = ok.assign(target=_labels(ok, "target", "target_identity"), source=_labels(ok, "source", "source_identity"))
+    ok = ok.assign(target=_target_labels(ok, runs), source=_labels(ok, "source", "source_identity"))
     rows = []
-    keys = ["target_identity", "source_identity", "estimator"]
-    for (target_identity, source_identity, estimator), group in ok.groupby(keys, sort=True):
+    keys = ["target_key", "source_identity", "estimator"]
+    for (target_key, source_identity, estimator), group in ok.groupby(keys, sort=True):
         scores = pd.to_numeric(group["score"], errors="coerce").dropna()
         rows.append({"target": group["target"].iloc[0], "source": group["source"].iloc[0], "estimator": estimator,
                      "mean_score": float(scores.mean()) if len(scores) else math.nan,
                      "n_seeds": len(scores), "not_applicable": bool(group["not_applicable"].all()),
-                     "target_identity": target_identity, "source_identity": source_identity})
+                     "target_identity": group["target_identity"].iloc[0], "source_identity": source_identity,
+                     "target_key": target_key, "data_group": group["data_group"].iloc[0]})
     return pd.DataFrame(rows, columns=SCORE_COLUMNS).sort_values(["target", "source", "estimator"], kind="stable",
                                                                  ignore_index=True)
 
@@ -75,12 +137,19 @@ def _directed(cells: pd.DataFrame) -> pd.DataFrame:
     return cells.assign(_score=sign * cells["test_mean"], _metric=metric)
 
 
+def _target_keys(table: pd.DataFrame) -> pd.Series:
+    """A table's target keys; a table that has none keys by identity, which is the key
+    of every target whose records agree on its data."""
+    return table["target_key"] if "target_key" in table else table["target_identity"]
+
+
 def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """Kendall and weighted tau between estimated scores and fine-tuned headlines, each
     headline taken in its direction so that the best source ranks first.
 
-    Scores meet headlines by identity (target and source), not by their ids: a merged
-    report may hold two configurations under one id.
+    Scores meet headlines by identity (target, its data group, and source), not by their
+    ids: a merged report may hold two configurations under one id, or one configuration
+    on two versions of its data.
     """
     rows = []
     if scores.empty or cells.empty:  # before importing scipy.stats: a second and more
@@ -88,10 +157,11 @@ def correlation_table(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame
     from scipy.stats import kendalltau, weightedtau
 
     runs = _directed(cells[~cells["baseline"].astype(bool) & (cells["n_seeds"] > 0)])
-    for (target, identity, strategy), group in runs.groupby(["target_label", "target_identity", "strategy"],
-                                                            sort=True):
+    runs = runs.assign(_key=_target_keys(runs))
+    scores = scores.assign(_key=_target_keys(scores))
+    for (target, key, strategy), group in runs.groupby(["target_label", "_key", "strategy"], sort=True):
         fine_tuned = group.groupby("source_identity")["_score"].max()
-        for estimator, est in scores[scores["target_identity"] == identity].groupby("estimator", sort=True):
+        for estimator, est in scores[scores["_key"] == key].groupby("estimator", sort=True):
             score = est.set_index("source_identity")["mean_score"].dropna()
             common = sorted(set(score.index) & set(fine_tuned.index))
             tau = weighted = math.nan

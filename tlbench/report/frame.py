@@ -21,9 +21,24 @@ leaderboard's statistics read. Records of tlbench 0.1 are classification with ac
 The negative-transfer score is recomputed from the paired baseline's record whenever
 that record is present, so a run that finished before its baseline still gets one; it
 is signed by the headline's direction, so NT < 0 always means worse than the baseline.
+So is each comparison a run records with the runs it is paired with (``spec.paired``,
+plugin → run id: a domain-adaptation run and the ERM run of its source, group and seed):
+``nt_vs_<plugin>``, one column per plugin, from the paired record when it is present.
+
+Runs on a group of targets (several roles, one scored) also carry what their records
+say about them, as data (the report names no plugin, role or rule): the scored role and
+its target, how the checkpoint was chosen (``selection_rule``), the labels the run was
+given that its roles withhold (``revealed``: such a run is an ``upper_bound``), the
+strategy's method ``family``, and the domain gap: the headline on the test split of the
+one other role scored with the same task (``other_role``, ``other_headline_test``)
+against the scored one, ``domain_gap`` = other − scored where higher is better (scored −
+other where lower is), so a positive gap is always worse on the scored domain.
 """
 
 from __future__ import annotations
+
+import json
+import math
 
 import pandas as pd
 
@@ -46,7 +61,14 @@ TASK_COLUMNS = ["task", "metric", "higher_is_better", "metric_low", "metric_high
 """The task type of the run's scored target, and its headline metric: name, direction, range."""
 HEADLINE_COLUMNS = ["headline_test", "headline_train", "headline_val", "baseline_headline_test"]
 """The headline metric under generic names (the same values as the metric-named columns)."""
-COLUMNS = KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + list(RUN_METRICS) + PROVENANCE_COLUMNS
+GROUP_COLUMNS = ["scored", "scored_target", "paired", "selection_rule", "revealed", "upper_bound", "family",
+                 "other_role", "other_target", "other_headline_test", "domain_gap"]
+"""What a run on a group of targets says about itself (see the module's docstring); None,
+'' or False for a run on one target. `paired` is the record's plugin → run id, as JSON."""
+COMPARED_PREFIX = "nt_vs_"
+"""The metric (and column) of a comparison with a paired run: ``nt_vs_<plugin>``."""
+COLUMNS = (KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + GROUP_COLUMNS + list(RUN_METRICS)
+           + PROVENANCE_COLUMNS)
 
 
 def source_label(spec: dict) -> str:
@@ -64,17 +86,29 @@ def identity_of(spec: dict) -> dict:
             "strategy": part("strategy"), "seed": spec["seed"], "init": spec.get("init")}
 
 
+TARGET_PARTS = ("target", "targets", "scored")
+"""The parts of an identity that say what a run was scored on (one target, or a group's
+targets by role)."""
+
+
+def _without_data(part: dict) -> dict:
+    return {k: v for k, v in (part or {}).items() if k != "content_hash"}
+
+
 def variant_of(spec: dict) -> str:
     """Everything but seed and data: runs with equal variants are repeats of one experiment."""
     identity = dict(identity_of(spec))
     identity.pop("seed", None)
-    identity["target"] = {k: v for k, v in (identity.get("target") or {}).items() if k != "content_hash"}
+    if isinstance(identity.get("targets"), dict):
+        identity["targets"] = {role: _without_data(part) for role, part in identity["targets"].items()}
+    else:
+        identity["target"] = _without_data(identity.get("target"))
     return config_hash(identity, 8)
 
 
 def entry_of(spec: dict) -> str:
     """The (source, strategy) part of the identity: what a leaderboard row stands for."""
-    identity = {k: v for k, v in identity_of(spec).items() if k not in ("seed", "target")}
+    identity = {k: v for k, v in identity_of(spec).items() if k not in ("seed", *TARGET_PARTS)}
     return config_hash(identity, 8)
 
 
@@ -88,8 +122,7 @@ def target_identity_of(spec: dict) -> str:
     """Hash of the target's identity without its data (or of a group's targets by role)."""
     identity = identity_of(spec)
     if isinstance(identity.get("targets"), dict):
-        targets = {role: {k: v for k, v in (part or {}).items() if k != "content_hash"}
-                   for role, part in identity["targets"].items()}
+        targets = {role: _without_data(part) for role, part in identity["targets"].items()}
         return config_hash({"targets": targets, "scored": identity.get("scored")}, 8)
     target = {k: v for k, v in (identity.get("target") or {}).items() if k != "content_hash"}
     return config_hash(target, 8)
@@ -134,9 +167,57 @@ def run_row(record: dict) -> dict:
         "finished_at": record.get("finished_at"), "attempt": record.get("attempt"),
         "error_type": error.get("type"), "error_message": error.get("message"),
     })
+    row.update(group_facts(record, task, bool(head["higher_is_better"]), row["headline_test"]))
+    row.update({key: value for key, value in metrics.items() if key.startswith(COMPARED_PREFIX)})
     for part in ("source", "target", "strategy"):
         row.update(_flat(part, spec[part].get("params") or {}))
     return {key: _plain(value) for key, value in row.items()}
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def paired_of(spec: dict) -> dict[str, str]:
+    """The runs a record is compared with: plugin → run id (what is not a string, dropped)."""
+    return {str(plugin): run_id for plugin, run_id in _dict(spec.get("paired")).items() if isinstance(run_id, str)}
+
+
+def group_facts(record: dict, task: dict, higher_is_better: bool, scored_test) -> dict:
+    """The `GROUP_COLUMNS` of a record, read as data: roles, rules and families are
+    whatever the record names."""
+    spec, details = record["spec"], _dict(record.get("details"))
+    selection = _dict(details.get("selection"))
+    revealed = [str(item) for item in details.get("revealed") or [] if isinstance(item, str)] \
+        if isinstance(details.get("revealed"), list) else []
+    method = _dict(_dict(details.get("strategy")).get("method"))
+    paired = paired_of(spec)
+    facts = {"scored": spec.get("scored") if isinstance(spec.get("scored"), str) else None,
+             "scored_target": spec["target"].get("id") if spec.get("group") else None,
+             "paired": canonical_json(paired) if paired else None,
+             "selection_rule": selection.get("rule") if isinstance(selection.get("rule"), str) else None,
+             "revealed": ", ".join(revealed) or None, "upper_bound": bool(revealed),
+             "family": method.get("family") if isinstance(method.get("family"), str) else None,
+             "other_role": None, "other_target": None, "other_headline_test": None, "domain_gap": None}
+    key = f"test_{task['headline']}"
+    others = [(role, _number(_dict(scores.get("metrics")).get(key)))
+              for role, scores in sorted(_dict(details.get("by_role")).items())
+              if isinstance(scores, dict) and scores.get("task") == task["name"] and role != facts["scored"]]
+    others = [(role, value) for role, value in others if value is not None]
+    if len(others) == 1:  # one other domain scored by the same headline: the domain gap
+        role, value = others[0]
+        targets = _dict(spec.get("targets"))
+        facts.update(other_role=role, other_target=_dict(targets.get(role)).get("id"), other_headline_test=value)
+        scored = _number(scored_test)
+        if scored is not None:
+            facts["domain_gap"] = (value - scored) if higher_is_better else (scored - value)
+    return facts
 
 
 def _plain(value):
@@ -157,9 +238,16 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         if column not in frame:
             frame[column] = None
     metric_columns = _metric_columns(records)
-    for column in [*HEADLINE_COLUMNS, *RUN_METRICS, *metric_columns, "metric_low", "metric_high"]:
+    compared = compared_columns(frame)
+    for column in compared:
+        if column not in frame:
+            frame[column] = None
+    for column in [*HEADLINE_COLUMNS, *RUN_METRICS, *metric_columns, *compared, "metric_low", "metric_high",
+                   "other_headline_test", "domain_gap"]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["upper_bound"] = frame["upper_bound"].fillna(False).astype(bool)
     _pair_with_baselines(frame)
+    _pair_with_compared(frame)
     conflicts = find_conflicts(frame)
     frame["data_group"] = data_groups(frame, conflicts)
     frame["target_key"] = frame["target_identity"] + frame["data_group"].map(
@@ -167,7 +255,8 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
     frame["target_label"] = _target_labels(frame)
     frame["variant_note"] = _variant_notes(frame)
     params = sorted(c for c in frame.columns if c.startswith("p_"))
-    frame = frame[COLUMNS[:COLUMNS.index(PROVENANCE_COLUMNS[0])] + metric_columns + PROVENANCE_COLUMNS + params]
+    frame = frame[COLUMNS[:COLUMNS.index(PROVENANCE_COLUMNS[0])] + metric_columns + compared + PROVENANCE_COLUMNS
+                  + params]
     return frame.sort_values(["target_label", "baseline", "source", "strategy", "variant_note", "seed", "run_id"],
                              ascending=[True, False, True, True, True, True, True],
                              kind="stable").reset_index(drop=True)
@@ -202,6 +291,30 @@ def _pair_with_baselines(frame: pd.DataFrame) -> None:
     frame.loc[found, "negative_transfer_relative"] = difference / paired[found].abs().where(paired[found] != 0)
     for metric, rows in frame[found].groupby("metric"):
         frame.loc[rows.index, f"baseline_test_{metric}"] = paired[rows.index]
+
+
+def compared_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``nt_vs_<plugin>`` columns a table has or its runs' pairings call for, sorted."""
+    names = {column for column in frame.columns if column.startswith(COMPARED_PREFIX)}
+    if "paired" in frame:
+        for text in frame["paired"].dropna():
+            names |= {COMPARED_PREFIX + plugin for plugin in json.loads(text)}
+    return sorted(names)
+
+
+def _pair_with_compared(frame: pd.DataFrame) -> None:
+    """``nt_vs_<plugin>`` = the test headline − that of the paired run of that plugin
+    (signed by the headline's direction), from the paired run's own record when the
+    report has it (so the order in which runs finished does not matter); the value the
+    record stored otherwise."""
+    ok = frame[(frame["status"] == "ok") & frame["headline_test"].notna()]
+    score = dict(zip(ok["run_id"], ok["headline_test"]))
+    for index in frame.index[frame["paired"].notna() & (frame["status"] == "ok")]:
+        ours = frame.at[index, "headline_test"]
+        sign = 1.0 if frame.at[index, "higher_is_better"] else -1.0
+        for plugin, run_id in json.loads(frame.at[index, "paired"]).items():
+            if run_id in score and not pd.isna(ours):
+                frame.at[index, COMPARED_PREFIX + plugin] = sign * (ours - score[run_id])
 
 
 def _distinguish(frame: pd.DataFrame, key: str, label: str, facets: list[tuple[str, str]]) -> pd.Series:
@@ -240,7 +353,8 @@ def _variant_notes(frame: pd.DataFrame) -> pd.Series:
     pair = frame["source"] + "\0" + frame["strategy"]
     facets = [("source_plugin", "source {}"), ("source_version", "source v{}"),
               ("strategy_plugin", "strategy {}"), ("strategy_version", "strategy v{}"), ("init", "{} init"),
-              ("source_fingerprint", "weights {:.8}"), ("entry", "config #{:.6}")]
+              ("source_fingerprint", "weights {:.8}"), ("selection_rule", "selection {}"),
+              ("entry", "config #{:.6}")]
     return _distinguish(frame.assign(_pair=pair), "entry", "_pair", facets)
 
 

@@ -23,7 +23,8 @@ import itertools
 import pandas as pd
 
 from . import display
-from .markdown import across_targets, definitions, provenance_lines, ranked_by
+from .markdown import (across_targets, definitions, domain_gap_caption, provenance_lines, ranked_by, target_intro,
+                       target_parts, upper_bounds_caption)
 from .tasks import TaskGroup, task_groups
 
 STYLE = """
@@ -43,6 +44,7 @@ td.num { text-align: right; white-space: nowrap; }
 tr.missing td { color: #777; background: #fafafa; font-style: italic; }
 tr.best td { background: #eef7ee; } td.negative { background: #fbe3e1; font-weight: 600; }
 td.helps { background: #e6f0fb; } tr.baseline td { color: #444; }
+tr.upper-bound td { color: #555; background: #fdf8e8; } p.caption { color: #444; max-width: 70rem; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; max-width: 70rem; } .notes li { margin-bottom: .3rem; }
 code { font-size: 90%; }
@@ -113,13 +115,13 @@ def _cell_row_class(cell) -> str:
         classes.append("best")
     if cell["baseline"]:
         classes.append("baseline")
+    if display.truthy(cell, "upper_bound"):
+        classes.append("upper-bound")
     return " ".join(classes)
 
 
 def _cell_class(column: display.Column, cell) -> str:
-    if column.header.startswith("NT"):
-        return "negative" if cell["negative_transfer"] else "helps" if cell["positive_transfer"] else ""
-    return ""
+    return column.flag(cell) if column.flag is not None else ""
 
 
 def figure(png: bytes | None, alt: str, caption: str, figure_id: str) -> str:
@@ -174,6 +176,8 @@ def leaderboard_html(frame: pd.DataFrame, cells: pd.DataFrame, overall: pd.DataF
             + "\n".join(parts) + f"<script>{SCRIPT}</script></body></html>\n")
 
 
+UPPER_NOTE = (" Strategies marked upper bound were selected on target labels the method is not given: drawn for "
+              "reference, never ranked.")
 NO_FIGURES = "<p>No figures: no successful runs yet.</p>"
 PAGE_LINKS = '<a href="#failures-section">failures</a><a href="#provenance">provenance</a><a href="#notes">notes</a>'
 
@@ -218,15 +222,28 @@ def _across(group: TaskGroup, table_id: str, several: bool) -> list[str]:
 def _targets(group: TaskGroup, numbers, heading: str) -> list[str]:
     """One sortable table per target; `numbers` hands out page-wide table numbers."""
     parts = []
-    columns = display.cell_columns(group.metric)
     for target, cells in group.cells.groupby("target_label", sort=True):
         sizes = cells["n_train"].dropna()
         size = f" (n_train = {sizes.iloc[0]:.0f})" if len(sizes) and sizes.nunique() == 1 else ""
         parts.append(f"<{heading}>Target: {esc(target)}{esc(size)}</{heading}>")
         if not group.metric.legacy:
             parts.append(f"<p>{esc(ranked_by(group.metric))}</p>")
-        parts.append(sortable_table(cells, columns, f"target-{next(numbers)}",
+        intro = target_intro(cells)
+        if intro:
+            parts.append(f"<p>{esc(intro)}</p>")
+        ranked, upper, gaps = target_parts(cells)
+        columns = display.cell_columns(group.metric, display.compared_plugins(cells))
+        number = next(numbers)
+        parts.append(sortable_table(ranked, columns, f"target-{number}",
                                     row_class=_cell_row_class, cell_class=_cell_class))
+        if len(upper):
+            parts.append(f'<p class="caption">{esc(upper_bounds_caption(upper))}</p>')
+            parts.append(sortable_table(upper, columns, f"target-{number}-upper-bounds",
+                                        row_class=_cell_row_class, cell_class=_cell_class))
+        if len(gaps):
+            parts.append(f'<p class="caption">{esc(domain_gap_caption(gaps, group.metric))}</p>')
+            parts.append(sortable_table(gaps, display.domain_gap_columns(group.metric, gaps),
+                                        f"target-{number}-domain-gap"))
     return parts
 
 
@@ -234,12 +251,13 @@ def _figures(group: TaskGroup, figures: dict[str, bytes | None]) -> list[str]:
     """A task type's figures, captioned in its metric and direction ([] when none drawn)."""
     metric = group.metric
     name, lower = metric.name, not metric.higher_is_better
+    upper = "upper_bound" in group.cells and group.cells["upper_bound"].astype(bool).any()
     flipped = ", sign flipped so that below 0 is worse" if lower else ""
     shown = [
         figure(figures.get(group.figure_id("headline")), f"test {name} per strategy and target with 95% intervals",
                f"Test {name} (mean over seeds, 95% Student-t interval) per strategy and source, one panel per "
                f"target{'; lower is better' if lower else ''}. Dashed line and band: the from-scratch baseline and "
-               "its interval. × marks a missing cell.", group.figure_id("headline")),
+               "its interval. × marks a missing cell." + (UPPER_NOTE if upper else ""), group.figure_id("headline")),
         figure(figures.get(group.figure_id("nt")), "negative-transfer heatmap, source by target per strategy",
                f"Negative-transfer score (test {name} − same-seed from-scratch baseline{flipped}), mean over "
                "seeds; outlined cells are flagged: their paired 95% interval lies below 0. Grey: missing or no "

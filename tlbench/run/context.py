@@ -23,12 +23,13 @@ from .features import FeatureCache
 from ..hashing import examples_digests
 
 
-def visible(splits: Splits, labelled: bool) -> Splits:
-    """The splits as a strategy may see them: no test labels, and no labels at all for
-    an unlabelled role."""
+def visible(splits: Splits, labelled: bool, revealed: tuple[str, ...] = ()) -> Splits:
+    """The splits as a strategy may see them: never the test labels; for an unlabelled
+    role no labels, but those of the splits the strategy asked for openly (`revealed`,
+    e.g. 'val' for an oracle selection, which its record then says it read)."""
     def part(name: str) -> Split:
         split = getattr(splits, name)
-        keep = labelled and name != "test"
+        keep = name != "test" and (labelled or name in revealed)
         return Split(split.examples, split.labels if keep else None)
 
     return Splits(train=part("train"), val=part("val"), test=part("test"))
@@ -39,9 +40,10 @@ class RunTarget:
     the task's objective for this run (made from the training labels alone)."""
 
     def __init__(self, host: "RunContext | LocalHost", role: str, target: TargetInfo, task: Task, splits: Splits,
-                 encode: Callable, labelled: bool = True, digests: dict[str, list[bytes]] | None = None):
+                 encode: Callable, labelled: bool = True, digests: dict[str, list[bytes]] | None = None,
+                 revealed: tuple[str, ...] = ()):
         self.host, self.role, self.target, self.task, self.encode = host, role, target, task, encode
-        self.splits = visible(splits, labelled)
+        self.splits = visible(splits, labelled, revealed)
         self.labelled = labelled
         self.objective: Objective | None = task.objective(target, self.splits.train.labels) if labelled else None
         self._digests = dict(digests or {})
@@ -73,7 +75,10 @@ class RunTarget:
         if name not in self._batches:
             split = self.split(name)
             targets = self.objective.targets if self.objective is not None and split.labels is not None else None
-            self._batches[name] = SplitBatches(split.examples, split.labels, self.encode, self.host.device,
+            # labels revealed to a role without an objective (an oracle's target-domain val labels)
+            # are read through `split`, never batched: there is no loss to batch them for
+            labels = split.labels if targets is not None else None
+            self._batches[name] = SplitBatches(split.examples, labels, self.encode, self.host.device,
                                                targets=targets)
         return self._batches[name].resized(batch_size or self.host.batch_size_hint, num_workers)
 
@@ -137,6 +142,8 @@ class RunContext:
     """Metrics of the last completed evaluation: what a timed-out run still reports."""
     targets: dict[str, RunTarget] = field(default_factory=dict)
     scored_role: str = "target"
+    revealed: tuple[str, ...] = ()
+    """'role:split' labels the strategy asked for openly (`Strategy.reveals`) and was given."""
     _features: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     _versions: dict[int, int] = field(default_factory=dict)
 
@@ -146,8 +153,10 @@ class RunContext:
         self._versions = {id(t): t._version for t in self._backbone_state()}
 
     def add_target(self, role: str, target: TargetInfo, task: Task, splits: Splits, *, labelled: bool = True,
-                   scored: bool = False, digests: dict[str, list[bytes]] | None = None) -> RunTarget:
-        self.targets[role] = RunTarget(self, role, target, task, splits, self.source.encode, labelled, digests)
+                   scored: bool = False, digests: dict[str, list[bytes]] | None = None,
+                   revealed: tuple[str, ...] = ()) -> RunTarget:
+        self.targets[role] = RunTarget(self, role, target, task, splits, self.source.encode, labelled, digests,
+                                       revealed)
         if scored:
             self.scored_role = role
         return self.targets[role]

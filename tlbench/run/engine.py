@@ -77,6 +77,59 @@ class Step:
     """Steps taken before this one."""
     progress: float
     """Share of the planned steps done before this one, in [0, 1) (for schedules like DANN's)."""
+    features: Any = None
+    """What the head read to give `outputs` (a `TaskModel`'s representation; None for other
+    models), so a loss on features (a domain discriminator, an alignment) costs no second
+    forward pass."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How `train` compares checkpoints, evaluated after every epoch: a score of the
+    model (None when it cannot be scored) and which way is better. Records name the
+    `rule` and what data it reads, so a reader can tell which labels chose the model."""
+
+    rule: str
+    """'val' (the default: the target's headline on its validation split), or a
+    strategy's own ('importance-weighted', 'snd', 'oracle'...)."""
+    metric: str
+    """The history entry the score is logged under (e.g. 'val_accuracy')."""
+    higher_is_better: bool
+    score: Callable[[nn.Module], float | None]
+    reads: tuple[str, ...] = ()
+    """What the score reads, as 'role:split:labels' or 'role:split' (examples only), e.g.
+    ('target:val:labels',): never a test split's labels."""
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule, "metric": self.metric, "higher_is_better": self.higher_is_better,
+                "reads": list(self.reads)}
+
+
+def validation_selection(run: RunTarget, params: dict, objective: Objective | None = None) -> Selection | None:
+    """The default: the target's headline metric on its validation split (None when the
+    split is empty or its labels are withheld)."""
+    split = run.split("val")
+    if not len(split) or split.labels is None:
+        return None
+    headline = run.task.metric(run.task.headline)
+    return Selection(rule="val", metric=f"val_{headline.name}", higher_is_better=headline.higher_is_better,
+                     score=lambda model: run.headline("val", predict(run, model, "val", params, objective)),
+                     reads=(f"{_role(run)}:val:labels",))
+
+
+def _role(run) -> str:
+    """The role of the target `run` trains on: a `RunTarget`'s, or a run's scored one."""
+    role = getattr(run, "role", None)
+    return role if isinstance(role, str) else getattr(run, "scored_role", "target")
+
+
+def _forward(model: nn.Module, inputs: Inputs) -> tuple[Any, Any]:
+    """(the representation the head read, the outputs): a `TaskModel` in two steps, so the
+    features can be handed to a loss hook; any other model in one (features None)."""
+    if isinstance(model, TaskModel):
+        features = model.features(inputs)
+        return features, model.head(features)
+    return None, model(inputs)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -262,12 +315,11 @@ def predict(run: RunTarget, model: nn.Module, split: str, params: dict, objectiv
 class TrainResult:
     epochs_run: int = 0
     steps: int = 0
-    selection_metric: str = ""
-    """The validation metric checkpoints were compared on (e.g. 'val_accuracy')."""
-    higher_is_better: bool = True
+    selection: dict | None = None
+    """How checkpoints were compared (`Selection.to_json`); None when nothing could be scored."""
     best_epoch: int | None = None
     best_val: float | None = None
-    """The best value of `selection_metric` seen."""
+    """The best selection score seen."""
     selected_epoch: int | None = None
     """The epoch whose weights the model holds after training."""
     stopped_early: bool = False
@@ -276,19 +328,23 @@ class TrainResult:
     """Per optimiser group: label, parameter count, base and peak learning rate, weight decay."""
 
     def to_json(self) -> dict:
-        return {"epochs_run": self.epochs_run, "steps": self.steps, "selection_metric": self.selection_metric,
-                "higher_is_better": self.higher_is_better, "best_epoch": self.best_epoch,
+        return {"epochs_run": self.epochs_run, "steps": self.steps, "selection": self.selection,
+                "best_epoch": self.best_epoch,
                 "best_val": self.best_val, "selected_epoch": self.selected_epoch,
                 "stopped_early": self.stopped_early, "groups": self.groups, "history": self.history}
 
 
-def _endless(batches: SplitBatches, generator: torch.Generator, name: str) -> Iterator[tuple[Inputs, Targets]]:
-    """Batches of an extra data source, reshuffled at every pass, for as long as asked."""
+def _endless(batches: SplitBatches, generator: torch.Generator, name: str,
+             channels_last: bool) -> Iterator[tuple[Inputs, Targets]]:
+    """Batches of an extra data source, reshuffled at every pass, for as long as asked; a
+    last batch of one example is dropped, as for the training split (BatchNorm)."""
+    n = len(batches)
+    drop_last = n > batches.batch_size and n % batches.batch_size == 1
     while True:
         empty = True
-        for batch in batches.batches(shuffle=True, generator=generator):
+        for inputs, targets in batches.batches(shuffle=True, generator=generator, drop_last=drop_last):
             empty = False
-            yield batch
+            yield _format(inputs, channels_last), targets
         if empty:
             raise ValueError(f"extra data source {name!r} has no examples")
 
@@ -303,15 +359,18 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
           loss_hook: Callable[[Step], torch.Tensor] | None = None,
           extra: dict[str, SplitBatches] | None = None,
           set_train_mode: Callable[[nn.Module], None] | None = None,
-          epoch_metrics: Callable[[], dict] | None = None) -> TrainResult:
+          epoch_metrics: Callable[[], dict] | None = None,
+          selection: Selection | None = None) -> TrainResult:
     """Train `model` (inputs -> the task head's outputs) on the train split of `run` (a run,
-    or one of its targets); select on its val split by the task's headline metric.
+    or one of its targets); select by `selection` after every epoch, by default the
+    task's headline metric on the val split of `run` (`validation_selection`).
 
     `groups` are optimiser parameter groups (see `param_groups`); parameters in none of
     them are frozen. `loss_hook(step)` returns a term added to every step's loss (a
-    regulariser, an adaptation or a multi-task loss; see `Step`); `extra` names data
-    sources (e.g. ``run.role("unlabelled").batches("train", 32)``) of which each step
-    gets one batch, cycling through each source reshuffled; `set_train_mode(model)`
+    regulariser, an adaptation or a multi-task loss; see `Step`), computed under the same
+    autocast as the model's forward pass; `extra` names data sources (e.g.
+    ``run.role("unlabelled").batches("train", 32)``) of which each step gets one batch
+    (in the model's memory format), cycling through each source reshuffled; `set_train_mode(model)`
     replaces ``model.train()`` at the start of every epoch (to keep frozen BatchNorm
     statistics fixed); `epoch_metrics()` adds entries to each epoch's history.
     """
@@ -319,8 +378,7 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
     channels_last = _prepare(model, run, params)
     optimizer = make_optimizer(groups, params)
     objective = run.objective.configure(params)
-    headline = run.task.metric(run.task.headline)
-    selection = f"val_{headline.name}"
+    selection = selection or validation_selection(run, params)
     batch_size = params["batch_size"]
     train_batches = run.batches("train", batch_size, params.get("num_workers", 0))
     n_train = len(train_batches)
@@ -335,10 +393,9 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
     peak_lr = [0.0] * len(optimizer.param_groups)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     generator = torch.Generator().manual_seed(run.seed)
-    extras = {name: _endless(batches, torch.Generator().manual_seed(run.seed + 1 + i), name)
+    extras = {name: _endless(batches, torch.Generator().manual_seed(run.seed + 1 + i), name, channels_last)
               for i, (name, batches) in enumerate(sorted((extra or {}).items()))}
-    validate = len(run.split("val")) > 0 and run.split("val").labels is not None
-    result = TrainResult(selection_metric=selection, higher_is_better=headline.higher_is_better)
+    result = TrainResult(selection=selection.to_json() if selection else None)
     best_state, stale = None, 0
     for epoch in range(1, params["epochs"] + 1):
         (set_train_mode or (lambda m: m.train()))(model)
@@ -346,12 +403,13 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
         for inputs, targets in train_batches.batches(shuffle=True, generator=generator, drop_last=drop_last):
             run.check_budget()
             with autocast(run.device, params):
-                outputs = model(_format(inputs, channels_last))
+                features, outputs = _forward(model, _format(inputs, channels_last))
             loss = objective.loss(outputs, targets)
             if loss_hook is not None:
                 step = Step(inputs, targets, outputs, model, {name: next(it) for name, it in extras.items()},
-                            epoch, result.steps, result.steps / max(1, total))
-                loss = loss + loss_hook(step)
+                            epoch, result.steps, result.steps / max(1, total), features)
+                with autocast(run.device, params):  # the hook's own forward passes run as the model's did
+                    loss = loss + loss_hook(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if params.get("clip_grad_norm"):
@@ -368,11 +426,11 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
         entry = {"epoch": epoch, "train_loss": float(epoch_loss) / max(1, seen)}
         if epoch_metrics is not None:
             entry.update(epoch_metrics())
-        if validate:
-            value = run.headline("val", predict(run, model, "val", params))
-            entry[selection] = value
-            run.note_eval(epoch=epoch, **{selection: value})
-            if _improved(value, result.best_val, headline.higher_is_better):
+        if selection is not None:
+            value = selection.score(model)
+            entry[selection.metric] = value
+            run.note_eval(epoch=epoch, **{selection.metric: value})
+            if _improved(value, result.best_val, selection.higher_is_better):
                 result.best_val, result.best_epoch, stale = value, epoch, 0
                 if params["select"] == "best_val":
                     best_state = _snapshot(model)

@@ -9,7 +9,7 @@ when lower is, so that a positive gap always means "better on what it trained on
 
 from __future__ import annotations
 
-from ..api import SPLITS, Splits
+from ..api import SPLITS, Split, Splits
 
 
 def score_predictions(task, target, splits: Splits, predictions: dict, who: str) -> dict:
@@ -59,4 +59,28 @@ def execute(worker, spec, context, held: dict[str, Splits]) -> tuple[dict, dict]
     objective = context.objective.info() if context.objective is not None else {}
     if objective:
         details["objective"] = plain_json(objective, f"task {context.task.name!r} Objective.info")
+    if result.selection is not None:
+        details["selection"] = plain_json(result.selection, f"{who} FitResult.selection")
+    if context.revealed:  # labels the roles withhold, given because the recipe asked: an upper bound
+        details["revealed"] = list(context.revealed)
+    by_role = score_other_roles(context, held, spec, result, who)
+    if by_role:
+        details["by_role"] = by_role
     return metrics, details
+
+
+def score_other_roles(context, held: dict[str, Splits], spec, result, who: str) -> dict:
+    """The metrics of the predictions a strategy gave for targets other than the scored
+    one, by role, for the splits it predicted (scored against the labels the worker held)."""
+    by_role = {}
+    for role, predictions in result.role_predictions.items():
+        if role == spec.scored or role not in held:
+            raise ValueError(f"{who} returned role_predictions for {role!r}, which is not one of this run's "
+                             f"other roles ({', '.join(r for r in held if r != spec.scored) or 'none'})")
+        target = context.role(role)
+        splits = held[role]
+        partial = Splits(*(getattr(splits, name) if name in predictions else Split([], [])
+                           for name in ("train", "val", "test")))
+        metrics = score_predictions(target.task, target.target, partial, predictions, f"{who} ({role})")
+        by_role[role] = {"task": target.task.name, "metrics": metrics}
+    return by_role

@@ -93,45 +93,62 @@ class _PrivateRun:
     source: _WatchedSource
 
 
-def _private_run(kind: str, recipe: Registered, params: dict, source: ItemRef | None, target: ItemRef | None,
-                 seed: int, time_budget_s: float, device: str, registry: PluginRegistry | None,
-                 cache_dir: str | Path | None) -> _PrivateRun:
+def _private_run(kind: str, recipe: Registered, params: dict, source: ItemRef | None,
+                 targets: dict[str, ItemRef | None], seed: int, time_budget_s: float, device: str,
+                 registry: PluginRegistry | None, cache_dir: str | Path | None) -> _PrivateRun:
+    """`recipe` on `source` and its `targets` by role (one, 'target', for a plain
+    recipe), planned as a suite plans them: the spec, and a worker to execute it."""
     from ..hashing import splits_content_hash
     from ..plan.compatibility import incompatibility
-    from ..plan.matrix import SINGLE, RunSpec, task_json, with_identity
+    from ..plan.matrix import RunSpec, task_json, with_identity
     from ..plan.suite import Entry
     from ..results.kinds import run_kind
-    from ..run.execute import RunSettings, Worker
 
+    recipe_kind = run_kind(kind).recipe
+    roles = recipe.item.requires.roles
+    if sorted(targets) != sorted(role.name for role in roles):
+        fail(recipe, f"takes targets in the roles {', '.join(r.name for r in roles)}; give them as "
+                     f"targets={{{', '.join(repr(r.name) + ': ...' for r in roles)}}}")
     source_reg, source_params = resolve("source", source if source is not None else TinySource(), None, registry)
-    target_reg, target_params = resolve("target", target if target is not None else TinyTarget(), None, registry)
     env = kit_env(registry, cache_dir, device)
-    task = declared_task(target_reg, target_params, registry)
     watched_source = _WatchedSource(source_reg.item)
     private = PluginRegistry()
     private.add(watched_source, source_reg.origin)
-    private.add(target_reg.item, target_reg.origin)
     for registered in (registry or installed_plugins()).items("task"):
         private.add(registered.item, registered.origin)
     private.add(recipe.item, recipe.origin)
-    entries = {part: Entry(part, part, r.name, r.version, p) for part, r, p in (
-        ("source", source_reg, source_params), ("target", target_reg, target_params),
-        (run_kind(kind).recipe, recipe, params))}
-    reason = incompatibility(private, entries["source"], {SINGLE: entries["target"]},
-                             entries[run_kind(kind).recipe], run_kind(kind).recipe)
+    by_role, hashes = {}, {}
+    for role in roles:
+        target_reg, target_params = resolve("target", targets[role.name] if targets[role.name] is not None
+                                            else TinyTarget(), None, registry)
+        if target_reg.name not in private.names("target"):
+            private.add(target_reg.item, target_reg.origin)
+        elif private.get("target", target_reg.name).item is not target_reg.item:
+            fail(recipe, f"two different targets named {target_reg.name!r} in one check")
+        target_reg.item.check(target_params, env)
+        task = declared_task(target_reg, target_params, registry)
+        data = target_reg.item.load(target_params, env)
+        by_role[role.name] = (Entry("target", role.name, target_reg.name, target_reg.version, target_params), task)
+        hashes[(role.name, seed)] = splits_content_hash(data.splits(seed), task.label_bytes)[0]
+    source_entry = Entry("source", "source", source_reg.name, source_reg.version, source_params)
+    recipe_entry = Entry(recipe_kind, recipe_kind, recipe.name, recipe.version, params)
+    reason = incompatibility(private, source_entry, {role: entry for role, (entry, _) in by_role.items()},
+                             recipe_entry, recipe_kind)
     if reason is not None:
         fail(recipe, f"cannot be checked on this source and target: {reason}")
-    target_reg.item.check(target_params, env)
     watched_source.check(source_params, env)
-    data = target_reg.item.load(target_params, env)
-    spec = RunSpec(entries["source"], ((SINGLE, entries["target"]),), entries[run_kind(kind).recipe], seed,
-                   kind=kind, init=getattr(recipe.item, "init", "pretrained"),
+    scored = next(role.name for role in roles if role.scored)
+    task = by_role[scored][1]
+    spec = RunSpec(source_entry, tuple((role, entry) for role, (entry, _) in by_role.items()), recipe_entry, seed,
+                   kind=kind, scored=scored, init=getattr(recipe.item, "init", "pretrained"),
                    architecture=watched_source.architecture(source_params),
+                   group="kit-group" if len(by_role) > 1 else None,
                    task=task_json(task, private.get("task", task.name).version))
-    [spec] = with_identity([spec], {("target", seed): splits_content_hash(data.splits(seed), task.label_bytes)[0]},
-                           {"source": watched_source.fingerprint(source_params, env)})
+    [spec] = with_identity([spec], hashes, {"source": watched_source.fingerprint(source_params, env)})
     if spec.init != "random":
         watched_source.prepare(source_params, env)
+    from ..run.execute import RunSettings, Worker
+
     settings = RunSettings(device=device, time_budget_s=time_budget_s, cache_dir=str(env.cache_dir))
     return _PrivateRun(spec, Worker(settings, registry=private), watched_source)
 
@@ -162,14 +179,15 @@ class StrategyCheck:
         return sum(self.changed.values())
 
 
-class _PermutedTestLabels(Target):
-    """The target under test with its test labels shuffled among the test examples: what
-    a strategy trains and selects must not change."""
+class _ShuffledLabels(Target):
+    """A target under test with the labels of some splits shuffled among their examples
+    (rolled by one): what a strategy trains and selects must not change when labels it
+    is never given change. Registered under its own name, beside the unshuffled target."""
 
-    def __init__(self, inner: Target):
-        self.inner = inner
-        self.name, self.version, self.params = inner.name, inner.version, inner.params
-        self.description = inner.description
+    def __init__(self, inner: Target, splits: tuple[str, ...]):
+        self.inner, self.shuffled = inner, splits
+        self.name = f"{inner.name}.shuffled-{'-'.join(splits)}"
+        self.version, self.params, self.description = inner.version, inner.params, inner.description
 
     def task(self, params):
         return self.inner.task(params)
@@ -184,33 +202,49 @@ class _PermutedTestLabels(Target):
         import numpy as np
 
         data = self.inner.load(params, env)
-        original = data.splits
+        original, shuffled = data.splits, self.shuffled
+
+        def roll(labels):
+            return np.roll(labels, 1, axis=0) if isinstance(labels, np.ndarray) else [*labels[-1:], *labels[:-1]]
 
         def splits(seed):
             made = original(seed)
-            labels = made.test.labels
-            shifted = np.roll(labels, 1, axis=0) if isinstance(labels, np.ndarray) else [*labels[-1:], *labels[:-1]]
-            return Splits(made.train, made.val, Split(made.test.examples, shifted))
+            return Splits(*(Split(split.examples, roll(split.labels) if name in shuffled else split.labels)
+                            for name, split in made.items()))
 
         data.splits = splits
         return data
 
 
+def _targets_of(reg: Registered, target: ItemRef | None, targets: dict[str, ItemRef] | None) -> dict:
+    roles = reg.item.requires.roles
+    if targets is not None:
+        return dict(targets)
+    if [role.name for role in roles] != ["target"]:
+        fail(reg, f"takes targets in the roles {', '.join(role.name for role in roles)}; give them as "
+                  f"targets={{role: target}}")
+    return {"target": target}
+
+
 def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: ItemRef | None = None,
-                   target: ItemRef | None = None, seed: int = 0, time_budget_s: float = 600.0,
-                   device: str = "cpu", registry: PluginRegistry | None = None,
-                   cache_dir: str | Path | None = None, test_labels_unseen: bool = True) -> StrategyCheck:
+                   target: ItemRef | None = None, targets: dict[str, ItemRef] | None = None, seed: int = 0,
+                   time_budget_s: float = 600.0, device: str = "cpu", registry: PluginRegistry | None = None,
+                   cache_dir: str | Path | None = None, withheld_labels_unseen: bool = True) -> StrategyCheck:
     """Run the strategy once, as `tlbench run` would, and check what it reports.
 
-    Checks: the source and target are ones the strategy declares it supports; the run
-    ends ok within `time_budget_s`; its predictions for every split are ones the
-    target's task can score, and numeric predictions are finite; 0 <= trainable <= total
-    parameters, the total includes the backbone, and every backbone parameter that
-    changed is counted as trainable; a ``frozen_features_only`` strategy leaves the
-    backbone's parameters and buffers bitwise unchanged; ``info`` is plain JSON. With
-    `test_labels_unseen`, the run is repeated with the test labels shuffled among the
-    test examples: every prediction, every train and validation metric and the info must
-    be bitwise the same (the test labels never reach training or selection).
+    `target` is the one target of a plain strategy (the kit's tiny one unless given);
+    a strategy that takes several targets by role (domain adaptation) gets them as
+    `targets={role: target}`. Checks: the source and targets are ones the strategy
+    declares it supports; the run ends ok within `time_budget_s`; its predictions for
+    every split are ones the scored target's task can score, and numeric predictions are
+    finite; 0 <= trainable <= total parameters, the total includes the backbone, and
+    every backbone parameter that changed is counted as trainable; a
+    ``frozen_features_only`` strategy leaves the backbone's parameters and buffers
+    bitwise unchanged; ``info`` is plain JSON. With `withheld_labels_unseen`, the run is
+    repeated with the labels it is never given shuffled among their examples — the
+    scored target's test labels, and the training and validation labels of every
+    unlabelled role — and every prediction, the info, the selection, and every metric
+    whose labels did not change must be bitwise the same.
     """
     import numpy as np
     import torch
@@ -218,8 +252,9 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     from ..results.store import jsonable
 
     reg, params = resolve("strategy", strategy, params, registry)
+    roles = _targets_of(reg, target, targets)
     watched = _WatchedStrategy(reg.item)
-    run = _private_run("run", type(reg)(watched, reg.origin), params, source, target, seed, time_budget_s,
+    run = _private_run("run", type(reg)(watched, reg.origin), params, source, roles, seed, time_budget_s,
                        device, registry, cache_dir)
     record = run.worker.run(run.spec)
     _ok(reg, record, "run")
@@ -247,40 +282,56 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
             fail(reg, f"declares frozen_features_only but changed the backbone's parameters or buffers: "
                       f"{changed[:5]}; frozen features are served from a cache keyed by the source's weights")
     _check_counts(reg, check)
-    if test_labels_unseen:
-        _check_test_labels_unseen(reg, watched, params, source, target, seed, time_budget_s, device, registry,
-                                  cache_dir, check)
+    if withheld_labels_unseen:
+        _check_withheld_labels_unseen(reg, watched, params, source, roles, seed, time_budget_s, device, registry,
+                                      cache_dir, check)
     return check
 
 
-def _check_test_labels_unseen(reg: Registered, watched: "_WatchedStrategy", params: dict, source, target, seed: int,
-                              time_budget_s: float, device: str, registry, cache_dir, check: StrategyCheck) -> None:
+def _check_withheld_labels_unseen(reg: Registered, watched: "_WatchedStrategy", params: dict, source,
+                                  roles: dict, seed: int, time_budget_s: float, device: str, registry, cache_dir,
+                                  check: StrategyCheck) -> None:
     import numpy as np
 
     from ..hashing import canonical_json
     from ..results.store import jsonable
 
-    target_reg, target_params = resolve("target", target if target is not None else TinyTarget(), None, registry)
-    permuted = (_PermutedTestLabels(target_reg.item), target_params)
-    run = _private_run("run", type(reg)(watched, reg.origin), params, source, permuted, seed, time_budget_s,
+    declared = {role.name: role for role in reg.item.requires.roles}
+    revealed = {item.partition(":")[::2] for item in reg.item.reveals(params)}
+    shuffled_roles, changed = {}, []
+    for name, ref in roles.items():
+        role = declared[name]
+        splits = tuple(split for split in ("train", "val", "test")
+                       if (split == "test" and role.scored) or
+                       (split != "test" and not role.labelled and (name, split) not in revealed))
+        if splits:
+            target_reg, target_params = resolve("target", ref if ref is not None else TinyTarget(), None, registry)
+            shuffled_roles[name] = (_ShuffledLabels(target_reg.item, splits), target_params)
+            changed += [f"{name} {split}" for split in splits]
+        else:
+            shuffled_roles[name] = ref
+    run = _private_run("run", type(reg)(watched, reg.origin), params, source, shuffled_roles, seed, time_budget_s,
                        device, registry, cache_dir)
     record = run.worker.run(run.spec)
-    _ok(reg, record, "the run with shuffled test labels")
+    what = f"when only labels it is never given were shuffled ({', '.join(changed)})"
+    _ok(reg, record, f"the run {what}")
     again = watched.results[-1]
     for name in SPLITS:
         ours, theirs = check.result.predictions[name], again.predictions[name]
         same = np.array_equal(np.asarray(ours), np.asarray(theirs)) if isinstance(ours, np.ndarray) \
             else canonical_json(jsonable(ours)) == canonical_json(jsonable(theirs))
         if not same:
-            fail(reg, f"its predictions for split {name!r} changed when only the test labels were shuffled: the "
-                      f"test labels reached its training or selection")
+            fail(reg, f"its predictions for split {name!r} changed {what}: those labels reached its training or "
+                      f"selection")
+    scored = next(role.name for role in reg.item.requires.roles if role.scored)
+    unchanged = [split for split in ("train", "val") if f"{scored} {split}" not in changed]
     for key, value in check.record["metrics"].items():
-        if key.startswith(("train_", "val_")) and record["metrics"].get(key) != value:
-            fail(reg, f"metric {key} changed when only the test labels were shuffled ({value} → "
-                      f"{record['metrics'].get(key)}): the test labels reached its training or selection")
-    if canonical_json(jsonable(check.result.info)) != canonical_json(jsonable(again.info)):
-        fail(reg, "FitResult.info changed when only the test labels were shuffled: the test labels reached "
-                  "its training or selection")
+        if key.startswith(tuple(f"{split}_" for split in unchanged)) and record["metrics"].get(key) != value:
+            fail(reg, f"metric {key} changed {what} ({value} → {record['metrics'].get(key)}): those labels "
+                      f"reached its training or selection")
+    for part in ("info", "selection"):
+        if canonical_json(jsonable(getattr(check.result, part))) != canonical_json(jsonable(getattr(again, part))):
+            fail(reg, f"FitResult.{part} changed {what}: those labels reached its training or selection")
 
 
 def _check_counts(reg: Registered, check: StrategyCheck) -> None:
@@ -317,7 +368,8 @@ def check_estimator(estimator: ItemRef, params: dict | None = None, *, source: I
     import math
 
     reg, params = resolve("estimator", estimator, params, registry)
-    run = _private_run("estimate", reg, params, source, target, seed, time_budget_s, device, registry, cache_dir)
+    run = _private_run("estimate", reg, params, source, {"target": target}, seed, time_budget_s, device, registry,
+                       cache_dir)
     first, second = run.worker.run(run.spec), run.worker.run(run.spec)
     for record in (first, second):
         _ok(reg, record, "estimate")
