@@ -4,34 +4,68 @@
 
 With names (e.g. ``startup overhead``), only those. Each script runs in its own
 process with its default settings; their lines are printed as they come, under the
-script's name, with the load average before each (measure on a quiet machine). About
-20 minutes on 2 cores.
+script's name. First comes the machine (bench/machine.py: the CPU model, torch's and
+numpy's BLAS libraries, the kernels they chose and their default thread counts, and any
+environment variable that changes those); then every figure line (one that starts with
+its number) ends with the load average when it was printed and that machine in short, so
+a figure copied elsewhere keeps what it was measured on. Measure on a quiet machine.
+About 20 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["startup", "overhead", "linear_probe", "logme", "parallel_scaling", "end_to_end", "scale_law"]
+SCRIPTS = ["startup", "overhead", "linear_probe", "blas_dispatch", "logme", "parallel_scaling", "end_to_end",
+           "scale_law"]
+DEFAULT = [name for name in SCRIPTS if name != "blas_dispatch"]
+"""`blas_dispatch` (about 15 minutes) runs only when named."""
+FIGURE = re.compile(r"^[-+]?\d")
+
+
+def machine() -> tuple[list[str], str]:
+    """(the machine's lines, its one-line summary), read in a child so that this process
+    imports neither torch nor numpy and the child sees the same environment as the scripts."""
+    sys.path.insert(0, str(HERE))
+    import machine as described
+
+    out = subprocess.run([sys.executable, str(HERE / "machine.py"), "--json"], capture_output=True, text=True,
+                         check=False)
+    if out.returncode:
+        return [f"machine: unknown ({out.stderr.strip().splitlines()[-1:]})"], "machine unknown"
+    found = json.loads(out.stdout)
+    return described.lines(found), described.short(found)
 
 
 def main() -> int:
-    names = sys.argv[1:] or SCRIPTS
+    names = sys.argv[1:] or DEFAULT
     unknown = [name for name in names if name not in SCRIPTS]
     if unknown:
         print(f"run_all: unknown benchmark {unknown[0]!r}; expected some of {', '.join(SCRIPTS)}", file=sys.stderr)
         return 2
+    described, summary = machine()
+    print("\n".join(described), flush=True)
     failed = []
     for name in names:
-        print(f"== bench/{name}.py  (load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"== bench/{name}.py  (load average {os.getloadavg()[0]:.2f})", flush=True)
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, str(HERE / f"{name}.py")]).returncode
-        print(f"   ({time.perf_counter() - start:.0f} s{'' if code == 0 else f', exit {code}'})", flush=True)
+        child = subprocess.Popen([sys.executable, str(HERE / f"{name}.py")], stdout=subprocess.PIPE, text=True,
+                                 bufsize=1)
+        for line in child.stdout:
+            line = line.rstrip("\n")
+            if FIGURE.match(line):
+                line = f"{line}  [load {os.getloadavg()[0]:.2f}; {summary}]"
+            print(line, flush=True)
+        code = child.wait()
+        print(f"   ({time.perf_counter() - start:.0f} s{'' if code == 0 else f', exit {code}'}; "
+              f"load average {os.getloadavg()[0]:.2f})", flush=True)
         if code:
             failed.append(name)
     if failed:

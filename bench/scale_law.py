@@ -2,9 +2,10 @@
 
     python bench/scale_law.py [--repeats 3] [--sizes 8,32,128] [--done-sizes 16,128,1024]
 
-1. executed: whole ``python -m tlbench run`` processes on suites of 8, 32 and 128 small
-   runs (a linear probe of timm's `test_resnet` on digits, one run per seed, the
-   feature cache warmed beforehand, a fresh result directory each time). The marginal
+1. executed: whole ``python -m tlbench run --jobs 1`` processes on suites of 8, 32 and
+   128 small runs (a linear probe of timm's `test_resnet` on digits, one run per seed,
+   the feature cache warmed beforehand, a fresh result directory each time; one worker,
+   so that the figure is the cost per run, not how well the runs share the cores). The marginal
    cost per run between the two larger sizes is compared with the one between the two
    smaller sizes: a quadratic scan of the store, the schedule or the report would make
    the later runs dearer.
@@ -78,7 +79,7 @@ class Bench:
     def tlbench_run(self, n: int, out: Path | None = None) -> float:
         self.count += 1
         out = out or self.folder / f"out-{n}-{self.count}"
-        command = [sys.executable, "-m", "tlbench", "run", str(self.suite(n)), "--out", str(out)]
+        command = [sys.executable, "-m", "tlbench", "run", str(self.suite(n)), "--out", str(out), "--jobs", "1"]
         start = time.perf_counter()
         done = subprocess.run(command, env=self.env, capture_output=True, text=True)
         seconds = time.perf_counter() - start

@@ -1,6 +1,8 @@
 """The linear-probe solvers of every task type (plugins/tlbench_builtin/linear_solvers.py):
 each against scikit-learn's fit of the same objective, the selection along the strength
-path, the folding of the standardisation, the budget callback and degenerate features."""
+path, the folding of the standardisation, the budget callback and degenerate features;
+the logistic ones on both array backends (numpy: the CPU path; torch: the GPU path, run
+here on the CPU in float64), which must agree."""
 
 from __future__ import annotations
 
@@ -48,12 +50,17 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- against scikit-learn
 
 
+BACKENDS = ["numpy", "torch"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n, d", [(80, 10), (24, 60)])
-def test_sigmoid_matches_sklearn_per_label(n, d):
+def test_sigmoid_matches_sklearn_per_label(n, d, backend):
     x = features(n, d)
     y = multilabel(x, 3)
     l2 = 0.01
-    ours = fit_probe(x, y, x[:0], None, loss="sigmoid", l2_grid=[l2], max_iter=2000, tol=1e-7)
+    ours = fit_probe(x, y, x[:0], None, loss="sigmoid", l2_grid=[l2], max_iter=2000, tol=1e-7,
+                     backend_name=backend)
     assert ours.converged[l2]
     scaler = StandardScaler().fit(x)
     for label in range(y.shape[1]):
@@ -136,13 +143,15 @@ def test_ridge_selects_on_the_headline_metric():
 # ---------------------------------------------------------------------- the fitted head
 
 
-@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "squared"])
-def test_raw_weights_predict_what_the_standardised_ones_do(loss):
+@pytest.mark.parametrize("loss, backend", [("softmax", "numpy"), ("softmax", "torch"), ("sigmoid", "numpy"),
+                                           ("sigmoid", "torch"), ("squared", None)])
+def test_raw_weights_predict_what_the_standardised_ones_do(loss, backend):
     x, vx = features(40, 8), features(25, 8, seed=9)
     y = {"softmax": np.arange(40) % 3, "sigmoid": multilabel(x, 2), "squared": targets(x, 2)}[loss]
     seen = []
     fit = fit_probe(x, y, vx, lambda predictions: seen.append(predictions), loss=loss, l2_grid=[1e-2],
-                    num_classes=3)
+                    num_classes=3, backend_name=backend)
+    assert isinstance(seen[0], np.ndarray) and fit.weight.dtype == fit.bias.dtype == np.float64
     np.testing.assert_allclose(vx @ fit.weight.T + fit.bias, seen[0], rtol=1e-10, atol=1e-10)
     assert json.loads(json.dumps(fit.to_json())) == {
         "l2": 1e-2, "val_score_by_l2": {"0.01": None}, "iterations": fit.iterations[1e-2],
@@ -173,12 +182,13 @@ def test_a_label_that_is_never_positive_is_fitted():
 # ---------------------------------------------------------------------- budget and misuse
 
 
-def test_long_sigmoid_solves_call_the_budget_check():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_sigmoid_solves_call_the_budget_check(backend):
     x = features(60, 40)
     y = multilabel(x, 3)
     calls = []
     fit = fit_probe(x, y, x[:0], None, loss="sigmoid", l2_grid=[1e-5], max_iter=300, tol=1e-10,
-                    check=lambda: calls.append(1))
+                    check=lambda: calls.append(1), backend_name=backend)
     assert fit.iterations[1e-5] > 50 and len(calls) >= 1 + fit.iterations[1e-5] // 25
 
     def over_budget():
@@ -188,7 +198,8 @@ def test_long_sigmoid_solves_call_the_budget_check():
 
     calls.clear()
     with pytest.raises(TimeoutError):
-        fit_probe(x, y, x[:0], None, loss="sigmoid", l2_grid=[1e-5], max_iter=300, tol=1e-10, check=over_budget)
+        fit_probe(x, y, x[:0], None, loss="sigmoid", l2_grid=[1e-5], max_iter=300, tol=1e-10, check=over_budget,
+                  backend_name=backend)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -197,8 +208,75 @@ def test_long_sigmoid_solves_call_the_budget_check():
     ({"loss": "squared", "l2_grid": [1e-2, 0.0]}, "non-empty list of positive"),
     ({"loss": "softmax", "l2_grid": [1e-2]}, "needs num_classes"),
     ({"loss": "sigmoid", "l2_grid": [1e-2]}, "0/1 matrix"),
+    ({"loss": "sigmoid", "l2_grid": [1e-2], "backend_name": "jax"}, "backend must be"),
+    ({"loss": "sigmoid", "l2_grid": [1e-2], "device": "cuda", "backend_name": "numpy"}, "CPU only"),
 ])
 def test_misuse_is_refused(kwargs, message):
     x = features(10, 3)
     with pytest.raises(ValueError, match=message):
         fit_probe(x, np.arange(10) % 2, x[:0], None, **kwargs)
+
+
+# ---------------------------------------------------------------------- backends
+
+
+def test_the_cpu_runs_on_numpy_and_a_gpu_on_torch():
+    """The CPU path is numpy/OpenBLAS whatever torch's BLAS is (issue 21: torch's MKL is slow
+    on CPUs it does not optimise for); anything else stays on torch."""
+    from tlbench_builtin.logistic import backend
+
+    assert backend("cpu").name == "numpy"
+    assert backend("cuda").name == backend("cuda:1").name == "torch"
+    assert backend("cpu", "torch").name == "torch" and backend("cpu", "torch").dtype.is_floating_point
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
+def test_both_backends_reach_the_same_probe(loss):
+    x, vx = features(60, 20), features(30, 20, seed=3)
+    y = np.arange(60) % 4 if loss == "softmax" else multilabel(x, 3)
+    fits = [fit_probe(x, y, vx, lambda outputs: float(outputs[:, 0].mean()), loss=loss, num_classes=4,
+                      l2_grid=[1e-1, 1e-2], tol=1e-6, max_iter=1000, backend_name=backend)
+            for backend in BACKENDS]
+    assert fits[0].l2 == fits[1].l2 and all(fits[0].converged.values()) and all(fits[1].converged.values())
+    np.testing.assert_allclose(fits[0].weight, fits[1].weight, atol=1e-6)
+    np.testing.assert_allclose(fits[0].bias, fits[1].bias, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "squared"])
+def test_small_problems_run_on_one_blas_thread_and_restore_the_count(loss):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    x = features(30, 6)
+    y = {"softmax": np.arange(30) % 3, "sigmoid": multilabel(x, 2), "squared": targets(x, None)}[loss]
+    inside = []
+
+    def score(outputs):
+        inside.append({info["filepath"]: info["num_threads"] for info in threadpool_info()
+                       if info["user_api"] == "blas"})
+        return 0.0
+
+    with threadpool_limits(2, user_api="blas"):
+        fit_probe(x, y, x, score, loss=loss, num_classes=3, l2_grid=[1e-2])
+        after = {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+    assert inside and set(inside[0].values()) == {1}
+    assert set(after.values()) == {2}
+
+
+def test_the_torch_entry_points_of_other_plugins_keep_their_shapes():
+    """`logistic._Objective` and `_lbfgs` take and give torch tensors θ of shape (dim + 1) ×
+    classes, as before the backends (domain_selection.py fits density ratios with them)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from tlbench_builtin.logistic import _lbfgs, _Objective
+
+    z = StandardScaler().fit_transform(features(50, 5))
+    y = (z[:, 0] + z[:, 1] > 0).astype(np.int64)
+    objective = _Objective(torch.from_numpy(z), torch.from_numpy(y), 2)
+    objective.l2 = 0.01
+    theta, used, converged = _lbfgs(objective, torch.zeros(6, 2, dtype=torch.float64), 500, 1e-6, 10, lambda: None)
+    assert isinstance(theta, torch.Tensor) and theta.shape == (6, 2) and converged and used > 0
+    # two-class softmax: w1 = -w0 at the optimum, so the log-odds w1 - w0 carry half the penalty
+    reference = LogisticRegression(C=2 / (0.01 * 50), tol=1e-12, max_iter=10000).fit(z, y)
+    log_odds = z @ (theta[:-1, 1] - theta[:-1, 0]).numpy() + float(theta[-1, 1] - theta[-1, 0])
+    np.testing.assert_allclose(log_odds, reference.decision_function(z), atol=1e-4)

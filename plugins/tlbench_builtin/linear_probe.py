@@ -104,9 +104,19 @@ def _val_score(run, loss: str):
     return score
 
 
+def probe_selection(run) -> dict:
+    """What chose the probe's strength: the headline on the validation split (or, without
+    one, nothing: the strongest strength is kept)."""
+    headline = run.task.metric(run.task.headline)
+    if run.split("val").labels is None or not len(run.split("val")):
+        return {"rule": "strongest", "reads": []}
+    return {"rule": "val", "metric": f"val_{headline.name}", "higher_is_better": headline.higher_is_better,
+            "reads": ["target:val:labels"], "chooses": "l2"}
+
+
 class LinearProbe(Strategy):
     name = "linear-probe"
-    version = "2"
+    version = "3"  # 3: the CPU solver runs on numpy/OpenBLAS (issue 21); last bits changed
     description = "frozen backbone; a linear head fitted in closed form (logistic or ridge), strength chosen on val"
     frozen_features_only = True
     requires = Requirements(tasks=None, linear_head=True)
@@ -133,7 +143,7 @@ class LinearProbe(Strategy):
         info = {"resolved": {"l2": fit.l2}, "trainable": {"backbone": 0, "head": trainable},
                 "probe": fit.to_json()}
         return FitResult(predictions=predictions, trainable_params=trainable, total_params=total, info=info,
-                         model=model)
+                         model=model, selection=probe_selection(run))
 
 
 @tlbench.hookimpl

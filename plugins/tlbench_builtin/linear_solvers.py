@@ -6,7 +6,7 @@ validation split. Every task type whose head is linear with a standard loss
 
 - ``"softmax"`` (classification, ``train_y`` class ids): logistic.py's multinomial
   objective and L-BFGS (with ``val_score`` = accuracy of the argmax, tlbench 0.1's
-  probe, bitwise).
+  probe; its CPU path moved from torch to numpy, which changed the last bits).
 - ``"sigmoid"`` (multilabel, ``train_y`` a 0/1 matrix (n, K)): K independent binary
   logistic regressions, ``Σ_labels [mean_examples BCE + l2/2 ‖w_label‖²]``. The sum
   over labels separates, so each label's weights are scikit-learn's
@@ -17,7 +17,8 @@ validation split. Every task type whose head is linear with a standard loss
   ``1/(2n) Σ_examples ‖y - W x - b‖² + l2/2 ‖W‖²``, i.e. scikit-learn's
   ``Ridge(alpha=l2 · n)`` on each target. Solved in closed form for every strength at
   once from one eigendecomposition of the smaller Gram matrix (d × d or n × n), always
-  in float64 on the CPU: it is cheap there, and float32 would lose the weak strengths.
+  in float64 with numpy on the CPU: it is cheap there, and float32 would lose the weak
+  strengths.
 
 Every solver works on standardised features (std clamped at 1e-6, as logistic.py does),
 leaves the bias unpenalised and folds the standardisation back into the weights, so the
@@ -33,13 +34,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
 
-from .logistic import _lbfgs, _Objective, _threads_for
+from .logistic import Objective, backend, lbfgs, threads_for
 
 LOSSES = ("softmax", "sigmoid", "squared")
 
-Solver = Callable[[float], tuple[torch.Tensor, int, bool]]
+Solver = Callable[[float], tuple[object, int, bool]]
 """l2 -> (θ = [W; b] ((dim + 1) × outputs) on standardised features, iterations, converged)."""
 
 
@@ -61,39 +61,18 @@ class ProbeFit:
                 "converged_by_l2": {repr(k): v for k, v in self.converged.items()}}
 
 
-class _SigmoidObjective:
-    """Σ over labels of (mean binary cross-entropy + l2/2 ‖w‖²) over θ = [W; b]
-    ((dim + 1) × labels), with gradient; the bias row is not penalised."""
-
-    def __init__(self, x: torch.Tensor, targets: torch.Tensor):
-        self.x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)
-        self.targets = targets
-        self.mask = torch.ones(self.x.shape[1], 1, dtype=x.dtype, device=x.device)
-        self.mask[-1] = 0
-        self.l2 = 0.0
-
-    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.x @ theta
-        n = len(self.x)
-        penalised = theta * self.mask
-        softplus = logits.clamp_min(0) + torch.log1p(torch.exp(-logits.abs()))  # log(1 + e^z), no overflow
-        loss = (softplus - self.targets * logits).sum() / n + 0.5 * self.l2 * (penalised * penalised).sum()
-        grad = self.x.T @ (torch.sigmoid(logits) - self.targets) / n + self.l2 * penalised
-        return loss, grad
-
-
 class _WarmStarted:
     """L-BFGS along the path: each strength starts from the previous strength's solution."""
 
-    def __init__(self, objective, outputs: int, max_iter: int, tol: float, check: Callable[[], None]):
-        x = objective.x
-        self.objective, self.max_iter, self.tol, self.check = objective, max_iter, tol, check
-        self.theta = torch.zeros(x.shape[1], outputs, dtype=x.dtype, device=x.device)
+    def __init__(self, ops, objective: Objective, max_iter: int, tol: float, check: Callable[[], None]):
+        self.ops, self.objective, self.max_iter, self.tol, self.check = ops, objective, max_iter, tol, check
+        self.theta = ops.zeros(objective.x.shape[1] * objective.outputs)
 
-    def __call__(self, l2: float) -> tuple[torch.Tensor, int, bool]:
+    def __call__(self, l2: float) -> tuple[object, int, bool]:
         self.objective.l2 = l2
-        self.theta, used, converged = _lbfgs(self.objective, self.theta, self.max_iter, self.tol, 10, self.check)
-        return self.theta, used, converged
+        self.theta, used, converged = lbfgs(self.ops, self.objective, self.theta, self.max_iter, self.tol, 10,
+                                            self.check)
+        return self.theta.reshape(-1, self.objective.outputs), used, converged
 
 
 class _RidgePath:
@@ -105,53 +84,53 @@ class _RidgePath:
     smaller of the two Gram matrices is decomposed; a strength then costs one product.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+    def __init__(self, x: np.ndarray, y: np.ndarray):
         n, d = x.shape
         self.n, self.offset = n, y.mean(0)
         y = y - self.offset
         if d <= n:
-            eigenvalues, vectors = torch.linalg.eigh(x.T @ x)
+            eigenvalues, vectors = np.linalg.eigh(x.T @ x)
             self.basis, self.coef = vectors, vectors.T @ (x.T @ y)
         else:
-            eigenvalues, vectors = torch.linalg.eigh(x @ x.T)
+            eigenvalues, vectors = np.linalg.eigh(x @ x.T)
             self.basis, self.coef = x.T @ vectors, vectors.T @ y
-        self.eigenvalues = eigenvalues.clamp_min(0)[:, None]  # rounding can leave them at -1e-12
+        self.eigenvalues = np.maximum(eigenvalues, 0)[:, None]  # rounding can leave them at -1e-12
 
-    def __call__(self, l2: float) -> tuple[torch.Tensor, int, bool]:
+    def __call__(self, l2: float) -> tuple[object, int, bool]:
         weight = self.basis @ (self.coef / (self.eigenvalues + self.n * l2))
-        return torch.cat([weight, self.offset[None]]), 0, True
+        return np.concatenate([weight, self.offset[None]]), 0, True
 
 
-def _solver(loss: str, x: torch.Tensor, train_y, num_classes: int | None, max_iter: int, tol: float,
+def _solver(ops, loss: str, x, train_y, num_classes: int | None, max_iter: int, tol: float,
             check: Callable[[], None]) -> Solver:
-    """The solver of `loss` on the standardised training features `x`."""
+    """The solver of `loss` on the standardised training features `x` (a backend array)."""
     if loss == "softmax":
         if num_classes is None:
             raise ValueError("loss='softmax' needs num_classes")
-        y = torch.as_tensor(np.asarray(train_y), dtype=torch.long, device=x.device)
-        return _WarmStarted(_Objective(x, y, num_classes), num_classes, max_iter, tol, check)
-    y = torch.as_tensor(np.asarray(train_y), dtype=x.dtype, device=x.device)
+        onehot = np.eye(num_classes)[np.asarray(train_y, dtype=np.int64)]
+        return _WarmStarted(ops, Objective(ops, x, ops.asarray(onehot), ops.softmax_terms), max_iter, tol, check)
+    y = np.asarray(train_y, dtype=np.float64)
     if loss == "sigmoid":
         if y.ndim != 2:
-            raise ValueError(f"loss='sigmoid' needs a 0/1 matrix (n, labels) as train_y, got shape {tuple(y.shape)}")
-        return _WarmStarted(_SigmoidObjective(x, y), y.shape[1], max_iter, tol, check)
-    return _RidgePath(x, y.reshape(len(y), -1))
+            raise ValueError(f"loss='sigmoid' needs a 0/1 matrix (n, labels) as train_y, got shape {y.shape}")
+        return _WarmStarted(ops, Objective(ops, x, ops.asarray(y), ops.sigmoid_terms), max_iter, tol, check)
+    return _RidgePath(x, y.reshape(len(y), -1))  # x is numpy: fit_probe runs "squared" there
 
 
-def _select(solve: Solver, l2_grid, vx: torch.Tensor | None, val_score, check: Callable[[], None]):
+def _select(ops, solve: Solver, l2_grid, vx, val_score, check: Callable[[], None]):
     """Solve from strong to weak; keep the best-scoring strength (the stronger on ties, the
     strongest when nothing is scored). Returns (θ, l2, scores, iterations, converged)."""
     best, scores, iterations, converged = None, {}, {}, {}
     for l2 in sorted(l2_grid, reverse=True):
         check()
-        theta, iterations[l2], converged[l2] = solve(l2)
+        theta, iterations[l2], converged[l2] = solve(l2)  # a fresh array each time
         score = None
         if vx is not None:
-            score = val_score((vx @ theta[:-1] + theta[-1]).cpu().numpy())
+            score = val_score(ops.to_numpy(vx @ theta[:-1] + theta[-1]))
             score = None if score is None else float(score)
         scores[l2] = score
         if best is None or (score is not None and score > best[0]):
-            best = (score if score is not None else -np.inf, l2, theta.clone())
+            best = (score if score is not None else -np.inf, l2, theta)
         if vx is None:
             break  # nothing to select on: keep the strongest regularisation
     _, l2, theta = best
@@ -161,7 +140,8 @@ def _select(solve: Solver, l2_grid, vx: torch.Tensor | None, val_score, check: C
 def fit_probe(train_x: np.ndarray, train_y, val_x: np.ndarray,
               val_score: Callable[[np.ndarray], float | None] | None, *, loss: str, l2_grid,
               num_classes: int | None = None, max_iter: int = 200, tol: float = 1e-4,
-              device: torch.device | str = "cpu", check: Callable[[], None] = lambda: None) -> ProbeFit:
+              device="cpu", check: Callable[[], None] = lambda: None,
+              backend_name: str | None = None) -> ProbeFit:
     """Fit a linear probe of `loss` along `l2_grid`; keep the strength whose validation
     predictions `val_score` rates highest.
 
@@ -171,26 +151,29 @@ def fit_probe(train_x: np.ndarray, train_y, val_x: np.ndarray,
     and returns a higher-is-better score or None; with no validation rows or no
     `val_score`, only the strongest strength is fitted. `max_iter` and `tol` (largest
     gradient component) bound each L-BFGS solve; `check` is called between strengths and
-    every 25 L-BFGS iterations, and may raise to stop the fit. "softmax" and "sigmoid" run
-    on `device` (float64 on the CPU, where `tol` is always reachable, float32 elsewhere); "squared"
-    always runs in float64 on the CPU.
+    every 25 L-BFGS iterations, and may raise to stop the fit.
+
+    "softmax" and "sigmoid" run on `device`: in float64 with numpy and OpenBLAS on the CPU
+    (where `tol` is always reachable), in float32 with torch elsewhere; `backend_name`
+    ("numpy" or "torch") overrides the choice, e.g. to run the GPU code on the CPU in
+    float64. "squared" always runs in float64 with numpy on the CPU. Small problems run
+    on one BLAS thread.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if not l2_grid or not all(l2 > 0 for l2 in l2_grid):
         raise ValueError(f"l2_grid must be a non-empty list of positive strengths, got {list(l2_grid)!r}")
-    device = torch.device("cpu" if loss == "squared" else device)
-    dtype = torch.float64 if device.type == "cpu" else torch.float32
-    with _threads_for(train_x.shape[0] * train_x.shape[1], device):
-        x = torch.tensor(train_x, dtype=dtype, device=device)
+    ops = backend("cpu", "numpy") if loss == "squared" else backend(device, backend_name)
+    with threads_for(train_x.shape[0] * train_x.shape[1], ops):
+        x = ops.asarray(train_x)
         mean = x.mean(0)
-        std = x.std(0, unbiased=False).clamp_min(1e-6)
-        solve = _solver(loss, (x - mean) / std, train_y, num_classes, max_iter, tol, check)
+        std = ops.clamp_min(ops.std(x), 1e-6)
+        solve = _solver(ops, loss, (x - mean) / std, train_y, num_classes, max_iter, tol, check)
         vx = None
         if len(val_x) and val_score is not None:
-            vx = (torch.tensor(val_x, dtype=dtype, device=device) - mean) / std
-        theta, l2, scores, iterations, converged = _select(solve, l2_grid, vx, val_score, check)
+            vx = (ops.asarray(val_x) - mean) / std
+        theta, l2, scores, iterations, converged = _select(ops, solve, l2_grid, vx, val_score, check)
         weight = (theta[:-1] / std[:, None]).T
         bias = theta[-1] - weight @ mean
-    return ProbeFit(weight=weight.cpu().numpy(), bias=bias.cpu().numpy(), l2=l2, val_score=scores,
-                    iterations=iterations, converged=converged)
+    return ProbeFit(weight=np.ascontiguousarray(ops.to_numpy(weight)), bias=ops.to_numpy(bias), l2=l2,
+                    val_score=scores, iterations=iterations, converged=converged)

@@ -18,7 +18,7 @@ from .linear_probe import PROBE_PARAMS, check_probe
 
 class LinearProbeThenFinetune(Strategy):
     name = "lp-ft"
-    version = "1"
+    version = "2"  # 2: its probe, linear-probe 3
     description = "linear probe on frozen features, then fine-tune everything from that head"
     requires = Requirements(tasks=None, linear_head=True)
     params = {
