@@ -140,16 +140,41 @@ def test_merge_is_idempotent_and_keeps_existing_records(tmp_path, two_machines):
 
 
 def test_merge_cli_reports_paths_and_exit_code(tmp_path, two_machines, cli):
-    _, _, dir_a, dir_b, malformed = two_machines
+    a, b, dir_a, dir_b, malformed = two_machines
     out = tmp_path / "merged"
     result = cli("merge", str(dir_a), str(dir_b), "--out", str(out), "--title", "two labs")
     assert result.returncode == 1, result.stderr  # some records were skipped
     for path in malformed.values():
         assert str(path) in result.stderr
     assert "kept apart: target 't1' seed 0" in result.stderr
-    assert "duplicate of" in result.stderr and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr
     assert "5 invalid records skipped" in result.stdout
+    # duplicates: one line per input directory, not one per record (--verbose lists them)
+    shared = len(set(a.records) & set(b.records))
+    lines = {line.split(": ")[0]: line for line in result.stdout.splitlines() if line.startswith(str(tmp_path))}
+    assert lines[str(dir_a)] == f"{dir_a}: {len(a.records)} valid records"
+    assert lines[str(dir_b)] == (f"{dir_b}: {len(b.records)} valid records; {shared} duplicates of records already "
+                                 f"merged ({shared - 2} identical, 2 different: the first ok one kept)")
+    assert "duplicate of" not in result.stderr
+    verbose = cli("merge", str(dir_a), str(dir_b), "--out", str(tmp_path / "verbose"), "--verbose")
+    listed = [line for line in verbose.stderr.splitlines() if "duplicate of" in line]
+    assert len(listed) == shared and all(line.startswith(f"tlbench: note: {dir_b}") for line in listed
+                                         if "(identical)" in line)
+    assert sum(line.startswith("tlbench: warning: ") for line in listed) == 2
     assert (out / "leaderboard.html").is_file()
     assert "# tlbench leaderboard: two labs" in (out / "leaderboard.md").read_text()
     missing = cli("merge", str(tmp_path / "nowhere"), "--out", str(out))
     assert missing.returncode == 2 and "nowhere: no such result directory" in missing.stderr
+
+
+def test_report_of_corrupt_records_reports_the_valid_ones_and_exits_1(tmp_path, two_machines, cli):
+    _, b, _, dir_b, malformed = two_machines
+    out = tmp_path / "report"
+    result = cli("report", str(dir_b), "--out", str(out))
+    assert result.returncode == 1, result.stderr  # as merge does
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("tlbench: warning: ")]
+    assert len(warnings) == len(malformed) and "Traceback" not in result.stderr
+    for path in malformed.values():
+        assert sum(str(path) in line for line in warnings) == 1
+    assert f"{len(b.records)} records, {len(malformed)} invalid records skipped; wrote" in result.stdout
+    assert (out / "leaderboard.md").is_file() and "# tlbench leaderboard" in result.stdout

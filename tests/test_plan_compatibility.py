@@ -273,3 +273,32 @@ def test_bad_groups_are_one_line(plugin_suite, cli, table, message):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert message in line
+
+
+def test_an_adaptation_method_brings_its_erm_run_and_the_group_s_scratch_baseline(write_suite, registry):
+    """A suite with DANN alone: tlbench plans ERM with DANN's knobs, pairs each DANN run
+    with the ERM run of its source, group and seed, and gives both the group's
+    from-scratch baseline (ERM's recipe from a random initialisation)."""
+    from tlbench.plan.matrix import expand, with_identity
+    from tlbench.plan.suite import load_suite
+
+    domains = "".join(f'[[targets]]\nid = "{id}"\nplugin = "digit-domains"\ndomain = "{domain}"\npool = "{pool}"\n'
+                      f'classes = [0, 1, 2]\nshots = 4\nval_shots = 2\nsize = 16\n'
+                      for id, domain, pool in (("clean", "clean", "source"), ("thick", "thick", "target")))
+    suite = load_suite(write_suite('[suite]\nname = "da"\nseeds = [0, 1]\n' + RANDOM_RESNET + domains +
+                                   '[[groups]]\nid = "clean-to-thick"\nlabelled = "clean"\nunlabelled = "thick"\n'
+                                   '[[strategies]]\nplugin = "dann"\nepochs = 3\nlr = 0.01\n'), registry)
+    erm = [entry for entry in suite.strategies if entry.plugin == "erm"]
+    assert len(erm) == 1 and erm[0].params["epochs"] == 3 and erm[0].params["lr"] == 0.01
+    planned = expand(suite, registry)
+    hashes = {(target.id, seed): f"{target.id}-{seed}" for target in suite.targets for seed in suite.seeds}
+    specs = with_identity(planned.specs, hashes, {})
+    by = {(spec.recipe.id, spec.seed, spec.baseline): spec for spec in specs}
+    assert sorted(by) == sorted((recipe, seed, baseline) for seed in (0, 1)
+                                for recipe, baseline in (("dann", False), ("erm", False), ("scratch-erm", True)))
+    for seed in (0, 1):
+        dann, erm_run, scratch = by[("dann", seed, False)], by[("erm", seed, False)], by[("scratch-erm", seed, True)]
+        assert dann.paired == (("erm", erm_run.run_id),) and erm_run.paired == ()
+        assert dann.baseline_run_id == erm_run.baseline_run_id == scratch.run_id
+        assert scratch.init == "random" and scratch.group == "clean-to-thick" and scratch.recipe.plugin == "erm"
+        assert set(dann.depends_on) == {scratch.run_id, erm_run.run_id}

@@ -120,8 +120,13 @@ def test_the_planner_checks_and_hashes_the_new_tasks(data, write_suite, registry
     # new parameters at their defaults stay out of run identities: classification runs keep their ids
     entries = {entry.id: entry for entry in suite.targets}
     assert not {"task", "labels", "label_columns"} & set(entries["plain"].identity_params())
-    assert {"task", "labels"} <= set(entries["bright"].identity_params())
+    assert "task" in entries["bright"].identity_params()
     assert {"task", "label_columns"} <= set(entries["reviews"].identity_params())
+    # paths (the folder, the labels file) are not identity: the content hash and the revision are
+    assert entries["bright"].paths == ("labels", "path") and entries["reviews"].paths == ("path",)
+    assert entries["bright"].params["labels"] == str(data / "photos" / "labels.csv")
+    identity = runs["bright", 0].identity()["target"]
+    assert "path" not in identity["params"] and identity["revision"].startswith("labels-sha256:")
 
 
 def test_the_planner_refuses_shots_for_a_regression_target_before_reading_it(data, write_suite, registry, cache_dir):

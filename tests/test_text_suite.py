@@ -109,11 +109,20 @@ def test_minilm_text_suite_runs_end_to_end(cli, write_suite, sentiment_csv, tmp_
 
 @pytest.mark.parametrize("name, runs", [("vision", 180 + 135), ("text", 160 + 80)])  # runs + estimates
 def test_shipped_hub_suites_list_their_full_matrix_offline(cli, tmp_path, name, runs):
+    """Without network and with an empty cache, the dry run lists the matrix and notes each
+    model and data set the first run will download; declared offline, it refuses."""
     from conftest import REPO
 
-    done = cli("run", str(REPO / "suites" / f"{name}.toml"), "--dry-run", "--out", str(tmp_path / "out"),
-               env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    suite = str(REPO / "suites" / f"{name}.toml")
+    no_network = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": ""}
+    done = cli("run", suite, "--dry-run", "--out", str(tmp_path / "out"), env=no_network)
     assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.startswith("tlbench: note:")]
+    assert notes and all("not in the Hugging Face cache" in line or "not on this machine yet" in line
+                         for line in notes)
+    refused = cli("run", suite, "--dry-run", "--out", str(tmp_path / "out"), env={**no_network, "HF_HUB_OFFLINE": "1"})
+    assert refused.returncode == 2 and "HF_HUB_OFFLINE is set" in refused.stderr
+    assert not (tmp_path / "out").exists()
     lines = done.stdout.splitlines()
     assert lines[-1].startswith(f"{runs} runs:")
     assert sum(line.startswith(("run ", "baseline ", "estimate ")) for line in lines) == runs

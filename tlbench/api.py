@@ -197,11 +197,22 @@ class Source(Item):
     """A pretrained model family (timm, transformers, a model trained on the spot)."""
 
     kind: ClassVar[str] = "source"
+    network: ClassVar[str | None] = None
+    """A namespace in which `architecture` dicts are compared across plugins, e.g. "timm"
+    for networks `timm.create_model` builds from the dict's values. Sources of any
+    plugins whose namespaces and architectures are equal build the same network from a
+    random initialisation, so a suite gives them one from-scratch baseline per target and
+    seed. Declare one only when your `build(pretrained=False)` gives exactly the network
+    others in that namespace build from an equal dict; None (the default) keeps your
+    architectures to your plugin, even where another plugin's dicts look alike."""
 
     def architecture(self, params: dict) -> dict:
-        """The parameters that define the architecture, without the weights.
+        """The parameters that define the architecture, without the weights, as plain
+        JSON: what a random initialisation of this source trains (its from-scratch
+        baseline). No local paths: a model folder is identified by its config's content.
 
-        Sources with equal architectures share one from-scratch baseline.
+        Sources of one plugin with equal architectures share one from-scratch baseline
+        (across plugins too, with a `network` namespace).
         """
         return dict(params)
 
@@ -278,7 +289,10 @@ class TargetData:
     """One name per class (per predicted value for regression)."""
     modality: str
     revision: str | None = None
-    """Version of the underlying data (a data set revision, a file hash)."""
+    """Version of the underlying data (a data set revision, a file hash). For a target
+    with path parameters (`Param.path`), which stay out of run identities, it stands in
+    for where the data lie: make it identify the data wherever they are (a hash of the
+    file, a digest of a folder's listing relative to its root), never their path."""
 
     def splits(self, seed: int) -> Splits:
         """The train / val / test splits for `seed` (few-shot sampling is seeded)."""
@@ -306,6 +320,14 @@ class Target(Item):
 
     def load(self, params: dict, env: Env) -> TargetData:
         raise NotImplementedError
+
+    def load_offline(self, params: dict, env: Env) -> TargetData | None:
+        """The target loaded from what this machine already has, for `tlbench run
+        --dry-run`, which checks the parameters against the data (classes, sizes, the
+        image files the splits draw) and never downloads: None when loading would need
+        the network (a hub data set not in the cache yet); the real run checks it then.
+        By default `load`, for targets that never download."""
+        return self.load(params, env)
 
 
 # --------------------------------------------------------------------------- tasks
@@ -486,7 +508,8 @@ class FitResult:
 
     def __init__(self, predictions: dict[str, Any] | None = None, trainable_params: int = 0,
                  total_params: int = 0, info: dict | None = None, model: Any = None, *,
-                 logits: dict[str, Any] | None = None):
+                 logits: dict[str, Any] | None = None, selection: dict | None = None,
+                 role_predictions: dict[str, dict[str, Any]] | None = None):
         self.predictions: dict[str, Any] = dict(predictions if predictions is not None else logits or {})
         """For each of 'train', 'val' and 'test', in the form the task scores
         (classification: (n_examples, num_classes) logits). `logits=` is accepted too."""
@@ -496,6 +519,15 @@ class FitResult:
         """Plain JSON data worth recording (selected epoch, chosen regularisation...)."""
         self.model = model
         """The trained model, for inspection in tests; never recorded."""
+        self.role_predictions: dict[str, dict[str, Any]] = dict(role_predictions or {})
+        """Predictions for the splits of targets other than the scored one, by role, when the
+        strategy has them (a source domain's test split, for the domain gap): tlbench scores
+        them too, into the record's `by_role`."""
+        self.selection = selection
+        """How the strategy chose what it returns, when it chose (recorded as the run's
+        `selection`): the rule, the metric, its direction, and what it read as
+        'role:split:labels' or 'role:split', e.g. {"rule": "val", "metric": "val_accuracy",
+        "higher_is_better": true, "reads": ["target:val:labels"]}."""
 
     @property
     def logits(self) -> dict[str, Any]:
@@ -517,6 +549,19 @@ class Strategy(Item):
     baseline_recipe: ClassVar[bool] = False
     """True if this recipe is the default from-scratch baseline of a suite (see `tlbench.plan.suite`)."""
     requires: ClassVar[Requirements] = Requirements()
+    compared_with: ClassVar[str | None] = None
+    """The plugin of the recipe this strategy's runs are compared with, run for run (same
+    source, targets and seed): for a domain-adaptation method, training on the labelled
+    domain alone (ERM). tlbench plans that recipe when the suite has no entry of it (with
+    the knobs of the first entry that asks for it), records each run's difference to it
+    (`nt_vs_<plugin>`), and trains it from a random initialisation as the from-scratch
+    baseline of the runs on those targets."""
+
+    def reveals(self, params: dict) -> tuple[str, ...]:
+        """Labels an unlabelled role withholds that these `params` openly ask for, as
+        'role:split' ('unlabelled:val' for a selection on the target domain's validation
+        labels, an oracle); never a test split. The record's selection says it read them."""
+        return ()
 
     def fit(self, params: dict, run: "RunContext") -> FitResult:
         raise NotImplementedError

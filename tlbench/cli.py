@@ -1,10 +1,12 @@
 """The `tlbench` command line.
 
 Exit codes: 0 all runs ok; 1 some runs failed (all others recorded and reported), or
-`merge` skipped invalid records; 2 a usage, suite or plugin error (nothing run); 3 an
-internal error (a bug in tlbench or a plugin); 130 interrupted. Heavy libraries are
-imported only by the commands that need them, so `tlbench --help` and `tlbench list`
-stay fast.
+`report` or `merge` skipped invalid records (each named in a warning; the valid ones are
+reported); 2 a usage, suite or plugin error (nothing run); 3 an internal error (a bug in
+tlbench or a plugin); 130 interrupted by Ctrl-C, 143 stopped by SIGTERM (as Slurm and
+Kubernetes stop a job): finished runs are kept, the runs in progress recorded as
+interrupted, and the same command goes on. Heavy libraries are imported only by the
+commands that need them, so `tlbench --help` and `tlbench list` stay fast.
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ def _registry(modules=(), asked_by: Path | None = None):
 def cmd_list(args) -> int:
     from .plugins import PLURAL
 
+    if args.kind and args.name is None:
+        raise UserError("--kind: name an item too, e.g. tlbench list NAME --kind KIND")
     registry = _registry()
+    if args.name is not None:
+        return _list_one(registry, args.name, (args.kind,) if args.kind else tuple(PLURAL), args.json)
     if args.json:
         print(json.dumps(registry.to_json(), indent=2))
         return 0
@@ -55,6 +61,22 @@ def cmd_list(args) -> int:
         for reg in items:
             print(f"  {reg.name:<{width}}  v{reg.item.version:<4} [{reg.origin}]  {reg.item.description}")
         print()
+    print("tlbench list NAME shows an item's parameters, metrics and requirements")
+    return 0
+
+
+def _list_one(registry, name: str, kinds: tuple[str, ...], as_json: bool) -> int:
+    """Every item called `name` among `kinds` (a target and a source may share a name):
+    its schema as text, or as the JSON `tlbench list --json` gives it (one object; a list
+    of them when several kinds share the name)."""
+    from .reference import describe, find, item_json, item_text
+
+    found = find(registry, name, kinds)
+    if as_json:
+        items = [item_json(registry, reg) for reg in found]
+        print(json.dumps(items[0] if len(items) == 1 else items, indent=2))
+        return 0
+    print("\n\n".join(item_text(describe(reg)) for reg in found))
     return 0
 
 
@@ -62,16 +84,26 @@ def cmd_list(args) -> int:
 
 
 def _load_suite(path: str, out: str | None):
-    from .plan.suite import load_suite, suite_plugins
+    """The suite and the plugins it needs. Its relative paths resolve against its folder
+    (`plan.suite`); `--out` against the working directory."""
+    from .plan.suite import load_suite, suite_folder, suite_plugins
 
     suite_path = Path(path)
     if suite_path.parent.is_dir():  # plugin modules may sit next to the suite
-        sys.path.insert(0, str(suite_path.parent.resolve()))
+        sys.path.insert(0, str(suite_folder(suite_path)))
     registry = _registry(suite_plugins(suite_path), asked_by=suite_path)
     return load_suite(suite_path, registry, output=out), registry
 
 
 def cmd_run(args) -> int:
+    """`tlbench run`, with SIGTERM taking Ctrl-C's path (exit 143 instead of 130)."""
+    from .run.executors.stopped import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args) -> int:
     from .outputs import check_directory
     from .plan.suite import check_device
 
@@ -82,20 +114,20 @@ def cmd_run(args) -> int:
     check_directory(suite.cache_dir, "cache directory (suite.cache_dir or TLBENCH_CACHE_DIR)")
     if args.dry_run:
         return _dry_run(suite, registry)
-    from .report import build_report, import_libraries
-    from .runner import run_suite
-
+    from .report import build_report
     from .run.executors.devices import parse_devices
+    from .run.executors.stopped import exit_code_of
+    from .runner import run_suite
 
     devices = parse_devices(args.devices)
     try:
         summary = run_suite(suite, registry, executor=args.executor, jobs=args.jobs, devices=devices,
                             address=args.address, retry_failed=args.retry_failed, device=args.device,
-                            threads=args.threads, while_running=import_libraries)
-    except KeyboardInterrupt:
-        print("tlbench: interrupted; finished runs are recorded, run the same command to continue",
-              file=sys.stderr)
-        return 130
+                            threads=args.threads)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (`stopped.Terminated`)
+        print(f"tlbench: {str(interrupt) or 'interrupted'}; finished runs are recorded, run the same command "
+              f"to continue", file=sys.stderr)
+        return exit_code_of(interrupt)
     report = build_report([suite.output], suite.output, title=suite.name)
     print(report.markdown)
     print(f"{summary.planned} runs planned: {summary.skipped} already done, {summary.executed} executed "
@@ -117,11 +149,14 @@ def cmd_run(args) -> int:
 
 
 def _dry_run(suite, registry) -> int:
+    """Check the suite as far as can be done cheaply and offline (`plan.planner.check_suite`:
+    plugins' checks, targets' data, labels and image headers; no model built, nothing
+    downloaded or written), then print the matrix. Every problem is one line; exit 2."""
     from .plan.matrix import expand
-    from .plan.planner import check_recipes
+    from .plan.planner import check_suite
     from .runner import check_runs_something
 
-    check_recipes(suite, registry, lambda message: print(message, file=sys.stderr))
+    unloaded = check_suite(suite, registry, lambda message: print(message, file=sys.stderr))
     planned = expand(suite, registry)
     specs = planned.specs
     for spec in specs:
@@ -130,6 +165,8 @@ def _dry_run(suite, registry) -> int:
     for exclusion in planned.exclusions:
         print(f"{'left out':<10}{exclusion}")
     check_runs_something(suite, planned)
+    for line in unloaded:
+        print(f"tlbench: note: {line}", file=sys.stderr)
     baselines = sum(spec.baseline for spec in specs)
     estimates = sum(spec.kind == "estimate" for spec in specs)
     runs = len(specs) - baselines - estimates
@@ -169,8 +206,9 @@ def cmd_report(args) -> int:
     for problem in report.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
     print(report.markdown)
-    print(f"{report.n_records} records; wrote {', '.join(str(p) for p in report.files)}")
-    return 0
+    skipped = f", {len(report.problems)} invalid records skipped" if report.problems else ""
+    print(f"{report.n_records} records{skipped}; wrote {', '.join(str(p) for p in report.files)}")
+    return 1 if report.problems else 0
 
 
 def cmd_merge(args) -> int:
@@ -183,11 +221,12 @@ def cmd_merge(args) -> int:
     result = merge_dirs([Path(d) for d in args.dirs], Path(args.out))
     for problem in result.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
-    for duplicate in result.duplicates:
-        if not duplicate.identical:
-            print(f"tlbench: warning: {duplicate}", file=sys.stderr)
+    if args.verbose:
+        for duplicate in result.duplicates:
+            print(f"tlbench: {'note' if duplicate.identical else 'warning'}: {duplicate}", file=sys.stderr)
     for directory, n_valid in result.per_input.items():
-        print(f"{directory}: {n_valid} valid records")
+        duplicates = result.duplicates_summary(directory)
+        print(f"{directory}: {n_valid} valid records" + (f"; {duplicates}" if duplicates else ""))
     identical = sum(d.identical for d in result.duplicates)
     print(f"merged into {result.out}: {result.written} records written, {result.unchanged} already there, "
           f"{len(result.duplicates)} duplicates kept once ({identical} identical), "
@@ -209,6 +248,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _jobs(text: str) -> int | None:
+    """``--jobs``: a positive number of workers, or ``auto`` (None: `executors.capacity` decides)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tlbench", description="Benchmark transfer-learning strategies: every source × target × "
@@ -221,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="result directory (default: the suite's, reports/<name>/)")
     run.add_argument("--dry-run", action="store_true",
                      help="check the suite, print the run matrix and its size; load no model or data, run nothing")
-    run.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N|auto",
+                     help="local worker processes (default auto: one per GPU, else one per core as far as "
+                          "memory allows; the progress header says how many and why)")
     run.add_argument("--executor", choices=("local", "inline", "ray"), default="local",
                      help="local worker processes (default), inline in this process (debugging), or ray")
     run.add_argument("--address", help="Ray cluster address (with --executor ray; default: start a local one)")
@@ -236,8 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep failed records as they are")
     run.set_defaults(handler=cmd_run)
 
-    lst = sub.add_parser("list", help="list sources, targets, strategies and estimators of all plugins")
-    lst.add_argument("--json", action="store_true", help="print JSON")
+    from .api import ITEM_KINDS  # the contract alone: a leaf, no heavy import
+
+    lst = sub.add_parser("list", help="list sources, targets, strategies and estimators of all plugins, "
+                                      "or one item's parameters")
+    lst.add_argument("name", nargs="?", help="show this item's parameters, metrics and requirements "
+                                             "(every kind that has an item of this name)")
+    lst.add_argument("--kind", choices=tuple(ITEM_KINDS), help="only the item of this kind (with NAME)")
+    lst.add_argument("--json", action="store_true",
+                     help="print JSON: every plugin and item, or with NAME that item's (a list when several "
+                          "kinds share the name)")
     lst.set_defaults(handler=cmd_list)
 
     report = sub.add_parser("report", help="rebuild the leaderboard from result directories")
@@ -250,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
     merge.add_argument("--out", required=True, help="the merged result directory (created; its records are kept)")
     merge.add_argument("--title", help="the merged leaderboard's title")
+    merge.add_argument("--verbose", "-v", action="store_true",
+                       help="list every duplicate record (by default one line per input directory counts them)")
     merge.set_defaults(handler=cmd_merge)
     return parser
 
@@ -274,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"tlbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("tlbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM during `tlbench run` (exit code 143)
+        print(f"tlbench: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        return getattr(interrupt, "exit_code", 130)
     except Exception as exc:
         if os.environ.get("TLBENCH_DEBUG"):
             raise

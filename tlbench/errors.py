@@ -27,6 +27,16 @@ class ResourceUnavailable(UserError):
     """A model, weights file or data set that cannot be had (missing file, offline hub)."""
 
 
+class NeedsNetwork(ResourceUnavailable):
+    """Something a suite uses is not on this machine yet and would be downloaded. A run
+    stops on it; a dry run notes it, unless the user declared the machine offline
+    (`declared_offline`), when the run certainly could not have it."""
+
+    def __init__(self, message: str, declared_offline: bool = False):
+        super().__init__(message)
+        self.declared_offline = declared_offline
+
+
 def first_line(error: BaseException | str, limit: int = 500) -> str:
     """The first non-empty line of an error's message (its type's name when it has none):
     what a one-line report of the error shows."""

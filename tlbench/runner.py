@@ -1,8 +1,15 @@
-"""Running a suite: plan, skip what the store holds, execute the rest, report.
+"""Running a suite: plan → schedule → execute; the command then reports.
 
-The driver alone writes records. A run that is ok in the store is never redone; a
-failed one is redone unless ``retry_failed`` is off; a run's record carries its
-negative-transfer score against the baseline it was paired with.
+1. plan: check the suite and give every run its identity (`plan.planner.plan`);
+2. schedule: leave out what the store holds as done (`what_to_run`): a run that is ok
+   in the store is never redone, a failed one is redone unless ``retry_failed`` is off,
+   an interrupted one always;
+3. execute: size and open an executor for the runs left (`open_executor`: the device,
+   ``--jobs auto``, threads) and run them, writing each record as it comes back with its
+   negative-transfer score against the baseline it was paired with (`execute`).
+
+The driver alone writes records. What happens in worker processes, and when they
+start, is the executor's business (`tlbench.run.executors`).
 """
 
 from __future__ import annotations
@@ -10,25 +17,25 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .errors import UserError, first_line
-from .run.execute import RunSettings
 from .plan.compatibility import Plan
 from .plan.matrix import RunSpec
-from .run.executors import PreparationFailed
-from .run.executors.stopped import INTERRUPTED
 from .plan.planner import plan
+from .plan.suite import Suite
 from .plugins import PluginRegistry
-from .progress import Progress
+from .progress import PreparationTimes, Progress
 from .results.kinds import RUN_KINDS
 from .results.records import FAILED, is_done
-from .results.scores import negative_transfer
+from .results.scores import compared_with, negative_transfer
 from .results.store import RecordStore
-from .plan.suite import Suite
+from .run.execute import RunSettings
+from .run.executors import PreparationFailed
+from .run.executors.capacity import Workers, available_cores
+from .run.executors.stopped import INTERRUPTED
 
 
 @dataclass
@@ -48,11 +55,17 @@ class RunSummary:
         return 1 if self.failed or self.kept_failures else 0
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How the user asked the runs to execute (the command line's flags)."""
+
+    executor: str = "local"
+    jobs: int | None = None
+    """Local worker processes; None is ``--jobs auto`` (see `executors.capacity`)."""
+    devices: list[str] | None = None
+    address: str | None = None
+    device: str | None = None
+    threads: int | None = None
 
 
 CPU_THREADS = 1
@@ -61,31 +74,43 @@ from ``--jobs``: CPU results depend on the thread count, and must not depend on 
 many runs execute at once. Use the cores with ``--jobs`` (one run per core)."""
 
 
-def run_settings(suite: Suite, jobs: int = 1, device: str | None = None, threads: int | None = None,
-                 executor: str = "local") -> RunSettings:
-    """How this suite's runs execute: device, budgets, threads, caches, plugin paths."""
-    from .run.execute import resolve_device
+def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local", jobs: int | None = None,
+              devices: list[str] | None = None, address: str | None = None, retry_failed: bool = True,
+              device: str | None = None, threads: int | None = None,
+              log: Callable[[str], None] | None = None) -> RunSummary:
+    """Run every planned run that the store does not hold as done; return the summary.
 
-    requested = device or suite.device
-    if executor == "ray":  # the cluster, not this machine, has the devices
-        resolved = "cuda" if requested.startswith("cuda") else requested
-    else:
-        resolved = resolve_device(requested)
-        if resolved.startswith("cuda"):
-            import torch
+    Raises KeyboardInterrupt (`Terminated` for SIGTERM) after recording the runs it
+    interrupted.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr))
+    options = ExecutionOptions(executor, jobs, devices, address, device, threads)
+    check_options(options)
+    stores, records = open_stores(suite.output, log)
+    planned = plan(suite, registry, log)
+    check_runs_something(suite, planned)
+    for exclusion in planned.exclusions:
+        log(f"tlbench: left out: {exclusion}")
+    todo, summary = what_to_run(planned, records, retry_failed)
+    summary.output = suite.output
+    if todo:
+        execute(suite, registry, todo, options, stores, records, summary, log)
+    return summary
 
-            if not torch.cuda.is_available():
-                raise UserError(f"{suite.path}: suite.device: {requested!r} asked for, but torch sees no "
-                                f"CUDA device")
-    if threads is None:  # on a local GPU the CPU threads only feed it: share the cores
-        local_gpu = executor != "ray" and resolved.startswith("cuda")
-        threads = max(1, available_cores() // max(1, jobs)) if local_gpu else CPU_THREADS
-    python_path = [str(Path(suite.path).parent.resolve())]
-    python_path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return RunSettings(device=resolved, time_budget_s=suite.time_budget_s,
-                       memory_budget_mb=suite.memory_budget_mb, deterministic=suite.deterministic,
-                       cache_dir=str(suite.cache_dir), plugins=suite.plugins, threads=threads,
-                       python_path=tuple(dict.fromkeys(python_path)))
+
+# ---------------------------------------------------------------------- plan and schedule
+
+
+def open_stores(output: Path, log: Callable[[str], None]) -> tuple[dict[str, RecordStore], dict[str, dict]]:
+    """The record store of each run kind, and every record they hold by run id; an
+    unreadable record is reported (and its run redone)."""
+    stores = {name: RecordStore(output / kind.folder) for name, kind in RUN_KINDS.items()}
+    records: dict[str, dict] = {}
+    for store in stores.values():
+        records.update(store.load_all())
+        for problem in store.problems:
+            log(f"tlbench: warning: {problem}")
+    return stores, records
 
 
 def check_runs_something(suite: Suite, planned: Plan) -> None:
@@ -97,45 +122,80 @@ def check_runs_something(suite: Suite, planned: Plan) -> None:
                     f"out as impossible ({len(planned.exclusions)} reasons{why})")
 
 
-def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
-    """Attempt number and negative-transfer score (paired with the same-seed baseline)."""
-    previous = records.get(spec.run_id)
-    record["attempt"] = (previous.get("attempt", 1) + 1) if previous else 1
-    baseline = records.get(spec.baseline_run_id) if spec.baseline_run_id else None
-    if baseline is not None and baseline["status"] == "ok" and record["status"] == "ok":
-        record["metrics"].update(negative_transfer(record, baseline))
-    return record
-
-
-def make_executor(name: str, settings: RunSettings, jobs: int, registry: PluginRegistry,
-                  output: Path, devices: list[str] | None = None, address: str | None = None,
-                  requested_device: str = "auto", processes: list[tuple] = ()):
-    if name != "ray" and address:
-        raise UserError("--address: only used with --executor ray")
-    if name == "inline":
-        from .run.executors.inline import InlineExecutor
-
-        return InlineExecutor(settings, registry)
-    if name == "ray":
-        if devices:
-            raise UserError("--devices: not used with --executor ray (Ray gives each run a GPU)")
-        from .run.executors.ray import RayExecutor
-
-        return RayExecutor(settings, address=address, log_dir=output / "logs")
-    from .run.executors.devices import worker_devices
-    from .run.executors.local import LocalExecutor
-
-    cuda_count = 0
-    if settings.device.startswith("cuda") or any(d.startswith("cuda") for d in devices or ()):
-        import torch
-
-        cuda_count = torch.cuda.device_count()
-    per_worker = worker_devices(requested_device, settings.device, devices, jobs, cuda_count)
-    return LocalExecutor(settings, jobs=jobs, devices=per_worker, log_dir=output / "logs", processes=processes)
-
-
 def _interrupted(record: dict) -> bool:
     return (record.get("error") or {}).get("type") == INTERRUPTED
+
+
+def what_to_run(planned: Plan, records: dict[str, dict], retry_failed: bool) -> tuple[list[RunSpec], RunSummary]:
+    """The planned runs still to execute, in plan order, and the summary so far."""
+    summary = RunSummary(planned=len(planned.specs), excluded=len(planned.exclusions))
+    todo = []
+    for spec in planned.specs:
+        record = records.get(spec.run_id)
+        if is_done(record):
+            summary.skipped += 1
+        elif record is not None and record["status"] in FAILED and not retry_failed and not _interrupted(record):
+            summary.kept_failures += 1
+            summary.failed.append(record)
+        else:
+            todo.append(spec)
+    return todo, summary
+
+
+# ---------------------------------------------------------------------- execute
+
+
+def execute(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options: ExecutionOptions,
+            stores: dict[str, RecordStore], records: dict[str, dict], summary: RunSummary,
+            log: Callable[[str], None]) -> None:
+    """Execute `todo` on an executor sized for it; each record is finalised, written and
+    counted in `summary` as it comes back."""
+    created = not suite.output.exists()
+    settings, executor, where = open_executor(suite, registry, todo, options, list(records.values()), log)
+    progress = Progress(len(todo), log, header=f"tlbench: {_runs(len(todo))} to do, {where}",
+                        preparation_times=PreparationTimes(suite.cache_dir, settings.device))
+
+    def on_record(spec: RunSpec, record: dict) -> None:
+        finalize(record, spec, records)
+        stores[spec.kind].write(record)
+        records[spec.run_id] = record
+        summary.executed += 1
+        if record["status"] == "ok":
+            summary.ok += 1
+        else:
+            summary.failed.append(record)
+        progress.finished(spec, record)
+
+    try:
+        executor.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, todo),
+                     on_preparation=progress.preparation)
+    except PreparationFailed as exc:
+        if created and summary.executed == 0:  # it holds only the workers' logs: nothing ran
+            shutil.rmtree(suite.output, ignore_errors=True)
+        raise _preparation_error(suite, exc.failure) from None
+    finally:
+        executor.close()
+        progress.close()
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'s' if n != 1 else ''}"
+
+
+def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
+    """Attempt number, negative-transfer score (paired with the same-seed baseline) and
+    the difference to each run it is compared with (`RunSpec.paired`)."""
+    previous = records.get(spec.run_id)
+    record["attempt"] = (previous.get("attempt", 1) + 1) if previous else 1
+    if record["status"] != "ok":
+        return record
+    baseline = records.get(spec.baseline_run_id) if spec.baseline_run_id else None
+    if baseline is not None and baseline["status"] == "ok":
+        record["metrics"].update(negative_transfer(record, baseline))
+    others = {plugin: records[run_id] for plugin, run_id in spec.paired
+              if run_id in records and records[run_id]["status"] == "ok"}
+    record["metrics"].update(compared_with(record, others))
+    return record
 
 
 def _sources_to_prepare(suite: Suite, todo: list[RunSpec]) -> list[dict]:
@@ -154,114 +214,95 @@ def _preparation_error(suite: Suite, failure) -> UserError:
     return UserError(f"{where}: {failure.source['plugin']} prepare failed: {failure.error_type}: {message}")
 
 
-def _started_early(suite: Suite, registry: PluginRegistry, records: dict[str, dict], executor: str,
-                   jobs: int, devices: list[str] | None, address: str | None, device: str | None,
-                   threads: int | None):
-    """(settings, local executor with its workers started) when the store cannot hold
-    every run of the suite yet, else None. Workers then start up (interpreter, torch,
-    the libraries the suite's sources and targets check with) while the driver plans,
-    instead of after it; with everything perhaps done already, none is started for nothing."""
-    if executor != "local":
-        return None
-    from .plan.matrix import expand
-
-    try:
-        planned = len(expand(suite, registry).specs)
-    except Exception:  # planning will say what is wrong
-        return None
-    if sum(is_done(record) for record in records.values()) >= planned:
-        return None
-    from .run.executors.local import start_processes, stop_processes
-
-    processes = start_processes(jobs)  # they start up while torch loads here to resolve the device
-    try:
-        settings = run_settings(suite, jobs, device, threads, executor)
-        runner = make_executor(executor, settings, jobs, registry, suite.output, devices, address,
-                               requested_device=device or suite.device, processes=processes)
-    except BaseException:
-        stop_processes(processes)
-        raise
-    runner.start(warm_up=[{"kind": entry.kind, **entry.to_json()} for entry in (*suite.sources, *suite.targets)])
-    return settings, runner
+# ---------------------------------------------------------------------- the executor and its size
 
 
-def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local", jobs: int = 1,
-              devices: list[str] | None = None, address: str | None = None, retry_failed: bool = True,
-              device: str | None = None, threads: int | None = None,
-              log: Callable[[str], None] | None = None,
-              while_running: Callable[[], None] | None = None) -> RunSummary:
-    """Run every planned run that the store does not hold as done; return the summary.
+def check_options(options: ExecutionOptions) -> None:
+    """Flags that contradict each other, before anything is planned."""
+    if options.executor != "ray" and options.address:
+        raise UserError("--address: only used with --executor ray")
+    if options.executor == "ray" and options.devices:
+        raise UserError("--devices: not used with --executor ray (Ray gives each run a GPU)")
 
-    Failed runs are redone unless `retry_failed` is off; runs stopped by Ctrl-C are
-    always redone. Raises KeyboardInterrupt after recording the interrupted runs.
-    `while_running()` is called in a background thread once runs start executing, for
-    work the driver can do while it waits (the CLI imports what its report needs).
-    """
-    log = log or (lambda message: print(message, file=sys.stderr))
-    created = not suite.output.exists()
-    stores = {name: RecordStore(suite.output / kind.folder) for name, kind in RUN_KINDS.items()}
-    records: dict[str, dict] = {}
-    for store in stores.values():
-        records.update(store.load_all())
-        for problem in store.problems:
-            log(f"tlbench: warning: {problem}")
-    settings, runner = _started_early(suite, registry, records, executor, jobs, devices, address, device,
-                                      threads) or (None, None)
-    try:
-        planned = plan(suite, registry, log)
-        check_runs_something(suite, planned)
-    except BaseException:
-        if runner is not None:
-            runner.close()
-        raise
-    for exclusion in planned.exclusions:
-        log(f"tlbench: left out: {exclusion}")
-    specs = planned.specs
-    summary = RunSummary(planned=len(specs), output=suite.output, excluded=len(planned.exclusions))
-    todo = []
-    for spec in specs:
-        record = records.get(spec.run_id)
-        if is_done(record):
-            summary.skipped += 1
-        elif record is not None and record["status"] in FAILED and not retry_failed \
-                and not _interrupted(record):
-            summary.kept_failures += 1
-            summary.failed.append(record)
-        else:
-            todo.append(spec)
-    if not todo:
-        if runner is not None:
-            runner.close()
-        return summary
-    settings = settings or run_settings(suite, jobs, device, threads, executor)
-    if executor == "local" and not settings.device.startswith("cuda") and \
-            jobs * (settings.threads or 1) > available_cores():
-        log(f"tlbench: warning: --jobs {jobs} × {settings.threads} threads per run is more than the "
+
+def open_executor(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options: ExecutionOptions,
+                  records: list[dict], log: Callable[[str], None]) -> tuple[RunSettings, object, str]:
+    """The settings, an executor for `todo` (nothing started yet), and where the runs
+    execute in words, for the progress header."""
+    device = resolved_device(suite, options)
+    if options.executor == "inline":
+        from .run.executors.inline import InlineExecutor
+
+        settings = run_settings(suite, device, 1, options.threads, "inline")
+        return settings, InlineExecutor(settings, registry), "inline, in this process"
+    if options.executor == "ray":
+        from .run.executors.ray import RayExecutor
+
+        settings = run_settings(suite, device, 1, options.threads, "ray")
+        executor = RayExecutor(settings, address=options.address, log_dir=suite.output / "logs")
+        return settings, executor, "as Ray tasks"
+    from .run.executors.local import LocalExecutor
+
+    workers, devices = local_workers(suite, options, device, len(todo), records)
+    settings = run_settings(suite, device, workers.count, options.threads, "local")
+    if options.jobs is not None and not device.startswith("cuda") and \
+            options.jobs * (settings.threads or 1) > available_cores():
+        log(f"tlbench: warning: --jobs {options.jobs} × {settings.threads} threads per run is more than the "
             f"{available_cores()} cores here; runs will slow each other down")
-    runner = runner or make_executor(executor, settings, jobs, registry, suite.output, devices, address,
-                                     requested_device=device or suite.device)
-    progress = Progress(len(todo), log)
+    executor = LocalExecutor(settings, jobs=workers.count, devices=devices, log_dir=suite.output / "logs")
+    return settings, executor, str(workers)
 
-    def on_record(spec: RunSpec, record: dict) -> None:
-        finalize(record, spec, records)
-        stores[spec.kind].write(record)
-        records[spec.run_id] = record
-        summary.executed += 1
-        if record["status"] == "ok":
-            summary.ok += 1
-        else:
-            summary.failed.append(record)
-        progress.finished(spec, record)
 
-    if while_running is not None:
-        threading.Thread(target=while_running, name="tlbench-while-running", daemon=True).start()
-    try:
-        runner.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, todo))
-    except PreparationFailed as exc:
-        if created and summary.executed == 0:  # it holds only the workers' logs: nothing ran
-            shutil.rmtree(suite.output, ignore_errors=True)
-        raise _preparation_error(suite, exc.failure) from None
-    finally:
-        runner.close()
-        progress.close()
-    return summary
+def resolved_device(suite: Suite, options: ExecutionOptions) -> str:
+    """The device runs use: the suite's (or ``--device``), ``auto`` resolved here; on
+    Ray, the cluster's business."""
+    from .run.execute import resolve_device
+
+    requested = options.device or suite.device
+    if options.executor == "ray":  # the cluster, not this machine, has the devices
+        return "cuda" if requested.startswith("cuda") else requested
+    resolved = resolve_device(requested)
+    if resolved.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"{suite.path}: suite.device: {requested!r} asked for, but torch sees no CUDA device")
+    return resolved
+
+
+def local_workers(suite: Suite, options: ExecutionOptions, device: str, runs: int,
+                  records: list[dict]) -> tuple[Workers, list[str]]:
+    """How many local workers (``--jobs``, or auto), and the device of each."""
+    from .run.executors import capacity
+    from .run.executors.devices import device_pool
+
+    requested = options.device or suite.device
+    cuda_count = 0
+    if device.startswith("cuda") or any(d.startswith("cuda") for d in options.devices or ()):
+        import torch
+
+        cuda_count = torch.cuda.device_count()
+    pool = device_pool(requested, device, options.devices, cuda_count)
+    if options.jobs is not None:
+        workers = Workers(options.jobs, "--jobs")
+    elif options.devices or device.startswith("cuda"):
+        workers = capacity.gpu_workers(len(pool), runs)
+    else:
+        memory, memory_from = capacity.cpu_run_memory(suite.memory_budget_mb, records)
+        workers = capacity.cpu_workers(capacity.available_cores(), memory, memory_from,
+                                       capacity.available_memory_mb(), runs)
+    return workers, [pool[i % len(pool)] for i in range(workers.count)]
+
+
+def run_settings(suite: Suite, device: str, jobs: int = 1, threads: int | None = None,
+                 executor: str = "local") -> RunSettings:
+    """How this suite's runs execute: device, budgets, threads, caches, plugin paths."""
+    if threads is None:  # on a local GPU the CPU threads only feed it: share the cores
+        local_gpu = executor != "ray" and device.startswith("cuda")
+        threads = max(1, available_cores() // max(1, jobs)) if local_gpu else CPU_THREADS
+    python_path = [str(Path(suite.path).parent.resolve())]
+    python_path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return RunSettings(device=device, time_budget_s=suite.time_budget_s,
+                       memory_budget_mb=suite.memory_budget_mb, deterministic=suite.deterministic,
+                       cache_dir=str(suite.cache_dir), plugins=suite.plugins, threads=threads,
+                       python_path=tuple(dict.fromkeys(python_path)))

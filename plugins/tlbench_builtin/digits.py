@@ -63,7 +63,9 @@ class DigitsData(TargetData):
             members = rng.permutation(np.flatnonzero(self.labels == label))
             shots = self.shots
             if shots + self.val_shots >= len(members):
-                raise ValueError(f"class {self.class_names[label]} has {len(members)} images, too few for "
+                from tlbench.errors import ParamError
+
+                raise ParamError(f"shots: class {self.class_names[label]} has {len(members)} images, too few for "
                                  f"{shots} shots + {self.val_shots} validation images + a test split")
             parts["train"] += members[:shots].tolist()
             parts["val"] += members[shots:shots + self.val_shots].tolist()

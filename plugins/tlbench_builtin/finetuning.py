@@ -107,4 +107,6 @@ def finetune(run, model: TaskModel, groups: list[dict], params: dict, resolved: 
                     epoch_metrics=epoch_metrics)
     details = {"resolved": resolved, "trainable": trainable_by_part(model), **(info or {}),
                "training": outcome.to_json()}
-    return evaluate(run, model, params, details)
+    result = evaluate(run, model, params, details)
+    result.selection = outcome.selection if params["select"] == "best_val" else {"rule": "last", "reads": []}
+    return result

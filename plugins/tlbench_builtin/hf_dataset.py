@@ -5,7 +5,12 @@
 the hub cache (``HF_HOME``) when the suite is planned and then loaded from that local snapshot, so
 workers and later offline runs read the very same files, and the snapshot's commit
 sha is the recorded revision. A local file's revision is its sha256; a directory's is a
-digest of its listing.
+digest of its listing. A cached snapshot counts only when it holds every file of its own
+listing the target reads (the `data_files`, or all); a partial one is fetched again when
+the hub can be reached and named as partial when it cannot. A local `path` resolves
+against the suite's folder and stays out of run identities (`Param.path`): the content
+hash and the revision identify the data wherever they lie. `tlbench run --dry-run`
+loads local files and cached snapshots (`load_offline`), never a download.
 
 Columns: `input_column` (an image or a text column) and `label_column` are found when
 they are unambiguous (an Image column; text/sentence/content; label/labels, or the only
@@ -96,6 +101,31 @@ def _is_local(params: dict) -> bool:
     return Path(params["path"]).expanduser().exists() or looks_like_path(params["path"])
 
 
+def _patterns(params: dict) -> list[str] | None:
+    """The files of a hub data set the target reads: its card and the `data_files`, or all (None)."""
+    if not params["data_files"]:
+        return None
+    values = params["data_files"].values()
+    return ["README.md", *[v for value in values for v in ([value] if isinstance(value, str) else value)]]
+
+
+def _missing(params: dict) -> list[str]:
+    """What the cached snapshot lacks of the files the target reads, by its own listing."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    repo = _hub_repo(params)
+    snapshot = repo.cached_snapshot()
+    if snapshot is None:
+        return []
+    return repo.missing(snapshot, lambda files: list(filter_repo_objects(files, allow_patterns=_patterns(params))))
+
+
+def _cached(params: dict) -> Path | None:
+    """The hub data set's snapshot folder when it is whole for what the target reads."""
+    snapshot = _hub_repo(params).cached_snapshot()
+    return snapshot if snapshot is not None and not _missing(params) else None
+
+
 def _load(params: dict):
     """(DatasetDict, revision) for `params`, downloading a hub data set only when online."""
     import datasets
@@ -111,7 +141,7 @@ def _load(params: dict):
     if _is_local(params):
         path = Path(params["path"]).expanduser().resolve()
         if not path.exists():
-            raise ResourceUnavailable(f"path: no such file or directory {params['path']!r}")
+            raise ResourceUnavailable(f"path: no such file or directory {str(path)!r}")
         fmt = params["format"] or (_SUFFIX_FORMATS.get(path.suffix.lower()) if path.is_file() else None)
         if path.is_file():
             if fmt is None:
@@ -127,16 +157,11 @@ def _load(params: dict):
         revision = path_revision(path)
     else:
         repo = _hub_repo(params)
-        snapshot = repo.cached_snapshot()
+        snapshot = _cached(params)
         if snapshot is None:
             if not hub_online():
-                raise repo.unavailable(_OFFLINE_HOW)
-            patterns = None
-            if params["data_files"]:
-                values = params["data_files"].values()
-                patterns = ["README.md", *[v for value in values for v in ([value] if isinstance(value, str)
-                                                                          else value)]]
-            snapshot = repo.download_snapshot(_OFFLINE_HOW, allow_patterns=patterns)
+                raise repo.unavailable(_OFFLINE_HOW, _missing(params))
+            snapshot = repo.download_snapshot(_OFFLINE_HOW, allow_patterns=_patterns(params))
         where = str(snapshot)
         revision = f"hf:{repo.repo_id}@{snapshot_revision(snapshot) or repo.ref}"
         if params["name"]:
@@ -405,7 +430,8 @@ class HFDataset(Target):
     description = ("a Hugging Face data set (hub id or local parquet/csv/json/image folder): classification, "
                    "multilabel or regression, few-shot ready")
     params = {
-        "path": Param(str, help="hub data set id (org/name), or a local file or directory"),
+        "path": Param(str, help="hub data set id (org/name), or a local file or directory (relative to the "
+                                "suite's folder)", path="local-or-id"),
         "name": Param(str, None, "the data set's configuration (subset) name"),
         "revision": Param(str, None, "hub revision: branch, tag or commit sha (default: main)"),
         "data_files": Param(dict, None, "split name -> file or glob (list of them), relative to path; "
@@ -443,13 +469,13 @@ class HFDataset(Target):
                 raise ParamError(f"data_files.{key}: expected a file name, a glob or a list of them")
         _check_labelling(params)
         if _is_local(params):
-            if not Path(params["path"]).expanduser().exists():
-                raise ResourceUnavailable(f"path: no such file or directory {params['path']!r}; point path at "
-                                          f"local files or give a hub data set id")
+            path = Path(params["path"]).expanduser()
+            if not path.exists():
+                raise ResourceUnavailable(f"path: no such file or directory {os.path.abspath(path)!r}; point path "
+                                          f"at local files or give a hub data set id")
             return
-        repo = _hub_repo(params)
-        if repo.cached_snapshot() is None and not hub_online():
-            raise repo.unavailable(_OFFLINE_HOW)
+        if _cached(params) is None and not hub_online():
+            raise _hub_repo(params).unavailable(_OFFLINE_HOW, _missing(params))
 
     def task(self, params: dict) -> str:
         return params["task"]
@@ -462,6 +488,12 @@ class HFDataset(Target):
         self.check(params, env)
         loaded, revision = _load(params)
         return HFDatasetData(loaded, revision, params, Path(env.cache_dir) / "hf-dataset" / "images")
+
+    def load_offline(self, params: dict, env: Env) -> HFDatasetData | None:
+        """Local files, or a whole cached snapshot; None for a hub data set still to download."""
+        if not _is_local(params) and _cached(params) is None:
+            return None
+        return self.load(params, env)
 
 
 @tlbench.hookimpl

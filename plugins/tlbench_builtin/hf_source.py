@@ -7,11 +7,19 @@ tokenizer or processor files, safetensors weights, or .bin when there are none);
 load that local snapshot and never go online. Text models take their tokenizer, image
 models their image processor; the pooled output (CLS token, masked mean or the model's
 pooler) is the feature vector, and the encoder's blocks are the layer groups.
+
+A cached hub snapshot counts only when it holds every file `prepare` would fetch, at the
+sizes of the snapshot's own listing (`hub_cache`); a partial one is fetched again when
+the hub can be reached, and named as partial when it cannot. A local directory is a
+path (`Param.path`): relative to the suite's folder, out of run identities (its
+content's sha256 is the fingerprint), and in the architecture by the digest of its
+config and tokenizer or processor files, never by where it lies.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import tlbench
@@ -48,7 +56,8 @@ class HFSource(Source):
     version = "1"
     description = "transformers encoders (text or vision) from the hub (HF cache) or a local directory"
     params = {
-        "model": Param(str, help="hub id (e.g. google-bert/bert-base-uncased) or a local model directory"),
+        "model": Param(str, help="hub id (e.g. google-bert/bert-base-uncased) or a local model directory "
+                                 "(relative to the suite's folder)", path="local-or-id"),
         "revision": Param(str, None, "hub revision: branch, tag or commit sha (default: main)"),
         "pretrained": Param(bool, True, "load the pretrained weights (false: the architecture, randomly "
                                         "initialised)"),
@@ -60,7 +69,15 @@ class HFSource(Source):
     }
 
     def architecture(self, params: dict) -> dict:
-        return {"model": params["model"], "revision": params["revision"], "pooling": params["pooling"],
+        """Hub models by id and revision; a local directory by a digest of what defines the
+        network and its inputs (config, tokenizer or processor files: all but the weights)."""
+        model = params["model"]
+        local = self._local_dir(params)
+        if local is not None and local.is_dir():
+            from .local_files import folder_digest
+
+            model = "local:" + folder_digest(local, skip_suffixes=_WEIGHT_SUFFIXES)
+        return {"model": model, "revision": params["revision"], "pooling": params["pooling"],
                 "max_length": params["max_length"]}
 
     def capabilities(self, params: dict) -> SourceCapabilities:
@@ -93,12 +110,20 @@ class HFSource(Source):
         return HubRepo(params["model"], "model", params["revision"])
 
     def _folder(self, params: dict) -> Path | None:
-        """The model folder on disk (a local directory or a complete cached snapshot), if any."""
+        """The model folder on disk (a local directory or a whole cached snapshot), if any."""
         local = self._local_dir(params)
         if local is not None:
             return local if local.is_dir() and _has_weights(local) else None
         snapshot = self._repo(params).cached_snapshot()
-        return snapshot if snapshot is not None and _has_weights(snapshot) else None
+        if snapshot is None or self._missing(params):
+            return None
+        return snapshot if _has_weights(snapshot) else None
+
+    def _missing(self, params: dict) -> list[str]:
+        """What the cached snapshot lacks of the files `prepare` fetches, by its listing."""
+        repo = self._repo(params)
+        snapshot = repo.cached_snapshot()
+        return repo.missing(snapshot, _download_patterns) if snapshot is not None else []
 
     # ------------------------------------------------------------------ the contract
 
@@ -108,16 +133,17 @@ class HFSource(Source):
         require_hf_extra("source 'hf'", "transformers")
         local = self._local_dir(params)
         if local is not None:
+            shown = repr(os.path.abspath(local))
             if not local.is_dir():
-                raise ResourceUnavailable(f"model: no directory {params['model']!r}; {_HOW}")
+                raise ResourceUnavailable(f"model: no directory {shown}; {_HOW}")
             if not _has_weights(local):
-                raise ResourceUnavailable(f"model: {params['model']!r} has no config.json with .safetensors or "
+                raise ResourceUnavailable(f"model: {shown} has no config.json with .safetensors or "
                                           f".bin weights; save the model there with save_pretrained")
             if params["revision"]:
                 raise ParamError("revision: only for hub ids; model is a local directory")
             return
         if self._folder(params) is None and not hub_online():
-            raise self._repo(params).unavailable(_HOW)
+            raise self._repo(params).unavailable(_HOW, self._missing(params))
 
     def fingerprint(self, params: dict, env: Env) -> str | None:
         from .hub_cache import snapshot_revision

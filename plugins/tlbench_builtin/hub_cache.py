@@ -8,6 +8,14 @@ touch the network. When something is
 missing and the hub cannot be had (``HF_HUB_OFFLINE`` is set, or a quick probe of the
 endpoint fails), the caller gets one `ResourceUnavailable` line that names the id and
 says how to provide it offline.
+
+A snapshot folder can be partial: a download stopped half-way, a cache copied in part.
+Whether it is whole is read off the snapshot's own listing, which huggingface_hub keeps
+beside the cache for every snapshot download (``trees/<commit>.json``, read with
+`get_cached_repo_tree`): each file the caller needs from that listing must be on disk at
+its listed size. Files that merely look complete (a config and some weights) are not
+taken for a whole snapshot. Caches that hold no listing (written by an older
+huggingface_hub, or by single-file downloads) are taken as they are.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from tlbench.errors import ResourceUnavailable, first_line
+from tlbench.errors import NeedsNetwork, ResourceUnavailable, first_line
 
 _TRUE = {"1", "true", "yes", "on"}
 _PROBE_TIMEOUT_S = 5.0
@@ -127,17 +136,52 @@ class HubRepo:
         return None
 
     def cached_file(self, filename: str) -> Path | None:
+        """A file of the cached snapshot, if it is there whole (at the size the snapshot's
+        listing gives it, when there is a listing)."""
         snapshot = self.cached_snapshot()
-        if snapshot is not None and (snapshot / filename).is_file():
-            return snapshot / filename
-        return None
+        if snapshot is None or self.missing(snapshot, lambda files: [filename] if filename in files else []):
+            return None
+        return snapshot / filename if (snapshot / filename).is_file() else None
+
+    def listing(self) -> dict[str, int] | None:
+        """The snapshot's own file list (repository path -> size in bytes), as
+        huggingface_hub keeps it in the cache for every snapshot it downloads; None when it
+        keeps none for this revision."""
+        try:
+            from huggingface_hub import get_cached_repo_tree
+        except ImportError:  # a huggingface_hub older than its tree cache
+            return None
+        try:
+            files = get_cached_repo_tree(self.repo_id, repo_type=self.repo_type, revision=self.revision,
+                                         cache_dir=hub_cache_dir())
+        except Exception:  # none cached for this revision, or unreadable: unknown
+            return None
+        return {entry.path: entry.size for entry in files}
+
+    def missing(self, snapshot: Path, needed: Callable[[list[str]], list[str]] | None = None) -> list[str]:
+        """The files of the snapshot's listing (those `needed` picks from it; all by
+        default) that `snapshot` lacks or holds at another size: [] when it is whole for
+        them, or when there is no listing to tell."""
+        listing = self.listing()
+        if listing is None:
+            return []
+        wanted = needed(sorted(listing)) if needed is not None else sorted(listing)
+        return [name for name in wanted if not _whole(snapshot / name, listing.get(name))]
 
     # ------------------------------------------------------------------ the network
 
-    def unavailable(self, how: str) -> ResourceUnavailable:
-        return ResourceUnavailable(
+    def unavailable(self, how: str, missing: list[str] | None = None) -> NeedsNetwork:
+        """Not in the cache (or, with `missing`, only partly) while the hub cannot be had."""
+        declared = offline_setting() is not None
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            return NeedsNetwork(
+                f"{self.describe()} is only partly in the Hugging Face cache ({self.cached_snapshot()}): its "
+                f"listing has {shown}, which are missing or incomplete, and {why_offline()}; finish the download "
+                f"with network into the same HF_HOME ({self.download_hint()}) or {how}", declared)
+        return NeedsNetwork(
             f"{self.describe()} is not in the Hugging Face cache ({hub_cache_dir()}) and {why_offline()}; "
-            f"download it once with network into the same HF_HOME ({self.download_hint()}) or {how}")
+            f"download it once with network into the same HF_HOME ({self.download_hint()}) or {how}", declared)
 
     def require_online(self, how: str) -> None:
         if not hub_online():
@@ -167,14 +211,6 @@ class HubRepo:
             self.repo_id, repo_type=self.repo_type, revision=self.revision, cache_dir=hub_cache_dir(),
             allow_patterns=allow_patterns, endpoint=endpoint()), how))
 
-    def download_file(self, filename: str, how: str) -> Path:
-        from huggingface_hub import hf_hub_download
-
-        self.require_online(how)
-        return Path(self._call(lambda: hf_hub_download(
-            self.repo_id, filename, repo_type=self.repo_type, revision=self.revision,
-            cache_dir=hub_cache_dir(), endpoint=endpoint()), how))
-
     def _call(self, call, how: str):
         from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                                             RepositoryNotFoundError, RevisionNotFoundError)
@@ -198,6 +234,14 @@ class HubRepo:
         raise ResourceUnavailable(f"{self.describe()} could not be downloaded ({type(error).__name__}: "
                                   f"{first_line(error, 200)}); download it once with network into the same HF_HOME "
                                   f"({self.download_hint()}) or {how}") from None
+
+
+def _whole(path: Path, size: int | None) -> bool:
+    """A file on disk at the size a listing gives it (any size when it gives none)."""
+    try:
+        return path.is_file() and (size is None or path.stat().st_size == size)
+    except OSError:
+        return False
 
 
 def snapshot_revision(path: Path) -> str | None:

@@ -29,7 +29,14 @@ split and how many. Train / val / test are drawn by `split_sampling`; per-class 
 (`shots`, `val_shots`) are classification's alone, the other tasks draw by count.
 
 Examples are the image files themselves (`pathlib.Path`), so their content hash is a
-hash of the bytes on disk, and nothing is decoded until a model encodes them.
+hash of the bytes on disk, and nothing is decoded until a model encodes them (before
+any run, tlbench reads the headers of the images the seeds' splits draw).
+
+`path` and `labels` are paths (`Param.path`): a relative `path` resolves against the
+suite's folder, a relative `labels` against `path`, and neither is part of run
+identities. The run's content hash and the revision (digests of the listing relative
+to `path` and of the labels file) identify the data, so the same folder named another
+way, or moved, keeps its runs.
 """
 
 from __future__ import annotations
@@ -275,13 +282,14 @@ class ImageFolder(Target):
     version = "1"
     description = "a local directory of images: class folders, or a labels file (multilabel, regression)"
     params = {
-        "path": Param(str, help="root directory: root/<class>/<image> or root/train|val|test/<class>/<image>; "
-                                "with labels, the directory the file column is relative to"),
+        "path": Param(str, help="root directory (relative to the suite's folder): root/<class>/<image> or "
+                                "root/train|val|test/<class>/<image>; with labels, the directory the file "
+                                "column is relative to", path="local"),
         "task": TASK_PARAM,
         "labels": Param(str, None, "multilabel and regression: a CSV or parquet file (relative to path, or "
                                    "absolute) with a 'file' column, the label columns (multilabel: 0/1 per "
                                    "class, or 'labels' with ';'-separated names) and optionally 'split'",
-                        omit_default=True),
+                        omit_default=True, path="local", relative_to="path"),
         "label_columns": Param(list, None, "with labels: the label columns of the file (default: every column "
                                            "but file and split; multilabel: 'labels' when there is one)",
                                items=str, omit_default=True),
@@ -297,7 +305,7 @@ class ImageFolder(Target):
     def check(self, params: dict, env: Env) -> None:
         root = Path(params["path"]).expanduser()
         if not root.is_dir():
-            raise ResourceUnavailable(f"path: no directory {params['path']!r}; point path at a local "
+            raise ResourceUnavailable(f"path: no directory {os.path.abspath(root)!r}; point path at a local "
                                       f"directory of images")
         _check_labelling(root, params)
         check_sampling(params, params["task"])
@@ -322,7 +330,8 @@ def _check_labelling(root: Path, params: dict) -> None:
     if Path(labels).suffix.lower() not in LABEL_FILE_SUFFIXES:
         raise ParamError(f"labels: expected a .csv or .parquet file, got {labels!r}")
     if not labels_path(root, labels).is_file():
-        raise ResourceUnavailable(f"labels: no file {labels!r} (relative to path, or absolute)")
+        raise ResourceUnavailable(f"labels: no file {os.path.abspath(labels_path(root, labels))!r} (labels is "
+                                  f"relative to path, or absolute)")
     if params["label_columns"] is not None:
         check_label_columns(params["label_columns"], task, reserved=(FILE_COLUMN, SPLIT_COLUMN))
 

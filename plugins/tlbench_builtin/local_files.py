@@ -13,10 +13,11 @@ from pathlib import Path
 from tlbench.hashing import file_sha256
 
 
-def folder_digest(folder: Path) -> str:
-    """sha256 over a folder's top-level files: names and contents."""
+def folder_digest(folder: Path, skip_suffixes: tuple[str, ...] = ()) -> str:
+    """sha256 over a folder's top-level files: names and contents (without the files
+    ending in `skip_suffixes`: a model folder's config and tokenizer without its weights)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.endswith(skip_suffixes)):
         digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
     return digest.hexdigest()
 

@@ -40,8 +40,14 @@ class Pretrain(Source):
         "seed": Param(int, 0, "seed of the pretraining run (initialisation, order, shuffling)"),
     }
 
+    network = "timm"
+    """The networks it builds are timm's: a timm source of the same architecture shares
+    its from-scratch baseline."""
+
     def architecture(self, params: dict) -> dict:
-        return {"model": params["model"], "input_size": params["input_size"]}
+        from .timm_source import timm_architecture
+
+        return timm_architecture(params["model"], params["input_size"])
 
     def capabilities(self, params: dict) -> SourceCapabilities:
         return SourceCapabilities(modality="image", representations=("pooled", "feature_maps"), source_head=True)

@@ -7,7 +7,18 @@ from the local hub cache that ``HF_HOME`` names. Hub weights are fetched once, i
 `prepare` (scheduled before any run of the source); builds load the cached file and
 never go online. A
 model that is not cached while the hub is off ends the suite before any run with one
-line saying how to provide it.
+line saying how to provide it. A hub snapshot is taken as cached only when the
+files it needs are all there at the sizes of the snapshot's own listing (`hub_cache`).
+
+`file` and a ``local-dir:`` folder are paths (`Param.path`): relative ones resolve
+against the suite's folder, and they stay out of run identities, which the weights'
+sha256 (the fingerprint) identifies instead.
+
+Random initialisations are timm's: a source that builds its networks with
+`timm.create_model(model, pretrained=False)` at an input size declares the `network`
+namespace "timm" and states its architecture as `timm_architecture` does, so a `timm`
+source with `pretrained = false` and a source trained on the spot on the same
+architecture share one from-scratch baseline.
 """
 
 from __future__ import annotations
@@ -48,22 +59,44 @@ def _how(name: str) -> str:
     return f"set file = <a local weights file> for {name!r}"
 
 
+def timm_architecture(model: str, input_size: int | None) -> dict:
+    """The network `timm.create_model(model, pretrained=False)` builds at `input_size`, as
+    every source in the "timm" `network` namespace states it: the architecture without
+    its pretrained tag (a tag names weights); a ``local-dir:`` folder by the sha256 of its
+    config.json (what timm builds the network from), never by its path."""
+    if model.startswith(_LOCAL_PREFIX):
+        config = Path(model[len(_LOCAL_PREFIX):]) / "config.json"
+        if config.is_file():
+            import hashlib
+
+            model = f"{_LOCAL_PREFIX}config-sha256:{hashlib.sha256(config.read_bytes()).hexdigest()}"
+    elif not model.startswith(_HUB_PREFIXES):
+        model = model.split(".")[0]
+    return {"model": model, "input_size": input_size}
+
+
+def _weights_in(files) -> str | None:
+    """The weights file timm reads from a repository listing this file list."""
+    return next((name for name in _HUB_WEIGHTS if name in files), None)
+
+
 class TimmSource(Source):
     name = "timm"
     version = "2"
     description = "timm image models: hub weights (HF cache), a local weights file, or random init"
+    network = "timm"
     params = {
         "model": Param(str, help="timm architecture or pretrained tag (resnet50.a1_in1k), "
-                                 "hf-hub:org/name, or local-dir:/path/to/folder"),
+                                 "hf-hub:org/name, or local-dir:<folder> (relative to the suite's folder)",
+                       path="local", path_prefix=_LOCAL_PREFIX),
         "pretrained": Param(bool, True, "load pretrained weights (from `file` when given)"),
-        "file": Param(str, None, "local weights file (.safetensors, .pth, .bin) instead of the hub"),
+        "file": Param(str, None, "local weights file (.safetensors, .pth, .bin) instead of the hub, relative to "
+                                 "the suite's folder", path="local"),
         "input_size": Param(int, None, "square input size overriding the model's data config", min=8),
     }
 
     def architecture(self, params: dict) -> dict:
-        model = params["model"]
-        arch = model if model.startswith((*_HUB_PREFIXES, _LOCAL_PREFIX)) else model.split(".")[0]
-        return {"model": arch, "input_size": params["input_size"]}
+        return timm_architecture(params["model"], params["input_size"])
 
     def capabilities(self, params: dict) -> SourceCapabilities:
         """Images; pooled features, and feature maps through timm's `forward_intermediates`
@@ -100,35 +133,40 @@ class TimmSource(Source):
         return WeightsLocation("url", url=cfg.url, path=_torch_hub_file(cfg.url), num_classes=cfg.num_classes)
 
     def _cached_weights(self, where: WeightsLocation) -> Path | None:
-        """The local weights file or folder, if it is on disk."""
+        """The local weights file or folder, if it is on disk (a hub snapshot: whole for
+        the files timm reads, by the snapshot's own listing when there is one)."""
         if where.kind in ("file", "local-dir", "url"):
             return where.path if where.path is not None and where.path.exists() else None
-        if where.kind == "hub":
-            for filename in _HUB_WEIGHTS:
-                found = where.repo.cached_file(filename)
-                if found is not None:
-                    return found
+        snapshot = where.repo.cached_snapshot()
+        if snapshot is None or self._missing(where):
             return None
-        snapshot = where.repo.cached_snapshot()  # hub-model: config.json and weights
-        if snapshot is not None and (snapshot / "config.json").is_file() and \
-                any((snapshot / f).is_file() for f in _HUB_WEIGHTS):
-            return snapshot
-        return None
+        listing = where.repo.listing()
+        weights = _weights_in(listing) if listing is not None else \
+            next((name for name in _HUB_WEIGHTS if (snapshot / name).is_file()), None)
+        if weights is None or not (snapshot / weights).is_file():
+            return None
+        if where.kind == "hub":
+            return snapshot / weights
+        return snapshot if (snapshot / "config.json").is_file() else None  # hub-model: config.json and weights
+
+    @staticmethod
+    def _missing(where: WeightsLocation) -> list[str]:
+        """What a cached hub snapshot lacks of the files timm reads, by its listing."""
+        snapshot = where.repo.cached_snapshot()
+        if snapshot is None:
+            return []
+        config = ["config.json"] if where.kind == "hub-model" else []
+        return where.repo.missing(snapshot, lambda files: [name for name in (*config, _weights_in(files))
+                                                          if name in files])
 
     # ------------------------------------------------------------------ the contract
 
     def check(self, params: dict, env: Env) -> None:
-        import timm
-
         from .hub_cache import hub_online, offline_setting
 
         model = params["model"]
-        if not model.startswith((*_HUB_PREFIXES, _LOCAL_PREFIX)) and not timm.is_model(model.split(".")[0]):
-            from tlbench.params import closest
-
-            arch = model.split(".")[0]
-            raise ResourceUnavailable(f"model: timm has no architecture {arch!r}"
-                                      f"{closest(arch, timm.list_models())}")
+        if not model.startswith((*_HUB_PREFIXES, _LOCAL_PREFIX)):
+            _check_timm_name(model)
         if params["file"] and not params["pretrained"]:
             raise ParamError("file: a weights file is given but pretrained = false would never load it; "
                              "remove one of the two")
@@ -136,14 +174,14 @@ class TimmSource(Source):
             return  # a random architecture needs nothing from anywhere
         where = self._location(params)
         if where.kind == "file" and where.path.is_dir():
-            raise ResourceUnavailable(f"file: {str(where.path)!r} is a directory; expected a weights file "
+            raise ResourceUnavailable(f"file: {_shown(where.path)} is a directory; expected a weights file "
                                       f"(.safetensors, .pth or .bin)")
         if self._cached_weights(where) is not None:
             return
         if where.kind == "file":
-            raise ResourceUnavailable(f"file: weights file {str(where.path)!r} does not exist")
+            raise ResourceUnavailable(f"file: weights file {_shown(where.path)} does not exist")
         if where.kind == "local-dir":
-            raise ResourceUnavailable(f"model: no model folder {str(where.path)!r} "
+            raise ResourceUnavailable(f"model: no model folder {_shown(where.path)} "
                                       f"(expected config.json and model.safetensors or pytorch_model.bin)")
         if where.kind == "url":
             if offline_setting():
@@ -152,7 +190,7 @@ class TimmSource(Source):
                                           f"download them once with network or {_how(model)}")
             return
         if not hub_online():
-            raise where.repo.unavailable(_how(model))
+            raise where.repo.unavailable(_how(model), self._missing(where))
 
     def fingerprint(self, params: dict, env: Env) -> str | None:
         from tlbench.hashing import file_sha256
@@ -187,7 +225,7 @@ class TimmSource(Source):
             try:
                 load_weights_file(where.path)
             except Exception as exc:
-                raise ResourceUnavailable(f"file: {str(where.path)!r} cannot be loaded as weights "
+                raise ResourceUnavailable(f"file: {_shown(where.path)} cannot be loaded as weights "
                                           f"(safetensors, or a torch pickle with weights_only=True): "
                                           f"{type(exc).__name__}: {first_line(exc, 200)}"
                                           ) from None
@@ -195,15 +233,8 @@ class TimmSource(Source):
         if self._cached_weights(where) is not None:
             return
         env.log(f"timm: downloading the weights of {model!r}")
-        if where.kind == "hub":
-            self._download_hub_file(where.repo, model)
-        elif where.kind == "hub-model":
-            files = where.repo.remote_files(_how(model))
-            weights = next((f for f in _HUB_WEIGHTS if f in files), None)
-            if weights is None or "config.json" not in files:
-                raise ResourceUnavailable(f"model {model!r}: the repository has no config.json with "
-                                          f"model.safetensors or pytorch_model.bin, so timm cannot load it")
-            where.repo.download_snapshot(_how(model), allow_patterns=["config.json", weights])
+        if where.kind in ("hub", "hub-model"):
+            self._download_hub(where, model)
         elif where.kind == "url":
             from .timm_models import create
 
@@ -214,15 +245,21 @@ class TimmSource(Source):
                                           f"({type(exc).__name__}); {_how(model)}") from None
 
     @staticmethod
-    def _download_hub_file(repo, model: str) -> Path:
-        from huggingface_hub.errors import EntryNotFoundError
-
-        for filename in _HUB_WEIGHTS:
-            try:
-                return repo.download_file(filename, _how(model))
-            except EntryNotFoundError:
-                continue
-        raise ResourceUnavailable(f"model {model!r}: {repo.describe()} has none of {', '.join(_HUB_WEIGHTS)}")
+    def _download_hub(where: WeightsLocation, model: str) -> None:
+        """The files timm reads (the weights, and a hub-model's config.json), as a snapshot
+        download, which also caches the snapshot's listing that later checks read."""
+        repo = where.repo
+        files = repo.remote_files(_how(model))
+        weights = _weights_in(files)
+        if weights is None:
+            raise ResourceUnavailable(f"model {model!r}: {repo.describe()} has none of {', '.join(_HUB_WEIGHTS)}")
+        needed = [weights]
+        if where.kind == "hub-model":
+            if "config.json" not in files:
+                raise ResourceUnavailable(f"model {model!r}: the repository has no config.json with "
+                                          f"model.safetensors or pytorch_model.bin, so timm cannot load it")
+            needed.insert(0, "config.json")
+        repo.download_snapshot(_how(model), allow_patterns=needed)
 
     def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
         from .hub_cache import snapshot_revision
@@ -240,7 +277,7 @@ class TimmSource(Source):
             local = self._cached_weights(where)
             if local is None:
                 if where.kind == "file":
-                    raise ResourceUnavailable(f"file: weights file {str(where.path)!r} does not exist")
+                    raise ResourceUnavailable(f"file: weights file {_shown(where.path)} does not exist")
                 raise where.repo.unavailable(_how(model_name)) if where.repo is not None else \
                     ResourceUnavailable(f"model {model_name!r}: weights not found at {where.path}")
             if where.kind in ("hub-model", "local-dir"):
@@ -254,6 +291,34 @@ class TimmSource(Source):
                 meta["hub"] = {"repo": where.repo.repo_id, "revision": snapshot_revision(local)}
         return source_model(model, pretrained=use_weights,
                             data_config=data_config(model, params["input_size"]), meta=meta)
+
+
+def _shown(path: Path) -> str:
+    """A path as messages show it: absolute, so the file tried is never in doubt."""
+    import os
+
+    return repr(os.path.abspath(path))
+
+
+def _check_timm_name(model: str) -> None:
+    """A model name timm's registry knows: the architecture, and the pretrained tag when
+    one is given (timm refuses an unknown tag even for random weights)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    from tlbench.params import closest
+
+    arch, _, tag = model.partition(".")
+    if not timm.is_model(arch):
+        raise ResourceUnavailable(f"model: timm has no architecture {arch!r}{closest(arch, timm.list_models())}")
+    if not tag:
+        return
+    try:
+        get_pretrained_cfg(model)
+    except RuntimeError:
+        tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{arch}.*")]
+        raise ResourceUnavailable(f"model: timm has no pretrained tag {tag!r} for {arch!r}{closest(tag, tags)}; "
+                                  f"its tags: {', '.join(tags) or 'none'}") from None
 
 
 def _torch_hub_file(url: str | None) -> Path | None:

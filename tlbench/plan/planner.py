@@ -1,23 +1,37 @@
-"""Planning a suite: check every source and target, and give every run its identity.
+"""Planning a suite: check every entry, and give every run its identity.
 
-Everything that can fail before a run starts fails here, with one line naming the
-suite entry: a model or data set that is not available offline, a target that cannot
-load, labels that cannot be valid for the target's task. Targets are loaded once per
-entry to check and hash the examples and labels each seed uses (with the task's label
-encoding), so a run is redone when its data changes and skipped when it does not.
+Everything that can fail before a run starts fails here, with one line per problem
+naming the suite entry, and every wrong entry reported at once (`checks`): a model or
+data set that is not available offline, a weights file or data folder that is not
+there, a target that cannot load, parameters its data cannot meet (classes out of
+range, more shots than a class has), labels that cannot be valid for its task, an
+image the splits draw that cannot be read.
+
+Two depths of the same checks:
+
+- `check_suite`, for ``tlbench run --dry-run``: each recipe's and source's `check`
+  (cheap: names against registries, files on disk, the hub cache when offline), and
+  each target loaded as far as this machine allows without the network
+  (`Target.load_offline`), split for every seed, its labels checked and the headers of
+  the image files its splits draw read. No model is built, no weights are hashed, no
+  content hash is computed, nothing is downloaded, and nothing is written but what
+  loading caches anyway (a data set's Arrow files, the images a parquet file holds).
+- `plan`, before every real run: the same, with the targets loaded for real
+  (downloading what is missing), the sources' fingerprints, and each seed's content
+  hash of the examples and labels (with the task's label encoding), so a run is redone
+  when its data changes and skipped when it does not.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from ..api import Env
-from ..errors import ResourceUnavailable, UserError, first_line
 from ..hashing import splits_content_hash
+from ..plugins import PluginRegistry
+from .checks import Guard, Problems, check_images, check_labels, check_recipes, task_of
 from .compatibility import Plan
 from .matrix import expand, with_identity
-from ..plugins import PluginRegistry
 from .suite import Entry, Suite
 
 
@@ -25,82 +39,71 @@ def planning_env(suite: Suite, registry: PluginRegistry, log: Callable[[str], No
     return Env(cache_dir=suite.cache_dir, device="cpu", registry=registry, log=log)
 
 
-def _guard(suite: Suite, section: str, index: int, entry: Entry, action: str, call):
-    """Run a plugin call; turn any failure into one line naming the suite entry."""
-    where = f"{suite.path}: {section}[{index}] ({entry.id})"
-    try:
-        return call()
-    except ResourceUnavailable as exc:
-        raise ResourceUnavailable(f"{where}: {exc}") from None
-    except UserError as exc:
-        raise type(exc)(f"{where}: {exc}") from None
-    except Exception as exc:
-        if os.environ.get("TLBENCH_DEBUG"):
-            raise
-        message = first_line(str(exc))
-        raise UserError(f"{where}: {entry.plugin} {action} failed: {type(exc).__name__}: {message} "
-                        f"(TLBENCH_DEBUG=1 shows the traceback)") from None
-
-
-def check_recipes(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> None:
-    """Let strategies and estimators check their parameters together (cheap, no data):
-    e.g. two options that exclude each other. Done for dry runs too."""
+def check_suite(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> list[str]:
+    """The dry run's checks (see the module docstring); every problem is raised, one line
+    each. Returns a line per source or target whose content is not on this machine yet
+    (a run would download it; with the machine declared offline that is a problem)."""
     env = planning_env(suite, registry, log)
-    sections = [("strategies", "strategy", suite.strategies), ("estimators", "estimator", suite.estimators)]
-    for section, kind, entries in sections:
-        for i, entry in enumerate(entries):
-            item = registry.get(kind, entry.plugin).item
-            _guard(suite, section, i, entry, "check", lambda: item.check(entry.params, env))
-    if suite.baseline is not None:
-        item = registry.get("strategy", suite.baseline.plugin).item
-        _guard(suite, "baseline", 0, suite.baseline, "check", lambda: item.check(suite.baseline.params, env))
+    problems = Problems(suite, dry=True)
+    check_recipes(suite, registry, env, problems)
+    for i, source in enumerate(suite.sources):
+        item = registry.get("source", source.plugin).item
+        with problems.entry("sources", i, source) as guard:
+            guard("check", lambda: item.check(source.params, env))
+    for i, target in enumerate(suite.targets):
+        item = registry.get("target", target.plugin).item
+        with problems.entry("targets", i, target) as guard:
+            loaded = _checked_target(suite, registry, env, guard, target, offline=True)
+            if loaded is None:
+                problems.downloads.append(f"{guard.where}: its data are not on this machine yet; they are loaded "
+                                          f"and checked when the suite runs, before any run starts")
+    problems.raise_if_any()
+    return problems.downloads
 
 
 def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> Plan:
     """All runs of `suite` with their run ids, and what is left out (reads target data,
-    builds no model)."""
-    check_recipes(suite, registry, log)
+    builds no model). Every problem found is raised, one line each."""
     env = planning_env(suite, registry, log)
+    problems = Problems(suite)
+    check_recipes(suite, registry, env, problems)
     fingerprints: dict[str, str | None] = {}
     for i, source in enumerate(suite.sources):
         item = registry.get("source", source.plugin).item
-        _guard(suite, "sources", i, source, "check", lambda: item.check(source.params, env))
-        fingerprints[source.id] = _guard(suite, "sources", i, source, "fingerprint",
-                                         lambda: item.fingerprint(source.params, env))
+        with problems.entry("sources", i, source) as guard:
+            guard("check", lambda: item.check(source.params, env))
+            fingerprints[source.id] = guard("fingerprint", lambda: item.fingerprint(source.params, env))
     hashes: dict[tuple[str, int], str] = {}
+    revisions: dict[str, str | None] = {}
     for i, target in enumerate(suite.targets):
-        item = registry.get("target", target.plugin).item
-        _guard(suite, "targets", i, target, "check", lambda: item.check(target.params, env))
-        data = _guard(suite, "targets", i, target, "load", lambda: item.load(target.params, env))
-        task = _task_of(suite, i, target, item, data, registry)
-        info = data.info()
-        for seed in suite.seeds:
-            splits = _guard(suite, "targets", i, target, "split",
-                            lambda: data.splits(seed))
-            for name, split in splits.items():
-                _check_labels(suite, i, target, task, split, name, info, seed)
-            hashes[(target.id, seed)] = splits_content_hash(splits, task.label_bytes)[0]
+        with problems.entry("targets", i, target) as guard:
+            data, task, by_seed = _checked_target(suite, registry, env, guard, target, offline=False)
+            for seed, splits in by_seed.items():
+                hashes[(target.id, seed)] = guard("hash", lambda: splits_content_hash(splits, task.label_bytes)[0])
+            revisions[target.id] = data.revision
+    problems.raise_if_any()
     planned = expand(suite, registry)
-    planned.specs = with_identity(planned.specs, hashes, fingerprints)
+    planned.specs = with_identity(planned.specs, hashes, fingerprints, revisions)
     return planned
 
 
-def _task_of(suite: Suite, index: int, target: Entry, item, data, registry: PluginRegistry):
-    """The task of a loaded target, which must be the one its parameters declared."""
-    declared = item.task(target.params)
-    if data.task != declared:
-        raise UserError(f"{suite.path}: targets[{index}] ({target.id}): {target.plugin} declared a "
-                        f"{declared!r} task but loaded {data.task!r} labels (a bug in the target plugin)")
-    return registry.get("task", declared).item
-
-
-def _check_labels(suite: Suite, index: int, target: Entry, task, split, name: str, info, seed: int) -> None:
-    """Labels that cannot be valid for the task stop the suite with one line."""
-    where = f"{suite.path}: targets[{index}] ({target.id})"
-    if split.labels is None or len(split.labels) != len(split.examples):
-        got = "no labels" if split.labels is None else f"{len(split.labels)} labels"
-        raise UserError(f"{where}: seed {seed}, {name} split: {len(split.examples)} examples but {got}")
-    try:
-        task.check_labels(split.labels, info, name)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{where}: seed {seed}: {first_line(str(exc))} (the {task.name} task)") from None
+def _checked_target(suite: Suite, registry: PluginRegistry, env: Env, guard: Guard, target: Entry,
+                    offline: bool):
+    """(data, task, splits by seed) of a target whose parameters, labels and drawn image
+    files passed every check; None when `offline` and its data need the network."""
+    item = registry.get("target", target.plugin).item
+    guard("check", lambda: item.check(target.params, env))
+    load = item.load_offline if offline else item.load
+    data = guard("load", lambda: load(target.params, env))
+    if data is None:
+        return None
+    task = task_of(guard.where, target, item, data, registry)
+    info = data.info()
+    by_seed = {}
+    for seed in suite.seeds:
+        splits = guard("split", lambda: data.splits(seed))
+        for name, split in splits.items():
+            check_labels(guard.where, task, split, name, info, seed)
+        by_seed[seed] = splits
+    check_images(guard.where, data.modality, by_seed)
+    return data, task, by_seed

@@ -3,10 +3,17 @@
 Every mistake ends with one `SuiteError` line naming the file, the key path and what
 was expected. Plugin parameters are checked against each plugin's schema here, so a
 misspelled learning rate is caught before the first run, not after the hundredth.
+
+Relative paths written in a suite (`suite.output`, `suite.cache_dir`, and every plugin
+parameter whose `Param.path` says it names a file or folder) resolve against the suite
+file's folder, as compose and pyproject files do, so a suite runs the same from any
+working directory. What is not written in the file keeps to the working directory:
+the default output `reports/<name>/`, `--out`, ``TLBENCH_CACHE_DIR``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -14,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParamError, PluginError, SuiteError
-from ..params import Param, closest, resolve_params
+from ..params import Param, closest, resolve_params, resolve_paths
 from ..plugins import PLURAL, PluginRegistry
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
@@ -30,8 +37,10 @@ SUITE_KEYS: dict[str, Param] = {
     "time_budget_s": Param(float, 3600.0, "wall-clock limit of each run", min=0.001),
     "memory_budget_mb": Param(float, None, "peak memory limit of each run (CUDA: allocated; CPU: resident)",
                               min=1),
-    "output": Param(str, None, "result directory; default reports/<name>/"),
-    "cache_dir": Param(str, None, "cache for weights and features; default $TLBENCH_CACHE_DIR or ~/.cache/tlbench"),
+    "output": Param(str, None, "result directory, relative to the suite file's folder; default reports/<name>/ "
+                               "in the working directory", path="local"),
+    "cache_dir": Param(str, None, "cache for weights and features, relative to the suite file's folder; default "
+                                  "$TLBENCH_CACHE_DIR or ~/.cache/tlbench", path="local"),
     "deterministic": Param(bool, False, "use torch's deterministic algorithms (GPU runs)"),
     "plugins": Param(list, [], "extra plugin modules to load by import name", items=str),
 }
@@ -56,10 +65,14 @@ class Entry:
     implicit: tuple[str, ...] = ()
     """Parameters left out of run identities while at their default (`Param.omit_default`):
     added after runs were recorded, with a default that reproduces them."""
+    paths: tuple[str, ...] = ()
+    """Parameters holding local paths (`Param.path`), resolved against the suite's folder
+    and left out of run identities: where content lies is not what it is (the target's
+    content hash and revision, the source's fingerprint say that)."""
 
     def identity_params(self) -> dict[str, Any]:
-        return {key: value for key, value in self.params.items()
-                if key not in self.settings and key not in self.implicit}
+        left_out = {*self.settings, *self.implicit, *self.paths}
+        return {key: value for key, value in self.params.items() if key not in left_out}
 
     def to_json(self) -> dict:
         return {"id": self.id, "plugin": self.plugin, "version": self.version, "params": self.params}
@@ -136,11 +149,18 @@ def check_device(device: str, where: str) -> None:
         raise SuiteError(f"{where}: expected auto, cpu, cuda or cuda:N, got {device!r}")
 
 
+def suite_folder(path: Path) -> Path:
+    """The folder a suite's relative paths resolve against: the suite file's, absolute."""
+    return Path(os.path.abspath(Path(path).parent))
+
+
 def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | None = None) -> Suite:
-    """Read and validate a suite file against the loaded plugins."""
+    """Read and validate a suite file against the loaded plugins. `output` (``--out``) is
+    relative to the working directory; paths in the file, to the file's folder."""
     path = Path(path)
     data = read_toml(path)
     where = str(path)
+    base = suite_folder(path)
     for key in data:
         if key not in SECTIONS:
             raise SuiteError(f"{where}: {key}: unknown section{closest(key, SECTIONS)}; "
@@ -158,13 +178,15 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
         raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers in "
                          f"0..{MAX_SEED} (2^32-1), got {settings['seeds']!r}")
     check_device(settings["device"], f"{where}: suite.device")
+    settings, _ = resolve_paths(SUITE_KEYS, settings, base)
 
-    entries = {kind: _entries(data, kind, where, registry)
+    entries = {kind: _entries(data, kind, where, registry, base)
                for kind in ("source", "target", "strategy", "estimator")}
-    baseline = _baseline(data, where, registry, entries["strategy"])
+    entries["strategy"] = _with_compared(entries["strategy"], registry)
+    baseline = _baseline(data, where, registry, entries["strategy"], base)
     groups = _groups(data, where, entries["target"])
     out = Path(output) if output else Path(settings["output"] or Path("reports") / settings["name"])
-    cache = Path(settings["cache_dir"]).expanduser() if settings["cache_dir"] else default_cache_dir()
+    cache = Path(settings["cache_dir"]) if settings["cache_dir"] else default_cache_dir()
     return Suite(path=path, name=settings["name"], description=settings["description"],
                  seeds=tuple(settings["seeds"]), device=settings["device"],
                  time_budget_s=settings["time_budget_s"], memory_budget_mb=settings["memory_budget_mb"],
@@ -185,7 +207,7 @@ def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
     return value
 
 
-def _entries(data: dict, kind: str, where: str, registry: PluginRegistry) -> tuple[Entry, ...]:
+def _entries(data: dict, kind: str, where: str, registry: PluginRegistry, base: Path) -> tuple[Entry, ...]:
     section = PLURAL[kind]
     raw = data.get(section)
     if raw is None and section in OPTIONAL_SECTIONS:
@@ -196,7 +218,7 @@ def _entries(data: dict, kind: str, where: str, registry: PluginRegistry) -> tup
         raise SuiteError(f"{where}: {section}: expected one or more [[{section}]] tables")
     entries: list[Entry] = []
     for i, table in enumerate(raw):
-        entries.append(_entry(table, kind, f"{where}: {section}[{i}]", registry))
+        entries.append(_entry(table, kind, f"{where}: {section}[{i}]", registry, base))
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
         if entry.id in seen:
@@ -206,7 +228,7 @@ def _entries(data: dict, kind: str, where: str, registry: PluginRegistry) -> tup
     return tuple(entries)
 
 
-def _entry(table: dict, kind: str, where: str, registry: PluginRegistry) -> Entry:
+def _entry(table: dict, kind: str, where: str, registry: PluginRegistry, base: Path) -> Entry:
     if "plugin" not in table:
         raise SuiteError(f"{where}.plugin: missing key, expected the name of a {kind} plugin")
     plugin = table["plugin"]
@@ -228,10 +250,34 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry) -> Entr
     settings = tuple(sorted(key for key, param in schema.items() if not param.affects_results))
     implicit = tuple(sorted(key for key, param in schema.items()
                             if param.omit_default and params[key] == param.default))
+    params, paths = resolve_paths(schema, params, base)
     if kind == "target":
         _check_task(registered.item.task(params), where, registry)
     return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params,
-                 settings=settings, implicit=implicit)
+                 settings=settings, implicit=implicit, paths=paths)
+
+
+def _with_compared(strategies: tuple[Entry, ...], registry: PluginRegistry) -> tuple[Entry, ...]:
+    """The strategy entries, plus an entry for each recipe a strategy is compared with
+    (`Strategy.compared_with`) that the suite does not have: that plugin's defaults, with
+    the knobs it shares with the first entry asking for it, so the comparison is between
+    like recipes."""
+    have = {entry.plugin for entry in strategies}
+    added: list[Entry] = []
+    for entry in strategies:
+        plugin = getattr(registry.get("strategy", entry.plugin).item, "compared_with", None)
+        if plugin is None or plugin in have:
+            continue
+        registered = registry.get("strategy", plugin)
+        schema = registered.item.params
+        shared = {key: value for key, value in entry.params.items() if key in schema and key not in entry.paths}
+        params = resolve_params(schema, shared, f"the {plugin} entry {entry.id} is compared with")
+        added.append(Entry("strategy", plugin, plugin, registered.version, params,
+                           settings=tuple(sorted(k for k, p in schema.items() if not p.affects_results)),
+                           implicit=tuple(sorted(k for k, p in schema.items() if p.omit_default
+                                                 and params[k] == p.default))))
+        have.add(plugin)
+    return (*strategies, *added)
 
 
 def _check_task(task: str, where: str, registry: PluginRegistry) -> None:
@@ -282,7 +328,7 @@ def _baseline_id(registry: PluginRegistry, plugin: str) -> str:
 
 
 def _baseline(data: dict, where: str, registry: PluginRegistry,
-              strategies: tuple[Entry, ...]) -> Entry | None:
+              strategies: tuple[Entry, ...], base: Path) -> Entry | None:
     """The from-scratch baseline recipe: [baseline] names a strategy entry or a plugin.
 
     Without a [baseline] table, the first strategy entry whose plugin declares
@@ -319,13 +365,13 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
     if "plugin" in table:
         given = {k: v for k, v in table.items() if k != "enabled"}
         given.setdefault("id", _baseline_id(registry, str(given["plugin"])))
-        return _entry(given, "strategy", f"{where}: baseline", registry)
+        return _entry(given, "strategy", f"{where}: baseline", registry, base)
     for entry in strategies:
         if getattr(registry.get("strategy", entry.plugin).item, "baseline_recipe", False):
             return replace(entry, id=f"scratch-{entry.id}")
     for reg in registry.items("strategy"):
         if getattr(reg.item, "baseline_recipe", False):
             return _entry({"plugin": reg.name, "id": f"scratch-{reg.name}"}, "strategy",
-                          f"{where}: baseline", registry)
+                          f"{where}: baseline", registry, base)
     raise SuiteError(f"{where}: [baseline]: no strategy plugin declares a baseline recipe; "
                      f"set baseline.plugin or baseline.enabled = false")

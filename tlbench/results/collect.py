@@ -37,6 +37,9 @@ class Duplicate:
     kept: Path
     dropped: Path
     identical: bool
+    found_in: str = ""
+    """The directory (as given) of the copy read second: the one found to duplicate a
+    record read before it, whichever of the two is kept."""
 
     def __str__(self) -> str:
         how = "identical" if self.identical else "different content; kept the first ok one"
@@ -113,7 +116,7 @@ def collect(dirs: list[Path]) -> Collection:
                 identical = canonical_json(kept.record) == canonical_json(record)
                 if kept.record.get("status") != "ok" and record.get("status") == "ok":
                     collection.records[chosen[key]] = Loaded(record, path)
-                    collection.duplicates.append(Duplicate(key[1], path, kept.path, identical))
+                    collection.duplicates.append(Duplicate(key[1], path, kept.path, identical, str(directory)))
                 else:
-                    collection.duplicates.append(Duplicate(key[1], kept.path, path, identical))
+                    collection.duplicates.append(Duplicate(key[1], kept.path, path, identical, str(directory)))
     return collection

@@ -32,6 +32,17 @@ class MergeResult:
     per_input: dict[str, int] = field(default_factory=dict)
     """input directory → valid records read from it."""
 
+    def duplicates_summary(self, directory: str) -> str | None:
+        """One line's worth about the duplicates found in `directory` (records whose run
+        id was already read from the output or an earlier input), or None."""
+        found = [d for d in self.duplicates if d.found_in == directory]
+        if not found:
+            return None
+        identical = sum(d.identical for d in found)
+        different = len(found) - identical
+        how = f"{identical} identical" + (f", {different} different: the first ok one kept" if different else "")
+        return f"{len(found)} duplicate{'s' if len(found) != 1 else ''} of records already merged ({how})"
+
 
 def _same_directory(a: Path, b: Path) -> bool:
     try:

@@ -180,6 +180,7 @@ class Worker:
         seed_everything(spec.seed, self.settings.deterministic)
         source = source_item.build(spec.source.params, env, pretrained=spec.init != "random")
         declared = {role.name: role for role in recipe.requires.roles}
+        revealed = revealed_labels(recipe, spec)
         context = RunContext(source=source, seed=spec.seed, device=torch.device(device), budget=budget,
                              feature_cache=self.feature_cache() if spec.init != "random" else None,
                              on_event=on_event)
@@ -188,10 +189,25 @@ class Worker:
                 raise ValueError(f"source {spec.source.id!r} takes {source.modality} inputs but target "
                                  f"{entry.id!r} is {data.modality}")
             context.add_target(role, data.info(), task, splits, labelled=declared.get(role, Role(role)).labelled,
-                               scored=role == spec.scored, digests=digests)
+                               scored=role == spec.scored, digests=digests, revealed=revealed.get(role, ()))
+        context.revealed = tuple(f"{role}:{split}" for role, splits in revealed.items() for split in splits)
         state["context"] = context
         seed_everything(spec.seed, self.settings.deterministic)
         return context, {role: splits for role, (_, _, _, splits, _) in loaded.items()}
+
+
+def revealed_labels(recipe, spec: RunSpec) -> dict[str, tuple[str, ...]]:
+    """Role → the splits whose labels the recipe asks for beyond what its roles give it
+    (`Strategy.reveals`); a test split is refused."""
+    asked = getattr(recipe, "reveals", lambda params: ())(spec.recipe.params)
+    revealed: dict[str, tuple[str, ...]] = {}
+    for item in asked:
+        role, _, split = item.partition(":")
+        if split not in ("train", "val"):
+            raise ValueError(f"{spec.recipe.plugin!r} asked for the labels of {item!r}; only train and val labels "
+                             f"can be revealed, never a test split's")
+        revealed[role] = (*revealed.get(role, ()), split)
+    return revealed
 
 
 def last_validation(last_eval: dict) -> dict:
@@ -231,6 +247,8 @@ def record_spec(spec: RunSpec) -> dict:
         out["targets"] = {role: entry.to_json() | {"content_hash": content_hash}
                           for (role, entry), content_hash in zip(spec.targets, hashes)}
         out["scored"], out["group"] = spec.scored, spec.group
+    if spec.paired:
+        out["paired"] = dict(spec.paired)
     if spec.depends_on:
         out["depends_on"] = list(spec.depends_on)
     return out

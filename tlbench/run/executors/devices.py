@@ -29,9 +29,8 @@ def parse_devices(text: str | None) -> list[str] | None:
     return ["cuda:0" if device == "cuda" else device for device in devices]
 
 
-def worker_devices(requested: str, resolved: str, devices: list[str] | None, jobs: int,
-                   cuda_count: int) -> list[str]:
-    """The device of each of `jobs` workers.
+def device_pool(requested: str, resolved: str, devices: list[str] | None, cuda_count: int) -> list[str]:
+    """The devices the workers take in turn (one worker per entry with ``--jobs auto``).
 
     `requested` is what the suite (or ``--device``) asked for, `resolved` what it means
     here (``auto`` -> ``cuda:0`` or ``cpu``); `cuda_count` is how many GPUs torch sees.
@@ -44,9 +43,14 @@ def worker_devices(requested: str, resolved: str, devices: list[str] | None, job
                     seen = f"cuda:0 to cuda:{cuda_count - 1}" if cuda_count else "none"
                     raise UserError(f"--devices: {device} asked for, but torch sees {cuda_count} "
                                     f"CUDA device(s) ({seen})")
-        chosen = devices
-    elif resolved.startswith("cuda") and requested in ("auto", "cuda"):
-        chosen = [f"cuda:{i}" for i in range(max(1, cuda_count))]
-    else:
-        chosen = [resolved]
+        return list(devices)
+    if resolved.startswith("cuda") and requested in ("auto", "cuda"):
+        return [f"cuda:{i}" for i in range(max(1, cuda_count))]
+    return [resolved]
+
+
+def worker_devices(requested: str, resolved: str, devices: list[str] | None, jobs: int,
+                   cuda_count: int) -> list[str]:
+    """The device of each of `jobs` workers: the `device_pool` in turn."""
+    chosen = device_pool(requested, resolved, devices, cuda_count)
     return [chosen[i % len(chosen)] for i in range(max(1, jobs))]

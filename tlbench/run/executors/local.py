@@ -7,8 +7,13 @@ the next run.
 The driver watches every busy worker: a worker that dies (a segfault, ``os._exit``)
 gives an ``error`` record, one that outlives its time budget by the grace period is
 killed (``timeout``), and one whose resident memory passes the memory budget is killed
-(``over_memory``). The other runs go on. Workers ignore Ctrl-C: the driver alone
-stops, records the interrupted runs and kills them.
+(``over_memory``). The other runs go on. Workers ignore Ctrl-C and SIGTERM: the
+driver alone stops, records the interrupted runs and kills them (see `stopped`).
+
+Workers start when `run` is called, each importing what the driver imported while
+planning (`driver_imports`) before it says it is ready: the libraries a run needs are
+then loaded before its clock starts, so that a run's wall time and time budget do not
+depend on whether it was its worker's first.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from ..execute import RunSettings, now
 from ...plan.matrix import RunSpec
 from . import PreparationFailed, PrepareFailure
 from .schedule import Schedule
-from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
-                      timeout_message)
+from .stopped import (INTERRUPTED, death_message, grace_period, interruption_message, memory_message,
+                      stopped_record, timeout_message)
 
 POLL_S = 0.05
 MAX_START_FAILURES = 3
@@ -54,14 +59,14 @@ def _die_with_driver(driver_pid: int) -> None:
 
 def driver_imports() -> list[str]:
     """Third-party packages the driver imported while planning (torch, timm, the data
-    libraries of the targets): a worker imports them before its first run, so that no
-    run pays for imports in its time budget and its wall time."""
+    libraries of the targets): what the runs will import too."""
     names = {name.partition(".")[0] for name in list(sys.modules)}
     return sorted(name for name in names if not name.startswith("_") and name not in sys.stdlib_module_names
                   and name not in ("tlbench", "ray", "pytest", "_pytest"))
 
 
 def preload(modules: list[str]) -> None:
+    """Import `modules` before any run, so no run's wall time or budget pays for them."""
     for name in modules:
         try:
             importlib.import_module(name)
@@ -76,17 +81,6 @@ def _exit_worker() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def _warm_up(worker, entries: list[dict]) -> None:
-    """Check suite entries as planning does, for the libraries their plugins import;
-    what fails is the driver's planning to report."""
-    env = worker.env("cpu")
-    for entry in entries:
-        try:
-            worker.registry.get(entry["kind"], entry["plugin"]).item.check(entry["params"], env)
-        except Exception:
-            pass
 
 
 def _output_to(path: str | None) -> None:
@@ -105,33 +99,20 @@ def _receive_or_exit(conn) -> tuple:
     return message
 
 
-def _worker_main(conn, settings_json: dict | None, device: str | None, log_path: str | None,
-                 driver_pid: int, modules: list[str] | None) -> None:
-    """A worker process: build a Worker, then execute what the driver sends until told to stop.
-
-    A worker started early (`settings_json` None, see `start_processes`) imports torch
-    while the driver resolves its settings, takes ``("start", settings, device,
-    entries)`` and checks those suite entries as planning does (which imports what
-    their plugins need), then ``("preload", modules, log_path)`` once the driver has
-    planned; only then is it ready. Its output is discarded until it has a log.
-    """
+def _worker_main(conn, settings_json: dict, device: str | None, log_path: str | None, driver_pid: int,
+                 modules: list[str]) -> None:
+    """A worker process: import `modules`, build a Worker, say it is ready, then execute
+    what the driver sends (``("prepare", source)`` or ``("run", spec)``) until it sends
+    None."""
     _die_with_driver(driver_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    early = settings_json is None
-    _output_to(os.devnull if early else log_path)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and SIGTERM are the driver's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _output_to(log_path)
     try:
-        if early:
-            import torch  # noqa: F401  (every run needs it)
-
-            _, settings_json, device, entries = _receive_or_exit(conn)
+        preload(modules)  # first: the Worker's thread limits then reach every BLAS these load
         from ..execute import Worker
 
         worker = Worker(RunSettings.from_json(settings_json))
-        if early:
-            _warm_up(worker, entries)
-            _, modules, log_path = _receive_or_exit(conn)
-            _output_to(log_path)
-        preload(modules)
     except BaseException:
         conn.send(("fatal", traceback.format_exc()))
         return
@@ -139,13 +120,7 @@ def _worker_main(conn, settings_json: dict | None, device: str | None, log_path:
     while True:
         kind, payload = _receive_or_exit(conn)
         if kind == "prepare":
-            try:
-                worker.prepare(payload, device=device)
-                conn.send(("prepared", None))
-            except Exception as exc:
-                conn.send(("prepared", {"type": type(exc).__name__, "message": str(exc).strip(),
-                                        "user_error": isinstance(exc, UserError),
-                                        "traceback": traceback.format_exc()}))
+            conn.send(("prepared", _prepare(worker, payload, device)))
             continue
         spec = RunSpec.from_json(payload)
 
@@ -155,8 +130,18 @@ def _worker_main(conn, settings_json: dict | None, device: str | None, log_path:
         conn.send(("record", worker.run(spec, on_event, device=device)))
 
 
-def _spawn(context, index: int, settings_json: dict | None, device: str | None, log_path: str | None,
-           modules: list[str] | None) -> tuple:
+def _prepare(worker, source: dict, device: str | None) -> dict | None:
+    """Prepare a source; None when done, else what went wrong, for the driver."""
+    try:
+        worker.prepare(source, device=device)
+        return None
+    except Exception as exc:
+        return {"type": type(exc).__name__, "message": str(exc).strip(), "user_error": isinstance(exc, UserError),
+                "traceback": traceback.format_exc()}
+
+
+def _spawn(context, index: int, settings_json: dict, device: str | None, log_path: str | None,
+           modules: list[str]) -> tuple:
     parent, child = context.Pipe()
     process = context.Process(target=_worker_main,
                               args=(child, settings_json, device, log_path, os.getpid(), modules),
@@ -164,21 +149,6 @@ def _spawn(context, index: int, settings_json: dict | None, device: str | None, 
     process.start()
     child.close()
     return process, parent
-
-
-def start_processes(jobs: int) -> list[tuple]:
-    """Worker processes started before their settings are known, so that their start-up
-    (interpreter, tlbench, torch) overlaps the driver's own: pass them to `LocalExecutor`
-    (``processes=``); `stop_processes` if it is never made."""
-    context = mp.get_context("spawn")
-    return [_spawn(context, index, None, None, None, None) for index in range(max(1, jobs))]
-
-
-def stop_processes(processes: list[tuple]) -> None:
-    for process, conn in processes:
-        process.kill()
-        process.join(5)
-        conn.close()
 
 
 @dataclass
@@ -190,9 +160,6 @@ class _Slot:
     process: mp.Process | None = None
     conn: object = None
     ready: bool = False
-    early: str | None = None
-    """For a worker started early: 'bare' until it has its settings, then 'warming'
-    until `run` gives it the modules to preload (see `_worker_main`)."""
     start_failures: int = 0
     task: str | None = None
     """'run' or 'prepare' while busy."""
@@ -219,34 +186,16 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, settings: RunSettings, jobs: int = 1, devices: list[str] | None = None,
-                 log_dir: Path | None = None, processes: list[tuple] = ()):
+                 log_dir: Path | None = None):
         self.settings = settings
         self.jobs = max(1, jobs)
         devices = devices or [None]
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._context = mp.get_context("spawn")
         self._slots = [_Slot(index=i, device=devices[i % len(devices)]) for i in range(self.jobs)]
-        self._modules = driver_imports()
-        for slot, (process, conn) in zip(self._slots, processes):  # from `start_processes`
-            slot.process, slot.conn, slot.early = process, conn, "bare"
+        self._modules: list[str] = []
 
     # ------------------------------------------------------------------ processes
-
-    def start(self, warm_up: list[dict] = ()) -> None:
-        """Start the workers now, before the runs are known, so that their start-up
-        overlaps the driver's planning. Each checks the `warm_up` entries (``kind``,
-        ``plugin``, ``params``) as planning does, which imports what their plugins need;
-        `run` tells them what else planning imported, to import before any run."""
-        for slot in self._slots:
-            if slot.process is None:
-                slot.process, slot.conn = _spawn(self._context, slot.index, None, None, None, None)
-                slot.ready, slot.early = False, "bare"
-            self._give_settings(slot, warm_up)
-
-    def _give_settings(self, slot: _Slot, warm_up: list[dict] = ()) -> None:
-        if slot.early == "bare":
-            slot.conn.send(("start", self.settings.to_json(), slot.device, list(warm_up)))
-            slot.early = "warming"
 
     def _log_path(self, slot: _Slot) -> str | None:
         if self.log_dir is None:
@@ -257,7 +206,7 @@ class LocalExecutor:
     def _start(self, slot: _Slot) -> None:
         slot.process, slot.conn = _spawn(self._context, slot.index, self.settings.to_json(), slot.device,
                                          self._log_path(slot), self._modules)
-        slot.ready, slot.early = False, None
+        slot.ready = False
 
     def _kill(self, slot: _Slot) -> None:
         if slot.process is not None and slot.process.is_alive():
@@ -271,7 +220,7 @@ class LocalExecutor:
             slot.process.join(5)
         if slot.conn is not None:
             slot.conn.close()
-        slot.process, slot.conn, slot.ready, slot.early = None, None, False, None
+        slot.process, slot.conn, slot.ready = None, None, False
 
     def close(self) -> None:
         """Ask idle workers to exit, kill the rest (and those still starting)."""
@@ -288,7 +237,8 @@ class LocalExecutor:
 
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
             on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None,
-            sources: list[dict] = ()) -> None:
+            sources: list[dict] = (),
+            on_preparation: Callable[[dict, float | None], None] = lambda source, seconds: None) -> None:
         """Prepare `sources` and execute `specs` on the workers; see `tlbench.run.executors`.
 
         Preparations go first, one per worker, so they run in parallel; a worker that
@@ -297,16 +247,12 @@ class LocalExecutor:
         """
         schedule = Schedule(specs, list(sources))
         self._modules = driver_imports()  # what planning imported: the runs will need it too
-        for slot in self._slots:
-            self._give_settings(slot)  # a worker given as `processes` without `start`
-            if slot.early == "warming":
-                slot.conn.send(("preload", self._modules, self._log_path(slot)))
-                slot.early = None
 
         def dispatch(slot: _Slot) -> None:
             source = schedule.next_preparation()
             if source is not None:
                 slot.assign("prepare", source=source)
+                on_preparation(source, None)
                 slot.conn.send(("prepare", source))
                 return
             spec = schedule.next_ready()
@@ -316,12 +262,13 @@ class LocalExecutor:
 
         def finished(slot: _Slot, message: tuple) -> None:
             if slot.task == "prepare":
-                source, error = slot.source, message[1]
+                source, error, seconds = slot.source, message[1], time.monotonic() - slot.started
                 slot.release()
                 if error is not None:
                     raise PreparationFailed(PrepareFailure(source, error["type"], error["message"],
                                                            error["user_error"]))
                 schedule.prepared(source)
+                on_preparation(source, seconds)
                 return
             spec, record = slot.spec, message[1]
             slot.release()
@@ -349,11 +296,11 @@ class LocalExecutor:
 
         try:
             self._drive(schedule, dispatch, finished, lost, event)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             for slot in self._slots:
                 if slot.task == "run":
                     self._kill(slot)
-                    lost(slot, "error", INTERRUPTED, "interrupted by the user (Ctrl-C)")
+                    lost(slot, "error", INTERRUPTED, interruption_message(interrupt))
             raise
         finally:
             self.close()

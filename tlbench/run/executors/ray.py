@@ -5,7 +5,7 @@ threads. The driver submits every run whose baseline has finished, collects reco
 as tasks end, and keeps the local executor's semantics: a task that dies gives an
 ``error`` record, one past its time budget (plus grace, counted from when it started
 on a node) is cancelled with ``timeout``, one past its memory budget is stopped with
-``over_memory``, and Ctrl-C records the interrupted runs. Tasks report that they
+``over_memory``, and Ctrl-C or SIGTERM records the interrupted runs. Tasks report that they
 started, their evaluations and why they stop to a small event actor the driver reads.
 
 Sources are prepared (downloaded, pretrained) in the driver before any run. Caches:
@@ -27,8 +27,8 @@ from ...errors import UserError, first_line
 from ..execute import RunSettings, now
 from ...plan.matrix import RunSpec
 from .schedule import Schedule
-from .stopped import (INTERRUPTED, death_message, grace_period, memory_message, stopped_record,
-                      timeout_message)
+from .stopped import (INTERRUPTED, death_message, grace_period, interruption_message, memory_message,
+                      stopped_record, timeout_message)
 
 POLL_S = 0.2
 
@@ -181,21 +181,23 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ preparation
 
-    def prepare(self, sources: list[dict]) -> None:
+    def prepare(self, sources: list[dict],
+                on_preparation: Callable[[dict, float | None], None] = lambda source, seconds: None) -> None:
         """Prepare sources here, in the driver, as the inline executor does: downloads
         happen where the user ran tlbench, into the caches the user pointed at; a node
         whose cache lacks a prepared source prepares it again when a run builds it."""
         if sources:
             from .inline import InlineExecutor
 
-            InlineExecutor(replace(self.settings, device="auto")).prepare(sources)
+            InlineExecutor(replace(self.settings, device="auto")).prepare(sources, on_preparation)
 
     # ------------------------------------------------------------------ runs
 
     def run(self, specs: list[RunSpec], on_record: Callable[[RunSpec, dict], None],
             on_event: Callable[[RunSpec, str, dict], None] = lambda spec, kind, payload: None,
-            sources: list[dict] = ()) -> None:
-        self.prepare(list(sources))
+            sources: list[dict] = (),
+            on_preparation: Callable[[dict, float | None], None] = lambda source, seconds: None) -> None:
+        self.prepare(list(sources), on_preparation)
         schedule = Schedule(specs)
         settings_json = self.settings.to_json()
         inflight: dict = {}
@@ -217,11 +219,11 @@ class RayExecutor:
                 for ref in ready:
                     finish(ref, self._collect(ref, inflight[ref]))
                 self._police(inflight, finish)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             for ref, task in list(inflight.items()):
                 self.ray.cancel(ref, force=True)
                 if task.started is not None:
-                    finish(ref, self._stopped(task, "error", INTERRUPTED, "interrupted by the user (Ctrl-C)"))
+                    finish(ref, self._stopped(task, "error", INTERRUPTED, interruption_message(interrupt)))
             raise
 
     def _read_events(self, by_run_id: dict[str, _Task], on_event) -> None:

@@ -4,11 +4,21 @@ A worker that died (a segfault, ``os._exit``), was killed past its time or memor
 budget, or was interrupted cannot write its own record; the driver writes one for it
 with what it saw: the reason, the wall time, the peak memory it measured, and the
 metrics of the last evaluation the run reported before it stopped.
+
+Stopping the driver: Ctrl-C (SIGINT) raises `KeyboardInterrupt` in it, and SIGTERM,
+which Slurm, Kubernetes and ``kill`` send, raises `Terminated`, a `KeyboardInterrupt`,
+so that both take the same path: the executor records the runs in progress as
+interrupted, kills its workers and re-raises; the command exits with
+`Terminated.exit_code` (143, 128 + SIGTERM, the code a shell gives a process SIGTERM
+ended) or 130 (128 + SIGINT). Workers ignore both signals: a scheduler that signals the
+whole process group must not kill a run before the driver has recorded it.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
+from contextlib import contextmanager
 
 from ..execute import RunSettings, last_validation, now, record_spec
 from ...plan.matrix import RunSpec
@@ -16,7 +26,48 @@ from ...provenance import provenance
 from ...results.records import new_record
 
 INTERRUPTED = "Interrupted"
-"""Error type of a run stopped by Ctrl-C: redone by the next run even with --no-retry."""
+"""Error type of a run stopped by Ctrl-C or SIGTERM: redone by the next run even with --no-retry."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received by the driver: handled like Ctrl-C, with its own exit code."""
+
+    exit_code = 128 + signal.SIGTERM
+
+    def __init__(self) -> None:
+        super().__init__("terminated by SIGTERM")
+
+
+def exit_code_of(interrupt: KeyboardInterrupt) -> int:
+    """143 for SIGTERM, 130 for Ctrl-C: what a shell reports for a process the signal ended."""
+    return getattr(interrupt, "exit_code", 128 + signal.SIGINT)
+
+
+def interruption_message(interrupt: KeyboardInterrupt) -> str:
+    """What an interrupted run's record says stopped it."""
+    if isinstance(interrupt, Terminated):
+        return "stopped by SIGTERM (a scheduler or `kill` ended the suite)"
+    return "interrupted by the user (Ctrl-C)"
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within this block SIGTERM raises `Terminated` in the main thread. The first one
+    only: later ones are ignored, so that recording the interrupted runs is not cut
+    short (SIGKILL still ends the driver; its workers die with it)."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def terminate(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def grace_period(time_budget_s: float) -> float:
