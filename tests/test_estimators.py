@@ -159,3 +159,27 @@ def test_estimates_of_one_id_with_two_configurations_are_never_pooled():
     taus = correlation_table(scores, cells).set_index("target")["kendall_tau"]
     assert taus["digits {'shots': 5}"] == -1.0
     assert taus["digits {'shots': 50}"] == 1.0
+
+
+def test_logme_with_fewer_examples_than_feature_dimensions_is_the_evidence_maximum():
+    """15 examples, 96 feature dimensions (a pretrained test_resnet's features of 5 shots
+    of 3 digits): every one-hot column lies in the features' span, so the evidence of a
+    class rises towards its noiseless limit as beta grows. The fixed-point iteration
+    must end near that supremum, not run off to alpha = 0 (a score of -inf)."""
+    import numpy as np
+
+    from conftest import REPO
+    from tlbench_builtin.transferability import _evidence, _spectrum, logme
+
+    data = np.load(REPO / "tests" / "data" / "logme-few-examples.npz")
+    features, labels = data["features"], data["labels"]
+    n, d = features.shape
+    targets = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
+    sigma, z = _spectrum(features, targets)
+    outside = np.maximum((targets ** 2).sum(0) - (z ** 2).sum(0), 0.0)
+    alphas, betas = np.meshgrid(np.logspace(-4, 10, 120), np.logspace(-2, 8, 120))
+    best = [max(_evidence(sigma, z[:, [k]], outside[[k]], np.array([a]), np.array([b]), n, d)[0]
+                for a, b in zip(alphas.ravel(), betas.ravel())) for k in range(targets.shape[1])]
+    score = logme(features, labels)
+    assert np.isfinite(score)
+    assert score == pytest.approx(np.mean(best) / n, abs=2e-3)

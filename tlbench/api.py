@@ -75,6 +75,9 @@ class Env:
     registry: Registry | None = None
     """The loaded plugins, for items built from other items (a source pretrained on a target)."""
     log: Callable[[str], None] = print
+    seed: int | None = None
+    """The run's seed while a source is prepared or built for a run; None at plan time and
+    when a source whose weights do not depend on it (`Source.seeded`) is prepared."""
 
 
 class Item:
@@ -220,8 +223,17 @@ class Source(Item):
         """What the built source will offer (cheap: no weights are read)."""
         return SourceCapabilities()
 
+    def seeded(self, params: dict) -> bool:
+        """Whether these params give weights that depend on the run's seed (a source
+        pretrained here once per seed). Such a source is prepared once per seed, with
+        `Env.seed` set, and built with the run's seed, so the spread over seeds includes
+        the pretraining's own randomness; its `fingerprint` names the recipe, not one
+        seed's weights (the run's seed is in the run's identity already)."""
+        return False
+
     def prepare(self, params: dict, env: Env) -> None:
-        """One-time heavy work before any run (train or convert weights into the cache)."""
+        """One-time heavy work before any run (train or convert weights into the cache);
+        once per seed, with `env.seed`, for a `seeded` source."""
 
     def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
         """Build the backbone; with ``pretrained=False``, the same architecture randomly

@@ -338,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"tlbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # whoever read stdout stopped reading (`tlbench list | head`): not an error here
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141  # 128 + SIGPIPE, as a program killed by it returns
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM during `tlbench run` (exit code 143)
         print(f"tlbench: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return getattr(interrupt, "exit_code", 130)

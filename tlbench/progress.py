@@ -136,7 +136,7 @@ class Progress:
         Its start is told at once when it took a while last time, else after `QUIET_S`
         if it is still going; its end only when its start was told: a source with
         nothing to prepare (or already prepared) prints nothing."""
-        source_id = source["id"]
+        source_id = source["id"] + (f" for seed {source['seed']}" if source.get("seed") is not None else "")
         if seconds is None:
             estimate = self.times.estimate(source) if self.times else None
             line = f"tlbench: preparing source {source_id} ({source['plugin']})" + (

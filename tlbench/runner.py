@@ -87,7 +87,7 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     options = ExecutionOptions(executor, jobs, devices, address, device, threads)
     check_options(options)
     stores, records = open_stores(suite.output, log)
-    planned = plan(suite, registry, log)
+    planned = plan(suite, registry, log, device=resolved_device(suite, options))
     check_runs_something(suite, planned)
     for exclusion in planned.exclusions:
         log(f"tlbench: left out: {exclusion}")
@@ -167,7 +167,7 @@ def execute(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options
         progress.finished(spec, record)
 
     try:
-        executor.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, todo),
+        executor.run(todo, on_record, progress.event, sources=_sources_to_prepare(suite, registry, todo),
                      on_preparation=progress.preparation)
     except PreparationFailed as exc:
         if created and summary.executed == 0:  # it holds only the workers' logs: nothing ran
@@ -198,10 +198,22 @@ def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
     return record
 
 
-def _sources_to_prepare(suite: Suite, todo: list[RunSpec]) -> list[dict]:
-    """The source entries that runs still to do build from prepared weights."""
-    needed = {spec.source.id for spec in todo if spec.init != "random"}
-    return [entry.to_json() for entry in suite.sources if entry.id in needed]
+def _sources_to_prepare(suite: Suite, registry: PluginRegistry, todo: list[RunSpec]) -> list[dict]:
+    """The source entries that runs still to do build from prepared weights; a seeded
+    source (`Source.seeded`) once per seed those runs use, with that ``seed``."""
+    seeds: dict[str, list[int]] = {}
+    for spec in todo:
+        if spec.init != "random" and spec.seed not in seeds.setdefault(spec.source.id, []):
+            seeds[spec.source.id].append(spec.seed)
+    preparations = []
+    for entry in suite.sources:
+        if entry.id not in seeds:
+            continue
+        if registry.get("source", entry.plugin).item.seeded(entry.params):
+            preparations += [entry.to_json() | {"seed": seed} for seed in seeds[entry.id]]
+        else:
+            preparations.append(entry.to_json())
+    return preparations
 
 
 def _preparation_error(suite: Suite, failure) -> UserError:

@@ -28,7 +28,7 @@ _LAZY = {
     # batches, seeds, devices, budgets
     "SplitBatches": "tlbench.run.batches", "index_inputs": "tlbench.run.batches",
     "seed_everything": "tlbench.run.seeding", "resolve_device": "tlbench.run.execute",
-    "Budget": "tlbench.run.budget",
+    "Budget": "tlbench.run.budget", "device_name": "tlbench.provenance",
     # training outside a suite's runs
     "supervised_target": "tlbench.run.context",
 }

@@ -2,6 +2,15 @@
 
 A class subset is relabelled 0..k-1 in the order given; each seed draws `shots`
 training and `val_shots` validation images per class, and the rest is the test split.
+`half` keeps one of two disjoint halves of the images (by their position in the file),
+so a source pretrained on one half never saw a target's images from the other.
+
+The images are read from the file scikit-learn ships (``datasets/data/digits.csv.gz``)
+with numpy, as scikit-learn's own `load_digits` reads it, rather than through
+`load_digits`: importing scikit-learn costs seconds in every process that plans or runs
+a suite (the quickstart plans in its driver and runs in each worker), reading the file
+milliseconds. Where the file is not found (another scikit-learn layout), `load_digits`
+itself is used, and a test checks that both give the same arrays.
 """
 
 from __future__ import annotations
@@ -37,14 +46,21 @@ def load_digit_images():
     return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
 
 
+HALVES = ("even", "odd")
+"""The two halves of the file's images: at even and at odd positions (each has about 90
+images of every digit)."""
+
+
 class DigitsData(TargetData):
     modality = "image"
 
-    def __init__(self, classes: list[int], shots: int, val_shots: int):
+    def __init__(self, classes: list[int], shots: int, val_shots: int, half: str = "all"):
         import numpy as np
 
         images, targets = load_digit_images()
         keep = np.isin(targets, classes)
+        if half != "all":
+            keep &= np.arange(len(targets)) % 2 == HALVES.index(half)
         # 0..16 intensities to 0..255 uint8 images
         self.images = np.round(images[keep] * (255.0 / 16.0)).astype(np.uint8)
         relabel = {c: i for i, c in enumerate(classes)}
@@ -87,6 +103,9 @@ class Digits(Target):
                          items=int),
         "shots": Param(int, 10, "training images per class (seeded draw)", min=1),
         "val_shots": Param(int, 5, "validation images per class", min=0),
+        "half": Param(str, "all", "the images kept: 'all', or one of two disjoint halves, 'even' or 'odd' "
+                                  "(positions in the file), so that two targets share no image",
+                      choices=("all", *HALVES), omit_default=True),
     }
 
     def modality(self, params: dict) -> str:
@@ -101,7 +120,7 @@ class Digits(Target):
 
     def load(self, params: dict, env: Env) -> DigitsData:
         self.check(params, env)
-        return DigitsData(params["classes"], params["shots"], params["val_shots"])
+        return DigitsData(params["classes"], params["shots"], params["val_shots"], params["half"])
 
 
 @tlbench.hookimpl

@@ -1,14 +1,23 @@
 """Source `pretrain`: a timm architecture trained on the spot on a target plugin's data.
 
 It makes sources with known relationships to a target, offline: pretrained on related
-classes (helpful), or on the same images with shuffled labels (meant to hurt). The
-weights are trained once, with tlbench's own training engine, and cached as
-safetensors under ``<cache>/pretrain/`` keyed by the whole pretraining config, the
-target plugin's version and the content hash of the data; later builds and other
-processes reuse the file. That key is also the source's fingerprint, so runs on the
-source are redone when its pretraining data changes. What the pretraining reached
-(accuracies, epochs) travels inside the weights file's metadata, which is written
-with the weights in one atomic rename.
+classes (helpful), or on the same images with shuffled labels (meant to hurt).
+
+By default the source is pretrained once per seed of the suite: seed k transfers from
+the weights pretrained with seed k (initialisation, data order, the draw of the
+pretraining examples, the label shuffle), so the intervals over seeds include the
+pretraining's own randomness, not one pretraining run's luck. A fixed `seed` pretrains
+once for every seed instead.
+
+The weights are trained with tlbench's own training engine and cached as safetensors
+under ``<cache>/pretrain/``, keyed by the whole pretraining config, the target plugin's
+version, the content hash of the data, the seed, and the device they were trained on:
+its kind and its model (the CPU or GPU name), since other kernels give other weights
+after a few hundred chaotic steps. Later builds and other processes reuse the file. The
+key without the seed is the source's fingerprint, so results from machines of another
+kind are a different source in merged reports, and runs are redone when the pretraining
+data change. What the pretraining reached (accuracies, epochs) travels inside the
+weights file's metadata, written with the weights in one atomic rename.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from tlbench.params import Param, resolve_params
 
 class Pretrain(Source):
     name = "pretrain"
-    version = "1"
+    version = "2"
     description = "a timm architecture pretrained here on a target plugin's data (optionally shuffled labels)"
     params = {
         "model": Param(str, help="timm architecture, e.g. resnet18"),
@@ -37,7 +46,8 @@ class Pretrain(Source):
         "lr": Param(float, 2e-3, "pretraining learning rate (AdamW, cosine)", min=0),
         "batch_size": Param(int, 64, "pretraining batch size", min=1),
         "weight_decay": Param(float, 0.05, "pretraining weight decay", min=0),
-        "seed": Param(int, 0, "seed of the pretraining run (initialisation, order, shuffling)"),
+        "seed": Param(int, None, "seed of the pretraining (initialisation, order, examples, shuffle); "
+                               "unset: each run's own seed, one pretraining per seed"),
     }
 
     network = "timm"
@@ -64,6 +74,9 @@ class Pretrain(Source):
             raise ParamError(f"pretrain {exc}") from None
         return item, target_params
 
+    def seeded(self, params: dict) -> bool:
+        return params["seed"] is None
+
     def check(self, params: dict, env: Env) -> None:
         import timm
 
@@ -76,27 +89,49 @@ class Pretrain(Source):
         item.check(target_params, env)
 
     def fingerprint(self, params: dict, env: Env) -> str:
-        """The weights' cache key: it changes with the pretraining data, as the weights do."""
-        return "pretrain:" + self._data(params, env)[3]
+        """The pretraining recipe, its data and the device it runs on; not the seed (each
+        run's seed is in its own identity)."""
+        return "pretrain:" + self._recipe_key(params, env)
+
+    def _seed(self, params: dict, env: Env) -> int:
+        if params["seed"] is not None:
+            return params["seed"]
+        if env.seed is None:
+            raise PluginError("pretrain: pretrains once per run seed, but was prepared or built without one")
+        return env.seed
+
+    def _recipe_key(self, params: dict, env: Env) -> str:
+        from tlbench.hashing import config_hash, splits_content_hash
+        from tlbench.training import device_name
+
+        item, target_params = self._target(params, env)
+        data = item.load(target_params, env)
+        seed = params["seed"] if params["seed"] is not None else 0  # the data's identity at one fixed seed
+        content_hash, _ = splits_content_hash(data.splits(seed), env.registry.get("task", data.task).item.label_bytes)
+        device = str(env.device).partition(":")[0]
+        return config_hash({"plugin_version": self.version, "params": params, "target_version": item.version,
+                            "target_params": target_params, "content_hash": content_hash,
+                            "device": [device, device_name(str(env.device))]}, 24)
 
     def _data(self, params: dict, env: Env):
-        """All examples of the pretraining target (seeded split, every part) and its hash."""
+        """All examples of the pretraining target (split with the pretraining's seed,
+        every part) and the weights' cache key."""
         import numpy as np
 
         from tlbench.api import Split
         from tlbench.hashing import config_hash, splits_content_hash
 
+        seed = self._seed(params, env)
         item, target_params = self._target(params, env)
         data = item.load(target_params, env)
-        splits = data.splits(params["seed"])
+        splits = data.splits(seed)
         content_hash, _ = splits_content_hash(splits, env.registry.get("task", data.task).item.label_bytes)
         train = Split(examples=[*splits.train.examples, *splits.test.examples],
                       labels=np.concatenate([splits.train.labels, splits.test.labels]))
         if params["shuffle_labels"]:
-            train.labels = np.random.default_rng(params["seed"]).permutation(train.labels)
-        key = config_hash({"plugin_version": self.version, "params": params, "target_version": item.version,
-                           "target_params": target_params, "content_hash": content_hash}, 24)
-        return data, train, splits.val, key
+            train.labels = np.random.default_rng(seed).permutation(train.labels)
+        key = config_hash({"recipe": self._recipe_key(params, env), "seed": seed, "content_hash": content_hash}, 24)
+        return data, train, splits.val, key, seed
 
     def _weights(self, env: Env, key: str) -> Path:
         return Path(env.cache_dir) / "pretrain" / f"{key}.safetensors"
@@ -104,7 +139,7 @@ class Pretrain(Source):
     # ------------------------------------------------------------------ training
 
     def prepare(self, params: dict, env: Env) -> None:
-        data, train, val, key = self._data(params, env)
+        data, train, val, key, seed = self._data(params, env)
         weights = self._weights(env, key)
         if weights.exists():
             return
@@ -114,10 +149,10 @@ class Pretrain(Source):
             if weights.exists():
                 return
             env.log(f"pretrain: training {params['model']} on {params['target']}"
-                    f"{' (shuffled labels)' if params['shuffle_labels'] else ''} into {weights}")
-            self._train(params, env, data, train, val, weights)
+                    f"{' (shuffled labels)' if params['shuffle_labels'] else ''}, seed {seed}, into {weights}")
+            self._train(params, env, data, train, val, weights, seed)
 
-    def _train(self, params, env, data, train, val, weights: Path) -> None:
+    def _train(self, params, env, data, train, val, weights: Path, seed: int) -> None:
         import numpy as np
         from safetensors.torch import save_file
 
@@ -127,14 +162,14 @@ class Pretrain(Source):
 
         from .timm_models import ImageEncoder, create, data_config
 
-        seed_everything(params["seed"])
+        seed_everything(seed)
         model = create(params["model"], pretrained=False, input_size=params["input_size"],
                        num_classes=data.num_classes)
         empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
         task = env.registry.get("task", data.task).item
         target = supervised_target(Splits(train=train, val=val, test=empty), data, task,
                                    ImageEncoder(data_config(model, params["input_size"])),
-                                   resolve_device(env.device), params["seed"])
+                                   resolve_device(env.device), seed)
         recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
                                  weight_decay=params["weight_decay"], select="last")
         groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
@@ -142,7 +177,7 @@ class Pretrain(Source):
         train_acc = target.headline("train", predict(target, model, "train", recipe))
         model.cpu()
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        meta = {"params": params, "num_classes": data.num_classes, "train_accuracy": train_acc,
+        meta = {"params": params, "seed": seed, "device": str(env.device), "num_classes": data.num_classes, "train_accuracy": train_acc,
                 "val_accuracy": outcome.best_val, "epochs": outcome.epochs_run}
         tmp = weights.with_suffix(".tmp")
         save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
@@ -160,7 +195,7 @@ class Pretrain(Source):
             model = create(params["model"], pretrained=False, input_size=params["input_size"])
             return source_model(model, pretrained=False, data_config=data_config(model, params["input_size"]),
                                 meta={"model": params["model"], "weights": "random"})
-        data, _, _, key = self._data(params, env)
+        data, _, _, key, seed = self._data(params, env)
         weights = self._weights(env, key)
         if not weights.exists():
             self.prepare(params, env)
@@ -171,8 +206,8 @@ class Pretrain(Source):
             meta = json.loads((handle.metadata() or {}).get("tlbench", "{}"))
         return source_model(model, pretrained=True, data_config=data_config(model, params["input_size"]),
                             meta={"model": params["model"], "weights": str(weights),
-                                  "pretraining": {k: meta.get(k) for k in ("train_accuracy", "val_accuracy",
-                                                                          "epochs")}})
+                                  "pretraining": {k: meta.get(k) for k in ("seed", "device", "train_accuracy",
+                                                                          "val_accuracy", "epochs")}})
 
 
 @tlbench.hookimpl

@@ -10,6 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 
+EPSILON = 1e-5
+"""Added to both denominators of the fixed-point updates, as in the authors' code. With
+fewer examples than feature dimensions a class's one-hot column can lie in the span of
+the features: the evidence then grows towards its noiseless limit as beta -> inf, and
+without it the iteration can run off to alpha = 0 instead (log evidence -inf)."""
+
+
 def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 3000, tol: float = 1e-9) -> float:
     """LogME (You et al., 2021): the maximised log evidence of a Bayesian linear model
     from features to each one-hot label column, per example, averaged over classes.
@@ -32,8 +39,8 @@ def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 3000, tol
         gamma = shrink.sum(0)
         m2 = (shrink ** 2 * z ** 2 / np.maximum(sigma[:, None], 1e-300)).sum(0)  # m^T m
         res2 = ((1 - shrink) ** 2 * z ** 2).sum(0) + outside              # ||F m - y||^2
-        new_alpha = gamma / np.maximum(m2, 1e-300)
-        new_beta = (n - gamma) / np.maximum(res2, 1e-300)
+        new_alpha = gamma / (m2 + EPSILON)
+        new_beta = (n - gamma) / (res2 + EPSILON)
         done = np.all(np.abs(new_alpha / alpha - 1) < tol) and np.all(np.abs(new_beta / beta - 1) < tol)
         alpha, beta = new_alpha, new_beta
         if done:

@@ -35,8 +35,10 @@ from .matrix import expand, with_identity
 from .suite import Entry, Suite
 
 
-def planning_env(suite: Suite, registry: PluginRegistry, log: Callable[[str], None]) -> Env:
-    return Env(cache_dir=suite.cache_dir, device="cpu", registry=registry, log=log)
+def planning_env(suite: Suite, registry: PluginRegistry, log: Callable[[str], None], device: str = "cpu") -> Env:
+    """What plugins see at plan time: `device` is where the runs will execute (a source
+    pretrained here names it in its fingerprint), though nothing runs on it yet."""
+    return Env(cache_dir=suite.cache_dir, device=device, registry=registry, log=log)
 
 
 def check_suite(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> list[str]:
@@ -61,10 +63,11 @@ def check_suite(suite: Suite, registry: PluginRegistry, log: Callable[[str], Non
     return problems.downloads
 
 
-def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print) -> Plan:
+def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = print, device: str = "cpu") -> Plan:
     """All runs of `suite` with their run ids, and what is left out (reads target data,
-    builds no model). Every problem found is raised, one line each."""
-    env = planning_env(suite, registry, log)
+    builds no model). Every problem found is raised, one line each. `device`: where the
+    runs will execute."""
+    env = planning_env(suite, registry, log, device)
     problems = Problems(suite)
     check_recipes(suite, registry, env, problems)
     fingerprints: dict[str, str | None] = {}

@@ -88,9 +88,9 @@ class Worker:
 
         git_revision(), cpu_name()  # cached: a failing run's record must not wait on git
 
-    def env(self, device: str) -> Env:
+    def env(self, device: str, seed: int | None = None) -> Env:
         return Env(cache_dir=Path(self.settings.cache_dir), device=device, registry=self.registry,
-                   log=lambda message: print(message, file=sys.stderr, flush=True))
+                   log=lambda message: print(message, file=sys.stderr, flush=True), seed=seed)
 
     def target_data(self, entry, env: Env, keep: set[str]):
         """A loaded target, kept in memory while the runs need it (`keep`: the cache keys
@@ -148,11 +148,12 @@ class Worker:
                           kind=spec.kind, task=spec.task if spec.kind == "run" else None)
 
     def prepare(self, source: dict, device: str | None = None) -> None:
-        """One-time preparation of a source (``Entry`` as JSON), e.g. pretraining its
-        weights into the cache; done in a worker so that preparations run in parallel
-        and with the same settings (threads, device) as the runs that use them."""
+        """One-time preparation of a source (``Entry`` as JSON; with a ``seed`` for a
+        seeded source), e.g. pretraining its weights into the cache; done in a worker so
+        that preparations run in parallel and with the same settings (threads, device)
+        as the runs that use them."""
         item = self.registry.get("source", source["plugin"]).item
-        item.prepare(source["params"], self.env(resolve_device(device or self.settings.device)))
+        item.prepare(source["params"], self.env(resolve_device(device or self.settings.device), source.get("seed")))
 
     def _context(self, spec: RunSpec, device: str, budget: Budget, on_event, state: dict):
         """The run's context (what its strategy or estimator sees) and, by role, the full
@@ -162,7 +163,7 @@ class Worker:
         from .context import RunContext
         from .seeding import seed_everything
 
-        env = self.env(device)
+        env = self.env(device, spec.seed)
         seed_everything(spec.seed, self.settings.deterministic)
         keep = {canonical_json([e.plugin, e.version, e.params]) for _, e in spec.targets}
         loaded = {}

@@ -6,6 +6,8 @@ strategy sees, without the rest of a run."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +148,7 @@ def _private_run(kind: str, recipe: Registered, params: dict, source: ItemRef | 
                    task=task_json(task, private.get("task", task.name).version))
     [spec] = with_identity([spec], hashes, {"source": watched_source.fingerprint(source_params, env)})
     if spec.init != "random":
-        watched_source.prepare(source_params, env)
+        watched_source.prepare(source_params, dataclasses.replace(env, seed=seed))
     from ..run.execute import RunSettings, Worker
 
     settings = RunSettings(device=device, time_budget_s=time_budget_s, cache_dir=str(env.cache_dir))

@@ -4,6 +4,8 @@ representations a source declares, and a from-scratch twin of the same architect
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 from ..api import MODALITIES, SourceModel
@@ -48,6 +50,9 @@ def check_source(source: ItemRef, params: dict | None = None, *, examples: list 
     if not isinstance(architecture, dict) or canonical_json(architecture) != canonical_json(
             item.architecture(params)):
         fail(reg, "architecture() must return the same JSON-able dict every time")
+    if item.seeded(params):
+        _check_seeded(reg, item, params, env, fingerprint)
+    env = dataclasses.replace(env, seed=0)  # the run's seed, as a worker gives it
     item.prepare(params, env)
     seed_everything(0)
     model = item.build(params, env, pretrained=True)
@@ -160,3 +165,21 @@ def check_layer_groups(reg: Registered, model: SourceModel) -> None:
     missing = sorted(n for n, p in names.items() if p.requires_grad and n not in set(listed))
     if missing:
         fail(reg, f"layer_groups leave out {len(missing)} trainable parameters, e.g. {missing[:5]}")
+
+
+def _check_seeded(reg, item, params: dict, env, fingerprint) -> None:
+    """A seeded source: its fingerprint names no seed, and two seeds give two sets of
+    weights (else it is not seeded, and its runs' spread over seeds says nothing new)."""
+    from ..run.seeding import seed_everything
+
+    states = []
+    for seed in (0, 1):
+        seeded_env = dataclasses.replace(env, seed=seed)
+        if item.fingerprint(params, seeded_env) != fingerprint:
+            fail(reg, "fingerprint() changes with env.seed: a seeded source's fingerprint names its recipe; "
+                      "the run's seed is in the run's identity already")
+        item.prepare(params, seeded_env)
+        seed_everything(0)  # the same torch seed: only env.seed differs
+        states.append(module_state(item.build(params, seeded_env, pretrained=True).backbone))
+    if not state_differences(*states):
+        fail(reg, "seeded() is true, but building for seeds 0 and 1 gave the same weights")

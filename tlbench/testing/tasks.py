@@ -6,6 +6,8 @@ within their ranges."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def check_task(task: ItemRef, *, target: ItemRef, target_params: dict | None = N
     splits, info = data.splits(seed), data.info()
     _check_label_bytes(reg, item, splits.train.labels)
     source_reg, source_params = resolve("source", source if source is not None else TinySource(), None, registry)
-    env = kit_env(registry, cache_dir)
+    env = dataclasses.replace(kit_env(registry, cache_dir), seed=seed)
     source_reg.item.prepare(source_params, env)
     seed_everything(seed)
     built = source_reg.item.build(source_params, env, pretrained=True)
