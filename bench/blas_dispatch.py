@@ -1,9 +1,9 @@
-"""The probe solver's time when the BLAS libraries take other code paths: does the fix of
-issue 21 hold on a CPU the libraries treat differently from this one?
+"""The probe solver's time when the BLAS libraries take other code paths: does moving
+the solver to numpy hold its gain on a CPU the libraries treat differently from this one?
 
     python bench/blas_dispatch.py [--rounds 2] [--configs NAME,...]
 
-Issue 21: on a 2-core AMD EPYC the probe solver took 1.51x scikit-learn's time, on an
+At commit 745b355, on a 2-core AMD EPYC, the probe solver took 1.51x scikit-learn's time, on an
 Intel Xeon 0.56x. The probe then ran on torch, whose CPU BLAS is Intel MKL; MKL picks its
 code path by CPU vendor as well as by instruction set, OpenBLAS (numpy, scipy, hence
 scikit-learn) and numpy's own kernels by instruction set alone. An AMD machine cannot be
@@ -25,7 +25,7 @@ in a fresh process:
 
 Per configuration it prints the probe's CPU path (numpy, OpenBLAS) against scikit-learn
 (target <= 1.0x in every configuration), and for reference the same probe on torch (MKL),
-the CPU path before issue 21: median over rounds, wall time, CPU time in brackets.
+the CPU path of linear-probe v2: median over rounds, wall time, CPU time in brackets.
 """
 
 from __future__ import annotations

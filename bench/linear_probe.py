@@ -15,7 +15,7 @@ Prints one line per figure, the figure first and its target next to it:
    same number of BLAS threads (one), interleaved so both see the same machine load;
    wall time is the figure, CPU time is printed next to it (steadier on a busy machine);
 4. for reference, the same ratio for the probe's torch code run on the CPU (torch's CPU
-   BLAS is MKL): the CPU path before issue 21, and the code the GPU path runs.
+   BLAS is MKL): the CPU path of linear-probe v2, and the code the GPU path runs.
 
 The source is a timm architecture with random weights saved to a local file (no
 download); the figures are about cost and the solver, not about pretrained features.
@@ -144,7 +144,7 @@ def solver_problems(registry, args, cache_dir: Path, weights: Path) -> list[dict
 
 SOLVERS = ("numpy", "torch", "sklearn")
 """tlbench's probe on its CPU path (numpy, OpenBLAS), the same probe on its GPU path's code
-run on the CPU (torch, whose CPU BLAS is MKL: the CPU path before issue 21), scikit-learn."""
+run on the CPU (torch, whose CPU BLAS is MKL: the CPU path of linear-probe v2), scikit-learn."""
 
 
 def time_solvers(problems: list[dict], solvers=SOLVERS, repeats: int = 1) -> dict:
@@ -208,7 +208,7 @@ def solver_figures(registry, args, cache_dir: Path, weights: Path) -> None:
           f"scikit-learn ({ours['wall']:.2f} s / {theirs['wall']:.2f} s; CPU time {ours['cpu']:.2f} s / "
           f"{theirs['cpu']:.2f} s; one BLAS thread each, checked; interleaved, {args.repeats} repeat(s))", flush=True)
     print(f"{torch_path['wall'] / theirs['wall']:.2f}x  (reference, no target)  solver time, the same probe on torch "
-          f"(MKL; the CPU path before issue 21, the GPU path's code) / scikit-learn ({torch_path['wall']:.2f} s / "
+          f"(MKL; the CPU path of linear-probe v2, the GPU path's code) / scikit-learn ({torch_path['wall']:.2f} s / "
           f"{theirs['wall']:.2f} s; CPU time {torch_path['cpu']:.2f} s / {theirs['cpu']:.2f} s)", flush=True)
 
 

@@ -4,7 +4,7 @@
     python bench/machine.py --json   # one object, for run_all.py
 
 A figure's cost depends on which BLAS library runs it and which code path that library
-picks on the CPU at hand (issue 21: the probe solver on torch's MKL was 0.56x
+picks on the CPU at hand (the probe solver on torch's MKL was 0.56x
 scikit-learn's time on an Intel Xeon and 1.51x on an AMD EPYC), so every figure is
 printed with these. The BLAS libraries are read from torch's build configuration and from
 threadpoolctl (numpy's and scipy's OpenBLAS report the kernel architecture they chose);

@@ -221,7 +221,7 @@ def test_misuse_is_refused(kwargs, message):
 
 
 def test_the_cpu_runs_on_numpy_and_a_gpu_on_torch():
-    """The CPU path is numpy/OpenBLAS whatever torch's BLAS is (issue 21: torch's MKL is slow
+    """The CPU path is numpy/OpenBLAS whatever torch's BLAS is (torch's MKL is slow
     on CPUs it does not optimise for); anything else stays on torch."""
     from tlbench_builtin.logistic import backend
 

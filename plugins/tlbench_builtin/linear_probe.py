@@ -116,7 +116,7 @@ def probe_selection(run) -> dict:
 
 class LinearProbe(Strategy):
     name = "linear-probe"
-    version = "3"  # 3: the CPU solver runs on numpy/OpenBLAS (issue 21); last bits changed
+    version = "3"  # 3: the CPU solver runs on numpy/OpenBLAS; last bits changed
     description = "frozen backbone; a linear head fitted in closed form (logistic or ridge), strength chosen on val"
     frozen_features_only = True
     requires = Requirements(tasks=None, linear_head=True)

@@ -46,7 +46,10 @@ class _Unit:
 
 def find_conflicts(frame: pd.DataFrame) -> list[Conflict]:
     conflicts = []
-    for (identity, seed), group in frame.groupby(["target_identity", "seed"], sort=True):
+    hashed = frame.dropna(subset=["content_hash"])
+    per_seed = hashed.groupby(["target_identity", "seed"], sort=True)["content_hash"].nunique()
+    for identity, seed in per_seed.index[per_seed.to_numpy() > 1]:  # one pass; the rare conflicts looked at
+        group = frame[(frame["target_identity"] == identity) & (frame["seed"] == seed)]
         hashes = group.dropna(subset=["content_hash"]).groupby("content_hash")["host"]
         if hashes.ngroups > 1:
             conflicts.append(Conflict(
