@@ -11,10 +11,11 @@ import numpy as np
 
 
 EPSILON = 1e-5
-"""Added to both denominators of the fixed-point updates, as in the authors' code. With
-fewer examples than feature dimensions a class's one-hot column can lie in the span of
-the features: the evidence then grows towards its noiseless limit as beta -> inf, and
-without it the iteration can run off to alpha = 0 instead (log evidence -inf)."""
+"""Added to both denominators of the fixed-point updates, as in the authors' code, for the
+classes whose exact iteration fails. With fewer examples than feature dimensions a
+class's one-hot column can lie in the span of the features: its evidence then rises
+towards a noiseless limit as beta grows, and the exact iteration can run off to
+alpha = 0 instead (log evidence -inf). With the epsilon it stops near that limit."""
 
 
 def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 3000, tol: float = 1e-9) -> float:
@@ -23,7 +24,8 @@ def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 3000, tol
 
     One eigendecomposition of the features' Gram matrix serves every class; the evidence-maximising prior
     precision alpha and noise precision beta are found per class by the paper's
-    fixed-point iteration, all classes at once.
+    fixed-point iteration, all classes at once: exactly, and again with the authors'
+    `EPSILON` for a class whose exact iteration gives no finite evidence.
     """
     f = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
@@ -32,20 +34,33 @@ def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 3000, tol
     targets = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, K)
     sigma, z = _spectrum(f, targets)
     outside = np.maximum((targets ** 2).sum(0) - (z ** 2).sum(0), 0.0)  # residual outside span(F)
-    alpha = np.ones(len(classes))
-    beta = np.ones(len(classes))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a failing class is redone below
+        evidence = _evidence(sigma, z, outside, *_fixed_point(sigma, z, outside, n, max_iter, tol, 1e-300), n, d)
+    failed = ~np.isfinite(evidence)
+    if failed.any():
+        z, outside = z[:, failed], outside[failed]
+        evidence[failed] = _evidence(sigma, z, outside, *_fixed_point(sigma, z, outside, n, max_iter, tol, EPSILON),
+                                     n, d)
+    return float(np.mean(evidence / n))
+
+
+def _fixed_point(sigma, z, outside, n: int, max_iter: int, tol: float, epsilon: float):
+    """(alpha, beta) per class by MacKay's updates; `epsilon` keeps their denominators
+    from vanishing (a floor of 1e-300 is the exact iteration)."""
+    alpha = np.ones(z.shape[1])
+    beta = np.ones(z.shape[1])
     for _ in range(max_iter):
         shrink = beta * sigma[:, None] / (alpha + beta * sigma[:, None])   # (r, K)
         gamma = shrink.sum(0)
         m2 = (shrink ** 2 * z ** 2 / np.maximum(sigma[:, None], 1e-300)).sum(0)  # m^T m
         res2 = ((1 - shrink) ** 2 * z ** 2).sum(0) + outside              # ||F m - y||^2
-        new_alpha = gamma / (m2 + EPSILON)
-        new_beta = (n - gamma) / (res2 + EPSILON)
+        new_alpha = gamma / np.maximum(m2 + epsilon, 1e-300)
+        new_beta = (n - gamma) / np.maximum(res2 + epsilon, 1e-300)
         done = np.all(np.abs(new_alpha / alpha - 1) < tol) and np.all(np.abs(new_beta / beta - 1) < tol)
         alpha, beta = new_alpha, new_beta
         if done:
             break
-    return float(np.mean(_evidence(sigma, z, outside, alpha, beta, n, d) / n))
+    return alpha, beta
 
 
 def _spectrum(f: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
