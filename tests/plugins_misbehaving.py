@@ -2,13 +2,16 @@
 
 Loaded through a suite's ``plugins = ["plugins_misbehaving"]`` (with this folder on
 PYTHONPATH). Each one reports an evaluation first (val accuracy 0.25), so a run that
-is stopped later still has the metrics of its last completed evaluation.
+is stopped later still has the metrics of its last completed evaluation, and then, when
+``MISBEHAVING_STARTED`` names a folder, creates a file there named after itself, so a
+test can wait until it has got that far.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import tlbench
 from tlbench.api import Source, Strategy
@@ -22,6 +25,8 @@ class _Misbehaving(Strategy):
 
     def fit(self, params: dict, run):
         run.note_eval(epoch=1, val_accuracy=LAST_VAL)
+        if os.environ.get("MISBEHAVING_STARTED"):
+            (Path(os.environ["MISBEHAVING_STARTED"]) / self.name).touch()
         self.misbehave(params, run)
         raise AssertionError("unreachable")
 

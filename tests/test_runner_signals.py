@@ -49,16 +49,20 @@ def test_sigterm_to_the_whole_job_stops_like_ctrl_c(tmp_path):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "TLBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    started = tmp_path / "started"
+    started.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "TLBENCH_CACHE_DIR": str(tmp_path / "cache"),
+           "MISBEHAVING_STARTED": str(started)}
     # its own process group, which gets the signal as a Slurm job step's processes do
     driver = subprocess.Popen([sys.executable, "-m", "tlbench.cli", "run", str(suite), "--out", str(out)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     deadline = time.monotonic() + 600
-    while "lp" not in records(out):
+    while "lp" not in records(out) or not (started / "sleeps").exists():  # one done, one sleeping
         assert driver.poll() is None, driver.communicate()
-        assert time.monotonic() < deadline, "the probe never finished"
+        assert time.monotonic() < deadline, "the probe never finished, or the sleeper never started"
         time.sleep(0.05)
+    time.sleep(1.0)  # the sleeper's evaluation, sent before it said it started, reaches the driver
     workers = psutil.Process(driver.pid).children(recursive=True)
     assert workers
     os.killpg(driver.pid, signal.SIGTERM)
