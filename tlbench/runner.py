@@ -87,14 +87,15 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     options = ExecutionOptions(executor, jobs, devices, address, device, threads)
     check_options(options)
     stores, records = open_stores(suite.output, log)
-    planned = plan(suite, registry, log, device=resolved_device(suite, options))
+    device = resolved_device(suite, options)
+    planned = plan(suite, registry, log, device=device)
     check_runs_something(suite, planned)
     for exclusion in planned.exclusions:
         log(f"tlbench: left out: {exclusion}")
     todo, summary = what_to_run(planned, records, retry_failed)
     summary.output = suite.output
     if todo:
-        execute(suite, registry, todo, options, stores, records, summary, log)
+        execute(suite, registry, todo, options, device, stores, records, summary, log)
     return summary
 
 
@@ -145,13 +146,13 @@ def what_to_run(planned: Plan, records: dict[str, dict], retry_failed: bool) -> 
 # ---------------------------------------------------------------------- execute
 
 
-def execute(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options: ExecutionOptions,
+def execute(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options: ExecutionOptions, device: str,
             stores: dict[str, RecordStore], records: dict[str, dict], summary: RunSummary,
             log: Callable[[str], None]) -> None:
     """Execute `todo` on an executor sized for it; each record is finalised, written and
-    counted in `summary` as it comes back."""
+    counted in `summary` as it comes back. `device`: the resolved one (`resolved_device`)."""
     created = not suite.output.exists()
-    settings, executor, where = open_executor(suite, registry, todo, options, list(records.values()), log)
+    settings, executor, where = open_executor(suite, registry, todo, options, device, list(records.values()), log)
     progress = Progress(len(todo), log, header=f"tlbench: {_runs(len(todo))} to do, {where}",
                         preparation_times=PreparationTimes(suite.cache_dir, settings.device))
 
@@ -238,10 +239,10 @@ def check_options(options: ExecutionOptions) -> None:
 
 
 def open_executor(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options: ExecutionOptions,
-                  records: list[dict], log: Callable[[str], None]) -> tuple[RunSettings, object, str]:
-    """The settings, an executor for `todo` (nothing started yet), and where the runs
-    execute in words, for the progress header."""
-    device = resolved_device(suite, options)
+                  device: str, records: list[dict],
+                  log: Callable[[str], None]) -> tuple[RunSettings, object, str]:
+    """The settings, an executor for `todo` on `device` (nothing started yet), and where
+    the runs execute in words, for the progress header."""
     if options.executor == "inline":
         from .run.executors.inline import InlineExecutor
 

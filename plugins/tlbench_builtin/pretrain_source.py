@@ -91,7 +91,8 @@ class Pretrain(Source):
     def fingerprint(self, params: dict, env: Env) -> str:
         """The pretraining recipe, its data and the device it runs on; not the seed (each
         run's seed is in its own identity)."""
-        return "pretrain:" + self._recipe_key(params, env)
+        item, target_params = self._target(params, env)
+        return "pretrain:" + self._recipe_key(params, env, item, target_params, item.load(target_params, env))
 
     def _seed(self, params: dict, env: Env) -> int:
         if params["seed"] is not None:
@@ -100,12 +101,10 @@ class Pretrain(Source):
             raise PluginError("pretrain: pretrains once per run seed, but was prepared or built without one")
         return env.seed
 
-    def _recipe_key(self, params: dict, env: Env) -> str:
+    def _recipe_key(self, params: dict, env: Env, item, target_params: dict, data) -> str:
         from tlbench.hashing import config_hash, splits_content_hash
         from tlbench.training import device_name
 
-        item, target_params = self._target(params, env)
-        data = item.load(target_params, env)
         seed = params["seed"] if params["seed"] is not None else 0  # the data's identity at one fixed seed
         content_hash, _ = splits_content_hash(data.splits(seed), env.registry.get("task", data.task).item.label_bytes)
         device = str(env.device).partition(":")[0]
@@ -130,7 +129,8 @@ class Pretrain(Source):
                       labels=np.concatenate([splits.train.labels, splits.test.labels]))
         if params["shuffle_labels"]:
             train.labels = np.random.default_rng(seed).permutation(train.labels)
-        key = config_hash({"recipe": self._recipe_key(params, env), "seed": seed, "content_hash": content_hash}, 24)
+        recipe = self._recipe_key(params, env, item, target_params, data)  # the data loaded once
+        key = config_hash({"recipe": recipe, "seed": seed, "content_hash": content_hash}, 24)
         return data, train, splits.val, key, seed
 
     def _weights(self, env: Env, key: str) -> Path:
