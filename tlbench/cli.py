@@ -238,6 +238,18 @@ def cmd_merge(args) -> int:
     return 1 if result.problems else 0
 
 
+def cmd_validate(args) -> int:
+    from .results.validate import cmd_validate as validate
+
+    return validate(args)
+
+
+def cmd_publish(args) -> int:
+    from .site.publish import cmd_publish as publish
+
+    return publish(args)
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -315,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--verbose", "-v", action="store_true",
                        help="list every duplicate record (by default one line per input directory counts them)")
     merge.set_defaults(handler=cmd_merge)
+
+    validate = sub.add_parser("validate", help="check a result directory before it is published or submitted")
+    validate.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
+    validate.add_argument("--against", help="a site built by `tlbench publish`: also check plugin versions "
+                                            "against what it already has")
+    validate.set_defaults(handler=cmd_validate)
+
+    publish = sub.add_parser("publish", help="build a static, versioned website from result directories")
+    publish.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
+    publish.add_argument("--out", required=True, help="the site's directory (created; earlier releases are kept)")
+    publish.add_argument("--title", help="the suite's title on the site (default: its report's title)")
+    publish.set_defaults(handler=cmd_publish)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The published website: immutable releases of leaderboards built from validated records."""
