@@ -10,10 +10,25 @@ the error and traceback.
 plausible metrics (within the ranges its own task declares), and an identity that
 hashes to its run id. Records of schema version 1 (tlbench 0.1: classification,
 accuracy) are read as they are: `task_of` gives them their implicit task.
+
+Every record tlbench writes carries an integrity digest (`seal`, applied by the store's
+writer), so that an edit made after it was written shows:
+
+    "integrity": {"sha256": "<64 hex digits>"}
+
+the SHA-256 of the record without its ``integrity`` field, as canonical JSON
+(`canonical_record`): keys sorted, separators ``","`` and ``":"`` with no spaces,
+non-ASCII escaped (``ensure_ascii``), no NaN or infinities, UTF-8 bytes. Anyone can
+recompute it, so it proves no authorship; it makes an edit evident, and `tlbench
+validate` backs it with numbers it can derive again (the overfitting gap, the NT score
+from the baseline's own record). Records written before tlbench sealed them (0.1) have
+none; every reader accepts them, `tlbench validate` says so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -87,6 +102,40 @@ def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | Non
     if task is not None:
         record["task"] = task
     return record
+
+
+INTEGRITY = "integrity"
+"""The record's integrity digest: ``{"sha256": <hex of canonical_record(record)>}``."""
+
+
+def canonical_record(record: dict) -> bytes:
+    """The bytes the integrity digest covers: the record without its digest, as canonical JSON."""
+    body = {key: value for key, value in record.items() if key != INTEGRITY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def integrity_digest(record: dict) -> str:
+    return hashlib.sha256(canonical_record(record)).hexdigest()
+
+
+def seal(record: dict) -> dict:
+    """`record` (plain JSON data) with its integrity digest, computed afresh."""
+    body = {key: value for key, value in record.items() if key != INTEGRITY}
+    return body | {INTEGRITY: {"sha256": integrity_digest(body)}}
+
+
+def integrity_problem(record: dict) -> str | None:
+    """Why `record`'s integrity digest does not vouch for it (None when it does)."""
+    stated = record.get(INTEGRITY)
+    if stated is None:
+        return "no integrity digest"
+    if not isinstance(stated, dict) or not isinstance(stated.get("sha256"), str):
+        return f"{INTEGRITY} is not {{\"sha256\": <hex>}}"
+    try:
+        actual = integrity_digest(record)
+    except (TypeError, ValueError):
+        return "not plain JSON data: its digest cannot be computed"
+    return None if stated["sha256"] == actual else "integrity digest does not match: edited after it was written"
 
 
 def error_info(exc: BaseException, tb: str | None = None) -> dict:

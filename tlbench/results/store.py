@@ -5,6 +5,12 @@ runner killed at any moment (even with SIGKILL) leaves either the old state or t
 new record, never half a file. A failed record that a retry replaces is kept under
 ``attempts/``; an unreadable file is reported, kept under ``corrupt/`` and its run is
 redone.
+
+The writer is where records become publishable: every string path under the user's
+home or a cache directory is made portable (`paths.portable`; never inside
+``spec.identity``, which its run id hashes), and the record is sealed with its
+integrity digest (`records.seal`). A record that already carries a digest (one copied
+by `tlbench merge`) is written as it is, so that an edit made to it stays evident.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import validate_record
+from .paths import portable
+from .records import INTEGRITY, seal, validate_record
 
 
 @dataclass
@@ -74,6 +81,9 @@ def write_json_atomic(path: Path, payload: dict | list) -> None:
 class RecordStore:
     root: Path
     problems: list[StoreProblem] = field(default_factory=list)
+    cache_dirs: tuple[Path, ...] = ()
+    """tlbench cache directories besides the default one (a suite's own ``cache_dir``),
+    whose paths records name as ``<tlbench-cache>/...``."""
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -108,7 +118,13 @@ class RecordStore:
         return record
 
     def write(self, record: dict) -> Path:
-        """Store a record; keep what it replaces (a failed attempt, a corrupt file)."""
+        """Store a record; keep what it replaces (a failed attempt, a corrupt file). The
+        record is updated in place to what is stored: plain JSON, portable paths, sealed."""
+        stored = jsonable(record)
+        if INTEGRITY not in stored:
+            stored = seal(portable(stored, self.cache_dirs, keep=("spec.identity",)))
+        record.clear()
+        record.update(stored)
         path = self.path_for(record["run_id"])
         if path.exists():
             self._keep_replaced(path)
