@@ -4,7 +4,7 @@ or strategy: built-ins are plugins like any other.
 Layers, from the bottom: the contract (`api.py`, a leaf) and the foundation modules
 beside it; `results/` (records, store, merge, run kinds); `report/` (reads records
 alone); `plan/` (suite, matrix, planner); `run/` (workers, engine, executors); and on
-top the commands that tie them together (`cli`, `runner`, `progress`, `training`,
+top the commands that tie them together (`cli`, `runner`, `progress`, `training`, `site/`,
 `testing/`).
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 CORE = Path(__file__).resolve().parent.parent / "tlbench"
 
-TOP = {"cli", "runner", "progress", "training", "testing", "__main__"}
+TOP = {"cli", "runner", "progress", "training", "testing", "site", "__main__"}
 MAY_NOT_IMPORT = {
     "foundation": {"plan", "run", "results", "report", "top"},
     "results": {"plan", "run", "report", "top"},
