@@ -22,13 +22,15 @@ def shard_names(first: str, count: int, stem: str | None = None) -> list[str]:
     return [first] + [f"{stem}-{number}.html" for number in range(2, count + 1)]
 
 
-def chunks(rows: list, size: int = ROWS_PER_PAGE) -> list[list]:
-    """`rows` in pages of at most `size` (one empty page for no rows)."""
+def chunks(rows: list, size: int | None = None) -> list[list]:
+    """`rows` in pages of at most `size` (`ROWS_PER_PAGE`; one empty page for no rows)."""
+    size = size or ROWS_PER_PAGE
     return [rows[start:start + size] for start in range(0, len(rows), size)] or [[]]
 
 
-def pager(names: list[str], index: int, total_rows: int, size: int = ROWS_PER_PAGE) -> str:
+def pager(names: list[str], index: int, total_rows: int, size: int | None = None) -> str:
     """Previous/next links between a listing's pages ('' when it has one page)."""
+    size = size or ROWS_PER_PAGE
     if len(names) < 2:
         return ""
     first, last = index * size + 1, min((index + 1) * size, total_rows)
@@ -40,8 +42,9 @@ def pager(names: list[str], index: int, total_rows: int, size: int = ROWS_PER_PA
 
 
 def sharded(rows: list, first: str, render: Callable[[list, str, int], bytes],
-            stem: str | None = None, size: int = ROWS_PER_PAGE) -> Iterator[tuple[str, bytes]]:
+            stem: str | None = None, size: int | None = None) -> Iterator[tuple[str, bytes]]:
     """(file name, page) for each page of `rows`: `render(rows_of_page, pager_html, page_index)`."""
+    size = size or ROWS_PER_PAGE
     pages = chunks(rows, size)
     names = shard_names(first, len(pages), stem)
     for index, part in enumerate(pages):
