@@ -42,11 +42,12 @@ ratios (``1/5``), metric and group names (``backbone/no_decay``), devices (``cud
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sysconfig
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 _STOP = r"\s\"'`<>|,;()\[\]{}"
 """Characters that end a path inside a longer string."""
@@ -106,11 +107,29 @@ def cache_roots(cache_dirs: Iterable[str | Path] = ()) -> list[tuple[str, str]]:
     return sorted(roots.items(), key=lambda item: -len(item[0]))
 
 
+_ENVIRONMENT = ("HOME", "USERPROFILE", "XDG_CACHE_HOME", "TLBENCH_CACHE_DIR", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE",
+                "HF_DATASETS_CACHE", "HF_HOME", "TORCH_HOME")
+"""What the roots depend on besides the cache directories given."""
+
+
 def _rewriter(cache_dirs: Iterable[str | Path]):
+    dirs = tuple(str(d) for d in cache_dirs)
+    return _compiled(dirs, tuple(os.environ.get(name) for name in _ENVIRONMENT))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(cache_dirs: tuple[str, ...], environment: tuple) -> Callable[[str], str]:
+    """The rewrite for these roots (`environment` keys the cache: the roots are read from it)."""
     roots = cache_roots(cache_dirs)
     forms = dict(roots)
     pattern = re.compile(rf"{_BEFORE}(?:{'|'.join(re.escape(root) for root, _ in roots)})(?![\w.~-])")
-    return lambda text: pattern.sub(lambda match: forms[match.group(0)], text)
+
+    def rewrite(text: str) -> str:
+        if "/" not in text and "\\" not in text:  # every root has a separator
+            return text
+        return pattern.sub(lambda match: forms[match.group(0)], text)
+
+    return rewrite
 
 
 def portable(value: Any, cache_dirs: Iterable[str | Path] = (), keep: Iterable[str] = ()) -> Any:
@@ -121,18 +140,25 @@ def portable(value: Any, cache_dirs: Iterable[str | Path] = (), keep: Iterable[s
     rewrite = _rewriter(cache_dirs)
     kept = set(keep)
 
-    def walk(item: Any, location: str) -> Any:
-        if location in kept:
+    def walk(item: Any, location: str | None) -> Any:
+        """`location` is None below where nothing is kept (it costs to spell out)."""
+        if location is not None and location in kept:
             return item
         if isinstance(item, str):
             return rewrite(item)
         if isinstance(item, dict):
-            return {key: walk(child, _child(location, key)) for key, child in item.items()}
+            return {key: walk(child, _below(location, str(key))) for key, child in item.items()}
         if isinstance(item, (list, tuple)):
-            return type(item)(walk(child, f"{location}[{i}]") for i, child in enumerate(item))
+            return type(item)(walk(child, _below(location, f"[{i}]")) for i, child in enumerate(item))
         return item
 
-    return walk(value, "")
+    def _below(location: str | None, step: str) -> str | None:
+        if location is None:
+            return None
+        below = f"{location}{step}" if step.startswith("[") or not location else f"{location}.{step}"
+        return below if any(k == below or k.startswith((below + ".", below + "[")) for k in kept) else None
+
+    return walk(value, "" if kept else None)
 
 
 def _child(location: str, key: Any) -> str:
@@ -154,6 +180,8 @@ def _strings(value: Any, location: str = "") -> Iterator[tuple[str, str]]:
 
 def find_absolute(text: str) -> list[str]:
     """Every absolute file-system path inside `text`, in order."""
+    if "/" not in text and "\\" not in text and "~" not in text:
+        return []
     return [match.group(0) for match in _ABSOLUTE.finditer(text)]
 
 
