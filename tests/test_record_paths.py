@@ -46,6 +46,7 @@ def test_paths_under_the_caches_and_home_name_their_root(machine, tmp_path, monk
     assert out["hub"] == "<hf-home>/hub/models--timm--resnet18/snapshots/x/model.safetensors"
     assert out["torch"] == "<torch-home>/hub/checkpoints/r.pth"
     assert out["xdg"] == "<xdg-cache>/other/thing"
+    assert portable(f"{home}/.cache/tlbench/pretrain/x") == "<tlbench-cache>/pretrain/x"  # the default cache too
     assert out["data"] == ["~/data/train.csv", ("dir:~/images",)]
     assert out["message"] == "weights not found at ~/w.pth; tried <tlbench-cache>/x"
     assert out["home"] == "~"
@@ -155,3 +156,11 @@ def test_a_sealed_record_is_copied_as_it_is(machine, tmp_path):
     assert integrity_problem(unsealed) == "no integrity digest"
     path = RecordStore(tmp_path / "c").write(unsealed)
     assert json.loads(path.read_text()) == record  # sealed again, to the same digest
+
+
+def test_the_cache_tlbench_uses_is_a_root(machine, monkeypatch):
+    from tlbench.plan.suite import default_cache_dir
+
+    assert portable(f"{default_cache_dir()}/features/f.npy") == "<tlbench-cache>/features/f.npy"
+    monkeypatch.delenv("TLBENCH_CACHE_DIR")
+    assert portable(f"{default_cache_dir()}/features/f.npy") == "<tlbench-cache>/features/f.npy"

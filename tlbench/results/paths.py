@@ -12,9 +12,9 @@ The forms, most specific root first (when roots nest, the longest one that holds
 path names it):
 
 =========================  ===================================================================
-``<tlbench-cache>/...``    the tlbench cache: ``$TLBENCH_CACHE_DIR``, else ``~/.cache/tlbench``
-                           (as `tlbench.plan.suite.default_cache_dir`), and any ``cache_dirs``
-                           given (a suite's own ``cache_dir``)
+``<tlbench-cache>/...``    the tlbench cache: ``$TLBENCH_CACHE_DIR`` and ``~/.cache/tlbench``
+                           (its default: `tlbench.plan.suite.default_cache_dir`), and any
+                           ``cache_dirs`` given (a suite's own ``cache_dir``)
 ``<hf-hub-cache>/...``     ``$HF_HUB_CACHE`` (or ``$HUGGINGFACE_HUB_CACHE``), when set
 ``<hf-datasets-cache>/...`` ``$HF_DATASETS_CACHE``, when set
 ``<hf-home>/...``          ``$HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, else
@@ -80,7 +80,8 @@ def _named_roots(cache_dirs: Iterable[str | Path]) -> list[tuple[str, Path | Non
     xdg = _env_path("XDG_CACHE_HOME") or home / ".cache"
     return [
         *(("<tlbench-cache>", Path(d).expanduser()) for d in cache_dirs),
-        ("<tlbench-cache>", _env_path("TLBENCH_CACHE_DIR") or home / ".cache" / "tlbench"),
+        ("<tlbench-cache>", _env_path("TLBENCH_CACHE_DIR")),
+        ("<tlbench-cache>", home / ".cache" / "tlbench"),  # the default, also when the variable moves it
         ("<hf-hub-cache>", _env_path("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")),
         ("<hf-datasets-cache>", _env_path("HF_DATASETS_CACHE")),
         ("<hf-home>", _env_path("HF_HOME") or xdg / "huggingface"),
