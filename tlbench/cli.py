@@ -202,7 +202,7 @@ def cmd_report(args) -> int:
         from .outputs import check_directory
 
         check_directory(out, "--out")
-    report = build_report([Path(d) for d in args.dirs], out, title=args.title)
+    report = build_report([Path(d) for d in args.dirs], out, title=args.title, rope=args.rope)
     for problem in report.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
     print(report.markdown)
@@ -273,6 +273,17 @@ def _jobs(text: str) -> int | None:
     return value
 
 
+def _rope(text: str) -> float:
+    """``--rope``: a width ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tlbench", description="Benchmark transfer-learning strategies: every source × target × "
@@ -318,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dirs", nargs="+", help="result directories (each with runs/)")
     report.add_argument("--out", help="where to write (default: the first directory)")
     report.add_argument("--title", help="the leaderboard's title (default: the last report's, or the names)")
+    report.add_argument("--rope", type=_rope, default=None, metavar="WIDTH",
+                        help="region of practical equivalence of the Bayesian signed-rank tests, in the headline's "
+                             "units (default 0.01: one point of a metric reported as a fraction)")
     report.set_defaults(handler=cmd_report)
 
     merge = sub.add_parser("merge", help="combine result directories from several machines into one")

@@ -94,9 +94,46 @@ def import_libraries() -> None:
             pass
 
 
-def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Report:
-    """Read records from `dirs`, write the leaderboard files into `out`."""
+def _statistics(cells, overall, frame, rope: float):
+    """Per task type: the statistics across targets, and their figures (id → PNG, SVG)."""
+    from .across import across_targets, is_informative
+    from .across_sections import figure_prefix
+    from .comparison_plots import comparison_figures
+    from .tasks import task_groups
+
+    stats, figures = [], {}
+    for group in task_groups(cells, overall):
+        of_group = across_targets(group, frame, rope)
+        if is_informative(of_group):
+            stats.append(of_group)
+            figures |= comparison_figures(of_group, figure_prefix(of_group))
+    return stats, figures
+
+
+def _figure_files(out: Path, figures: dict[str, tuple[bytes, bytes]]) -> list[Path]:
+    """The statistics' figures as files too (figures/<id>.png and .svg), for papers and
+    slides; figures of an earlier build that this one no longer draws are removed."""
+    from .export import publish
+
+    folder = out / "figures"
+    written = []
+    for figure_id, (png, svg) in sorted(figures.items()):
+        folder.mkdir(parents=True, exist_ok=True)
+        written += [publish(folder / f"{figure_id}.png", png), publish(folder / f"{figure_id}.svg", svg)]
+    if folder.is_dir():
+        for stale in folder.iterdir():
+            if stale.suffix in (".png", ".svg") and stale not in written:
+                stale.unlink()
+    return written
+
+
+def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: float | None = None) -> Report:
+    """Read records from `dirs`, write the leaderboard files into `out`; `rope`: the
+    region of practical equivalence of the Bayesian tests, in headline units
+    (default `across.DEFAULT_ROPE`)."""
     from . import plots
+    from .across import DEFAULT_ROPE
+    from .across_sections import across_html, across_markdown
     from .aggregate import cell_table, overall_table, seed_notes
     from .export import publish, write_summary, write_tables
     from ..results.collect import collect
@@ -122,17 +159,21 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None) -> Repor
     meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
     estimate_scores, correlations = _estimates(rows["estimate"], cells, frame)
     has_estimates = not estimate_scores.empty
-    markdown = leaderboard_markdown(cells, overall, meta, [estimates_markdown(estimate_scores, correlations)]
-                                    if has_estimates else [])
+    stats, stat_figures = _statistics(cells, overall, frame, DEFAULT_ROPE if rope is None else rope)
+    several = len(task_groups(cells, overall)) > 1
+    markdown = leaderboard_markdown(cells, overall, meta, [across_markdown(s, several) for s in stats]
+                                    + ([estimates_markdown(estimate_scores, correlations)] if has_estimates else []))
     figures = {figure_id: png for group in task_groups(cells, overall)
                for figure_id, png in plots.task_figures(group).items()}
-    page = leaderboard_html(frame, cells, overall, meta, figures,
-                            [estimates_html(estimate_scores, correlations)] if has_estimates else [])
+    page = leaderboard_html(frame, cells, overall, meta, figures, [across_html(s, several, stat_figures) for s in stats]
+                            + ([estimates_html(estimate_scores, correlations)] if has_estimates else []))
     out.mkdir(parents=True, exist_ok=True)
     files = [publish(out / "leaderboard.md", markdown.encode("utf-8")),
              publish(out / "leaderboard.html", page.encode("utf-8")),
              *write_tables(frame, out),
              write_summary(out, meta, cells, overall, conflicts,
-                           {"scores": estimate_scores, "correlations": correlations} if has_estimates else None)]
+                           {"scores": estimate_scores, "correlations": correlations} if has_estimates else None,
+                           across=[s.as_dict() for s in stats]),
+             *_figure_files(out, stat_figures)]
     return Report(out=out, markdown=markdown, n_records=len(frame), problems=collection.problems,
                   files=files, notes=notes, kept_apart=kept_apart)

@@ -57,9 +57,9 @@ def _records(table: pd.DataFrame) -> list[dict]:
 
 
 def write_summary(out: Path, meta: dict, cells: pd.DataFrame, overall: pd.DataFrame, conflicts: list,
-                  estimates: dict[str, pd.DataFrame] | None = None) -> Path:
+                  estimates: dict[str, pd.DataFrame] | None = None, across: list[dict] = ()) -> Path:
     summary = {
-        "meta": meta, "cells": _records(cells), "overall": _records(overall),
+        "meta": meta, "cells": _records(cells), "overall": _records(overall), "across_targets": list(across),
         "conflicts": [{"target": c.target, "target_identity": c.target_identity, "seed": c.seed,
                        "content_hashes": c.hashes} for c in conflicts],
     }
