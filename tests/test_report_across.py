@@ -246,9 +246,14 @@ def test_report_writes_the_statistics_everywhere(tmp_path):
 def test_a_report_on_few_targets_says_no_test_was_run(tmp_path):
     directory = many_targets(n_targets=3).write(tmp_path / "results")
     report = build_report([directory], directory)
+    # strategies are compared on 3 targets × 2 sources = 6 blocks; entries on 3 targets only
     assert "3 complete targets (fewer than 5): mean ranks only, no test" in report.markdown
+    assert (directory / "figures" / "cd-strategies.png").exists()
     assert not (directory / "figures" / "cd-entries.png").exists()
     assert (directory / "figures" / "iqm-entries.png").exists()
+    two = many_targets(n_targets=2, sources=(("good", 0.05),)).write(tmp_path / "two")
+    assert "Statistics across targets" not in build_report([two], two).markdown  # the tables say it all
+    assert not (two / "figures").exists()
 
 
 def test_bad_rope_is_a_usage_error(tmp_path, capsys):

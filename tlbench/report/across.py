@@ -225,15 +225,18 @@ def across_targets(group: TaskGroup, frame: pd.DataFrame, rope: float = DEFAULT_
 
 
 MIN_SHOWN = 2
-"""A view is shown from this many complete blocks: on one block, its ranks are that
-block's table again."""
-
-
-def shown_views(stats: AcrossTargets) -> list[View]:
-    return [view for view in stats.views if view.ranks is not None and view.ranks.n_blocks >= MIN_SHOWN]
+"""Within a report that shows the statistics, a view is shown from this many complete
+blocks: on one block, its ranks are that block's table again."""
 
 
 def is_informative(stats: AcrossTargets) -> bool:
-    """Whether a report should show the statistics: some view compares methods on two blocks or more."""
-    return bool(shown_views(stats))
+    """Whether a report should show the statistics: some view has enough blocks for its
+    tests (`ranking.MIN_BLOCKS`); with fewer targets the per-target tables say it all."""
+    return any(view.ranks is not None and view.ranks.tested for view in stats.views)
 
+
+def shown_views(stats: AcrossTargets) -> list[View]:
+    """The views a report shows (none unless `is_informative`); an untested one says why."""
+    if not is_informative(stats):
+        return []
+    return [view for view in stats.views if view.ranks is not None and view.ranks.n_blocks >= MIN_SHOWN]
