@@ -170,3 +170,30 @@ def test_mixed_task_types_page_loads_and_sorts_by_its_metrics(mixed_page):
     means = [float(v.split(" ± ")[0]) for v in column_texts(page, table, index)]
     assert means == sorted(means)
     assert column_texts(page, table, 1)[0] == "good"  # the lowest error, ranked 1
+
+
+@pytest.fixture(scope="module")
+def statistics_page(browser, tmp_path_factory):
+    """Eight targets, eight entries: the statistics across targets with their four figures."""
+    from test_report_across import many_targets
+
+    root = tmp_path_factory.mktemp("browser-statistics")
+    build_report([many_targets().write(root / "in")], root / "out", title="statistics")
+    return opened(browser, root / "out" / "leaderboard.html")
+
+
+def test_statistics_figures_load_and_their_table_sorts(statistics_page):
+    page, _, requests, errors, dialogs = statistics_page
+    assert errors == [] and dialogs == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    for figure_id in ("cd-entries", "iqm-entries", "profiles-entries", "improvement-entries", "cd-strategies",
+                      "cd-sources"):
+        complete, width, height = page.eval_on_selector(
+            f"#{figure_id} img", "i => [i.complete, i.naturalWidth, i.naturalHeight]")
+        assert complete and width > 100 and height > 50, figure_id
+    index = header_index(page, "statistics-entries", "IQM gain")
+    header = page.locator("#statistics-entries thead th").nth(index)
+    header.locator("button").click()
+    values = [float(v) for v in column_texts(page, "statistics-entries", index)]
+    assert values == sorted(values) and values != sorted(values, reverse=True)
+    assert page.locator("#statistics h2").inner_text() == "Statistics across targets"

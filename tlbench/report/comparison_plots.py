@@ -94,18 +94,27 @@ def improvement_heatmap(view: View):
     return figure
 
 
+PROFILES_DRAWN = 10
+"""Performance profiles drawn: the methods with the highest IQM (more curves are unreadable;
+summary.json has every method's)."""
+
+
 def profile_plot(view: View):
     figure = _figure(7, 4.5)
     ax = figure.add_subplot()
     taus = np.array(view.profile_taus)
-    labels = _labels(list(view.profiles))
-    for method, (fraction, low, high) in view.profiles.items():
+    drawn = sorted(view.profiles, key=lambda m: -view.iqm[m][0])[:PROFILES_DRAWN]
+    labels = _labels(drawn)
+    for method in drawn:
+        fraction, low, high = view.profiles[method]
         line, = ax.plot(taus, fraction, label=labels[method])
         ax.fill_between(taus, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xlabel("normalised gain τ")
     ax.set_ylabel("fraction of runs with gain > τ")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="lower left")
+    if len(view.profiles) > len(drawn):
+        ax.set_title(f"the {len(drawn)} methods with the highest IQM, of {len(view.profiles)}", fontsize=9)
     return figure
 
 
