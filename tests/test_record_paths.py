@@ -164,3 +164,27 @@ def test_the_cache_tlbench_uses_is_a_root(machine, monkeypatch):
     assert portable(f"{default_cache_dir()}/features/f.npy") == "<tlbench-cache>/features/f.npy"
     monkeypatch.delenv("TLBENCH_CACHE_DIR")
     assert portable(f"{default_cache_dir()}/features/f.npy") == "<tlbench-cache>/features/f.npy"
+
+
+def test_a_suites_own_cache_is_recorded_relative_to_it(tmp_path, monkeypatch):
+    """A suite whose cache_dir is neither the default cache nor under the home: the
+    pretrained weights' path in its records still names no folder of this machine."""
+    import json
+
+    from tlbench.cli import main
+
+    monkeypatch.delenv("TLBENCH_CACHE_DIR", raising=False)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        '[suite]\nname = "own-cache"\nseeds = [0]\ndevice = "cpu"\ncache_dir = "own-cache"\n'
+        'output = "results"\n\n'
+        '[[sources]]\nid = "digits"\nplugin = "pretrain"\nmodel = "test_resnet"\ninput_size = 16\n'
+        'target = "digits"\ntarget_params = { half = "even", classes = [0, 1], shots = 5, val_shots = 2 }\n'
+        'epochs = 1\n\n'
+        '[[targets]]\nid = "d"\nplugin = "digits"\nclasses = [2, 3]\nhalf = "odd"\nshots = 2\nval_shots = 2\n\n'
+        '[[strategies]]\nid = "lp"\nplugin = "linear-probe"\n', encoding="utf-8")
+    assert main(["run", str(suite), "--jobs", "1"]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
+    weights = [r["details"]["source"]["weights"] for r in records if not r["spec"].get("baseline")]
+    assert weights and all(w.startswith("<tlbench-cache>/pretrain/") for w in weights), weights
+    assert (tmp_path / "own-cache" / "pretrain").is_dir()

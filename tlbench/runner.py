@@ -86,7 +86,7 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     log = log or (lambda message: print(message, file=sys.stderr))
     options = ExecutionOptions(executor, jobs, devices, address, device, threads)
     check_options(options)
-    stores, records = open_stores(suite.output, log)
+    stores, records = open_stores(suite.output, log, suite.cache_dir)
     device = resolved_device(suite, options)
     planned = plan(suite, registry, log, device=device)
     check_runs_something(suite, planned)
@@ -102,10 +102,13 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
 # ---------------------------------------------------------------------- plan and schedule
 
 
-def open_stores(output: Path, log: Callable[[str], None]) -> tuple[dict[str, RecordStore], dict[str, dict]]:
+def open_stores(output: Path, log: Callable[[str], None],
+                cache_dir: Path | None = None) -> tuple[dict[str, RecordStore], dict[str, dict]]:
     """The record store of each run kind, and every record they hold by run id; an
-    unreadable record is reported (and its run redone)."""
-    stores = {name: RecordStore(output / kind.folder) for name, kind in RUN_KINDS.items()}
+    unreadable record is reported (and its run redone). Paths under the suite's cache
+    directory are recorded relative to it, wherever the suite put it."""
+    cache_dirs = (Path(cache_dir),) if cache_dir is not None else ()
+    stores = {name: RecordStore(output / kind.folder, cache_dirs=cache_dirs) for name, kind in RUN_KINDS.items()}
     records: dict[str, dict] = {}
     for store in stores.values():
         records.update(store.load_all())
