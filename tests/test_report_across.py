@@ -261,3 +261,24 @@ def test_bad_rope_is_a_usage_error(tmp_path, capsys):
         main(["report", str(tmp_path), "--rope", "-1"])
     assert exit_info.value.code == 2
     assert "--rope" in capsys.readouterr().err
+
+
+def test_nemenyi_tells_apart_exactly_the_pairs_further_apart_than_the_critical_difference():
+    rng = np.random.default_rng(11)
+    matrix = pd.DataFrame(rng.random((25, 6)) + np.linspace(0, 0.6, 6), columns=list("abcdef"))
+    result = ranking.compare_ranks(matrix, rope=0.01, posthoc=ranking.NEMENYI)
+    assert result.posthoc_pvalues is result.nemenyi
+    for a in result.methods:
+        for b in result.methods:
+            if a != b:
+                apart = abs(result.ranks[a] - result.ranks[b]) > result.cd
+                assert (result.nemenyi.loc[a, b] < 0.05) == apart, (a, b)
+    assert result.groups == ranking.groups(result.nemenyi, result.ranks)
+
+
+def test_report_can_draw_its_groups_from_nemenyi(tmp_path):
+    directory = many_targets().write(tmp_path / "results")
+    assert main(["report", str(directory), "--posthoc", "nemenyi"]) == 0
+    entries = json.loads((directory / "summary.json").read_text())["across_targets"][0]["views"][0]
+    assert entries["ranks"]["posthoc"] == "nemenyi"
+    assert "Groups: Nemenyi after Friedman." in (directory / "leaderboard.md").read_text()

@@ -202,7 +202,8 @@ def cmd_report(args) -> int:
         from .outputs import check_directory
 
         check_directory(out, "--out")
-    report = build_report([Path(d) for d in args.dirs], out, title=args.title, rope=args.rope)
+    report = build_report([Path(d) for d in args.dirs], out, title=args.title, rope=args.rope,
+                          posthoc=args.posthoc)
     for problem in report.problems:
         print(f"tlbench: warning: {problem}", file=sys.stderr)
     print(report.markdown)
@@ -332,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--rope", type=_rope, default=None, metavar="WIDTH",
                         help="region of practical equivalence of the Bayesian signed-rank tests, in the headline's "
                              "units (default 0.01: one point of a metric reported as a fraction)")
+    report.add_argument("--posthoc", choices=("wilcoxon-holm", "nemenyi"), default="wilcoxon-holm",
+                        help="the post-hoc test of the critical-difference groups (default wilcoxon-holm: its verdict "
+                             "on two methods does not depend on the others compared; nemenyi: Demšar's)")
     report.set_defaults(handler=cmd_report)
 
     merge = sub.add_parser("merge", help="combine result directories from several machines into one")

@@ -94,7 +94,7 @@ def import_libraries() -> None:
             pass
 
 
-def _statistics(cells, overall, frame, rope: float):
+def _statistics(cells, overall, frame, rope: float, posthoc: str = "wilcoxon-holm"):
     """Per task type: the statistics across targets, and their figures (id → PNG, SVG)."""
     from .across import across_targets, is_informative
     from .across_sections import figure_prefix
@@ -103,7 +103,7 @@ def _statistics(cells, overall, frame, rope: float):
 
     stats, figures = [], {}
     for group in task_groups(cells, overall):
-        of_group = across_targets(group, frame, rope)
+        of_group = across_targets(group, frame, rope, posthoc)
         if is_informative(of_group):
             stats.append(of_group)
             figures |= comparison_figures(of_group, figure_prefix(of_group))
@@ -127,10 +127,12 @@ def _figure_files(out: Path, figures: dict[str, tuple[bytes, bytes]]) -> list[Pa
     return written
 
 
-def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: float | None = None) -> Report:
+def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: float | None = None,
+                 posthoc: str = "wilcoxon-holm") -> Report:
     """Read records from `dirs`, write the leaderboard files into `out`; `rope`: the
     region of practical equivalence of the Bayesian tests, in headline units
-    (default `across.DEFAULT_ROPE`)."""
+    (default `across.DEFAULT_ROPE`); `posthoc`: the test the critical-difference groups
+    come from (`ranking.POSTHOC`)."""
     from . import plots
     from .across import DEFAULT_ROPE
     from .across_sections import across_html, across_markdown
@@ -159,7 +161,7 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: fl
     meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
     estimate_scores, correlations = _estimates(rows["estimate"], cells, frame)
     has_estimates = not estimate_scores.empty
-    stats, stat_figures = _statistics(cells, overall, frame, DEFAULT_ROPE if rope is None else rope)
+    stats, stat_figures = _statistics(cells, overall, frame, DEFAULT_ROPE if rope is None else rope, posthoc)
     several = len(task_groups(cells, overall)) > 1
     markdown = leaderboard_markdown(cells, overall, meta, [across_markdown(s, several) for s in stats]
                                     + ([estimates_markdown(estimate_scores, correlations)] if has_estimates else []))

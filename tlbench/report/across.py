@@ -13,8 +13,8 @@ across-targets table: never an average over missing cells. Baselines and upper b
 are not methods. On the complete blocks, each view has
 
 - the rank-based comparison of `ranking` over each cell's mean headline: mean ranks,
-  Friedman / Iman–Davenport, Wilcoxon–Holm groups for the critical-difference diagram,
-  the Nemenyi CD, and, in the entries view, a Bayesian signed-rank verdict for the top
+  Friedman / Iman–Davenport, the groups of the critical-difference diagram from
+  Wilcoxon–Holm (or, as an option, Nemenyi) post-hoc tests, the Nemenyi CD, and, in the entries view, a Bayesian signed-rank verdict for the top
   pairs (ROPE in the headline's units, 0.01 by default: one point of a metric reported
   as a fraction). The other views' blocks multiply targets by sources or strategies, and
   the Bayesian test's cost grows with the square of the blocks;
@@ -135,7 +135,8 @@ def _runs_by_cell(frame: pd.DataFrame, group: TaskGroup, keys: set) -> dict[tupl
     return {key: (score[found], scratch[found]) for key, found in rows.items()}
 
 
-def _view(name: str, cells: pd.DataFrame, runs: dict, group: TaskGroup, rope: float) -> View | None:
+def _view(name: str, cells: pd.DataFrame, runs: dict, group: TaskGroup, rope: float,
+          posthoc: str) -> View | None:
     method_column, block_columns = VIEW_KEYS[name]
     parts = [cells[column].astype(str).tolist() for column in block_columns]
     blocks = [" · ".join(values) for values in zip(*parts)]
@@ -151,7 +152,7 @@ def _view(name: str, cells: pd.DataFrame, runs: dict, group: TaskGroup, rope: fl
     for block, *names in zip(blocks, *shown):
         labels.setdefault(block, " · ".join(names))
     view = View(name, methods, [labels[b] for b in complete.index],
-                ranking.compare_ranks(complete, rope, with_nemenyi=True, with_bayes=name == "entries")
+                ranking.compare_ranks(complete, rope, posthoc, with_bayes=name == "entries")
                 if len(complete) else None)
     if view.ranks is None:
         view.notes.append("no block on which every method has a result: nothing compared")
@@ -210,15 +211,17 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def across_targets(group: TaskGroup, frame: pd.DataFrame, rope: float = DEFAULT_ROPE) -> AcrossTargets:
-    """The statistics of one task type's compared cells (see the module's docstring)."""
+def across_targets(group: TaskGroup, frame: pd.DataFrame, rope: float = DEFAULT_ROPE,
+                   posthoc: str = ranking.WILCOXON_HOLM) -> AcrossTargets:
+    """The statistics of one task type's compared cells (see the module's docstring);
+    `posthoc`: the test the groups come from (`ranking.POSTHOC`)."""
     cells = compared_cells(group.cells)
     views = []
     if len(cells):
         cells = _method_columns(cells[np.isfinite(cells["test_mean"].astype(float))])
         runs = _runs_by_cell(frame, group, set(zip(cells["target_key"], cells["entry"])))
         for name in VIEWS:
-            view = _view(name, cells, runs, group, rope)
+            view = _view(name, cells, runs, group, rope, posthoc)
             if view is not None:
                 views.append(view)
     return AcrossTargets(group, views, rope)

@@ -1,8 +1,8 @@
 """The statistics across targets (`across`) as the report's Markdown and HTML sections.
 
 Each tested view gets one table, a method per row: mean rank, its groups (a letter per
-maximal set of methods the Wilcoxon–Holm tests do not tell apart: methods sharing a
-letter are not different), and the IQM of its normalised gain with the stratified-bootstrap
+maximal set of methods the post-hoc tests, Wilcoxon–Holm by default, do not tell
+apart: methods sharing a letter are not different), and the IQM of its normalised gain with the stratified-bootstrap
 interval; then the omnibus tests, the Bayesian verdicts of the top pairs and, for the
 entries view, the probability-of-improvement matrix. A view with fewer complete blocks
 than `ranking.MIN_BLOCKS` says so and shows mean ranks only.
@@ -33,7 +33,7 @@ def _letters(view: View) -> dict[str, str]:
     from .ranking import groups
 
     letters = {method: "" for method in view.methods}
-    for number, group in enumerate(groups(view.ranks.wilcoxon_holm, view.ranks.ranks, min_size=1)):
+    for number, group in enumerate(groups(view.ranks.posthoc_pvalues, view.ranks.ranks, min_size=1)):
         letter = string.ascii_lowercase[number] if number < 26 else f"g{number + 1}"
         for method in group:
             letters[method] += letter
@@ -59,7 +59,7 @@ def view_columns(view: View) -> list[display.Column]:
     if view.ranks.tested:
         columns.append(display.Column(
             "group", lambda r: str(r["group"]), lambda r: str(r["group"]), numeric=False,
-            title=f"methods sharing a letter are not different (Wilcoxon signed-rank, Holm, α = {ALPHA})"))
+            title=f"methods sharing a letter are not different ({view.ranks.posthoc_name}, α = {ALPHA})"))
     columns += [
         display.Column("IQM gain", lambda r: display.num(r["iqm"], 3, signed=True), lambda r: r["iqm"],
                        title="interquartile mean of the normalised gain over scratch, over every run"),
@@ -84,7 +84,8 @@ def test_lines(view: View) -> list[str]:
         f = ranks.friedman
         lines.append(f"Friedman χ² = {f.statistic:.2f}, {_p(f.pvalue)}; Iman–Davenport F = "
                      f"{f.iman_davenport:.2f}, {_p(f.iman_davenport_pvalue)} ({k} methods, {n} blocks).")
-    lines.append(f"Nemenyi critical difference at α = {ALPHA}: {ranks.cd:.2f} ranks (k = {k}, N = {n}).")
+    lines.append(f"Nemenyi critical difference at α = {ALPHA}: {ranks.cd:.2f} ranks (k = {k}, N = {n}). "
+                 f"Groups: {ranks.posthoc_name}.")
     for verdict in ranks.bayes:
         lines.append(f"Bayesian signed-rank, {verdict.left} vs {verdict.right} (ROPE ±{verdict.rope:g}): "
                      f"P({verdict.left} better) = {verdict.p_left:.3f}, P(equivalent) = {verdict.p_rope:.3f}, "
@@ -137,7 +138,7 @@ def across_markdown(stats: AcrossTargets, several: bool) -> str:
 
 FIGURE_CAPTIONS = {
     "cd": "Critical-difference diagram: mean rank of each method (1 = best); a bar joins methods that no "
-          "Wilcoxon signed-rank test with Holm's correction tells apart at α = 0.05.",
+          "{posthoc} test tells apart at α = 0.05.",
     "iqm": "IQM of the normalised gain over scratch per method, with its 95% stratified-bootstrap interval.",
     "improvement": "Probability of improvement: the chance that a run of the row's method beats a run of the "
                    "column's on the same target, averaged over targets.",
@@ -165,7 +166,8 @@ def across_html(stats: AcrossTargets, several: bool, figures: dict[str, tuple[by
         for kind in ("cd", "iqm", "profiles", "improvement"):
             key = figure_id(prefix, view.name, kind)
             if key in figures:
-                parts.append(figure(figures[key][0], f"{kind} figure, {view.name}", FIGURE_CAPTIONS[kind], key))
+                caption = FIGURE_CAPTIONS[kind].format(posthoc=view.ranks.posthoc_name)
+                parts.append(figure(figures[key][0], f"{kind} figure, {view.name}", caption, key))
     parts.append("</section>")
     return "".join(parts)
 

@@ -1,7 +1,7 @@
 """Figures of the statistics across targets (`across`), as PNG and SVG.
 
 - the critical-difference diagram: methods on their mean rank, a crossbar over each
-  group no pair of which the Wilcoxon–Holm tests tell apart (scikit-posthocs draws it);
+  group no pair of which the post-hoc tests tell apart (scikit-posthocs draws it);
 - IQM of the normalised gain with its stratified-bootstrap interval, per method;
 - the probability-of-improvement heatmap, P(row > column);
 - performance profiles: the share of runs whose normalised gain exceeds τ, with bands.
@@ -49,12 +49,12 @@ def cd_diagram(view: View):
     labels = _labels(ranks.methods)
     figure = _figure(8, 1.2 + 0.28 * len(ranks.methods))
     ax = figure.add_subplot()
-    named = ranks.wilcoxon_holm.rename(index=labels, columns=labels)
+    named = ranks.posthoc_pvalues.rename(index=labels, columns=labels)
     scikit_posthocs.critical_difference_diagram(ranks.ranks.rename(index=labels), named, ax=ax,
                                                 label_fmt_left="{label} ({rank:.2f})",
                                                 label_fmt_right="({rank:.2f}) {label}")
     ax.set_title(f"mean rank over {ranks.n_blocks} blocks ({view.block_name}); bars: not different "
-                 f"(Wilcoxon–Holm, α = 0.05); Nemenyi CD = {ranks.cd:.2f}", fontsize=9)
+                 f"({ranks.posthoc_name}, α = 0.05); Nemenyi CD = {ranks.cd:.2f}", fontsize=9)
     return figure
 
 

@@ -38,6 +38,10 @@ import pandas as pd
 MIN_BLOCKS = 5
 """Fewer complete blocks than this: mean ranks only, no test."""
 ALPHA = 0.05
+WILCOXON_HOLM, NEMENYI = "wilcoxon-holm", "nemenyi"
+POSTHOC = {WILCOXON_HOLM: "Wilcoxon signed-rank, Holm-corrected", NEMENYI: "Nemenyi after Friedman"}
+"""The post-hoc tests groups can be drawn from: Wilcoxon–Holm by default (Benavoli et al.
+2016), Nemenyi as Demšar (2006) drew the first CD diagrams."""
 BAYES_SAMPLES = 10000
 """Posterior samples of the Bayesian signed-rank test (baycomp's default is 50,000; the
 probabilities move by about ±0.005 at this size, at a fifth of the cost)."""
@@ -216,10 +220,20 @@ class RankComparison:
     bayes: list[BayesVerdict] = field(default_factory=list)
     note: str = ""
     """Why no test was run, when none was."""
+    posthoc: str = WILCOXON_HOLM
+    """The post-hoc test whose p-values make the groups and the diagram (`POSTHOC`)."""
 
     @property
     def tested(self) -> bool:
         return self.wilcoxon_holm is not None
+
+    @property
+    def posthoc_pvalues(self) -> pd.DataFrame | None:
+        return self.nemenyi if self.posthoc == NEMENYI else self.wilcoxon_holm
+
+    @property
+    def posthoc_name(self) -> str:
+        return POSTHOC[self.posthoc]
 
     def as_dict(self) -> dict:
         def matrix(table):
@@ -229,7 +243,7 @@ class RankComparison:
                 "mean_ranks": {name: float(rank) for name, rank in self.ranks.items()},
                 "friedman": self.friedman.as_dict() if self.friedman else None,
                 "nemenyi_cd": self.cd, "alpha": ALPHA, "wilcoxon_holm_p": matrix(self.wilcoxon_holm),
-                "nemenyi_p": matrix(self.nemenyi), "groups": self.groups,
+                "nemenyi_p": matrix(self.nemenyi), "posthoc": self.posthoc, "groups": self.groups,
                 "bayesian_signed_rank": [verdict.as_dict() for verdict in self.bayes], "note": self.note}
 
 
@@ -237,12 +251,14 @@ TOP_PAIRS = 3
 """The Bayesian test compares the best method (by mean rank) with this many next ones."""
 
 
-def compare_ranks(matrix: pd.DataFrame, rope: float, with_nemenyi: bool = False,
+def compare_ranks(matrix: pd.DataFrame, rope: float, posthoc: str = WILCOXON_HOLM,
                   with_bayes: bool = True) -> RankComparison:
-    """The rank-based comparison of a complete score matrix (blocks × methods, higher is better)."""
+    """The rank-based comparison of a complete score matrix (blocks × methods, higher is
+    better); both post-hoc tests are computed, `posthoc` makes the groups."""
     n_blocks, k = matrix.shape
     ranks = mean_ranks(matrix).sort_values(kind="stable")
-    result = RankComparison(methods=list(ranks.index), n_blocks=n_blocks, ranks=ranks)
+    result = RankComparison(methods=list(ranks.index), n_blocks=n_blocks, ranks=ranks,
+                            posthoc=posthoc if k >= 3 else WILCOXON_HOLM)
     if k < 2:
         result.note = "one method: nothing to compare"
         return result
@@ -253,9 +269,9 @@ def compare_ranks(matrix: pd.DataFrame, rope: float, with_nemenyi: bool = False,
     result.friedman = friedman(matrix)
     result.cd = critical_difference(k, n_blocks) if k >= 2 else None
     result.wilcoxon_holm = wilcoxon_holm(matrix).loc[result.methods, result.methods]
-    if with_nemenyi and k >= 3:
+    if k >= 3:
         result.nemenyi = nemenyi(matrix).loc[result.methods, result.methods]
-    result.groups = groups(result.wilcoxon_holm, ranks)
+    result.groups = groups(result.posthoc_pvalues, ranks)
     best = result.methods[0]
     if with_bayes:
         result.bayes = [bayesian_signed_rank(matrix, best, other, rope)
