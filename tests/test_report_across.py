@@ -226,6 +226,7 @@ def test_report_writes_the_statistics_everywhere(tmp_path):
     assert main(["report", str(directory), "--rope", "0.02"]) == 0
     summary = json.loads((directory / "summary.json").read_text())
     (task,) = summary["across_targets"]
+    assert task["libraries"]["scikit-posthocs"] and task["libraries"]["baycomp"]
     assert task["rope"] == 0.02 and [v["view"] for v in task["views"]] == ["entries", "strategies", "sources"]
     entries = task["views"][0]
     assert entries["ranks"]["friedman"]["p"] < 0.05 and entries["ranks"]["nemenyi_cd"] > 0

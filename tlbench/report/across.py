@@ -87,7 +87,24 @@ class AcrossTargets:
     def as_dict(self) -> dict:
         return {"task": self.group.task, "metric": self.group.metric.name,
                 "higher_is_better": self.group.metric.higher_is_better, "rope": self.rope,
-                "views": [view.as_dict() for view in self.views]}
+                "libraries": library_versions(), "views": [view.as_dict() for view in self.views]}
+
+
+STATISTICS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "baycomp", "numpy")
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions of what computed the statistics: a reader can recompute them, and a
+    Bayesian posterior sampled by another baycomp may differ in its last digit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in STATISTICS_LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
     def view(self, name: str) -> View | None:
         return next((view for view in self.views if view.name == name), None)
