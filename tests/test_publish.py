@@ -229,6 +229,19 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
     assert publish(str(runs["first"]), "--out", str(tmp_path / "site3"), "--title", " ") == 2
 
 
+def test_a_second_publish_to_a_site_being_written_is_refused(runs, tmp_path, capsys):
+    fcntl = pytest.importorskip("fcntl")
+    site = tmp_path / "site"
+    site.mkdir()
+    with open(site / ".publish.lock", "a+b") as held:  # another publish holds the site
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert publish(str(runs["first"]), "--out", str(site)) == 2
+        err = capsys.readouterr().err
+        assert "another `tlbench publish` is writing to this site" in err and len(err.strip().splitlines()) == 1
+        assert [p.name for p in site.iterdir()] == [".publish.lock"]
+    assert publish(str(runs["first"]), "--out", str(site)) == 0
+
+
 def test_records_that_disagree_on_a_plugin_version_stay_apart(tmp_path, capsys):
     old, new = RecordSet("lab-a"), RecordSet("lab-b")
     for seed in range(3):

@@ -283,3 +283,15 @@ def test_report_can_draw_its_groups_from_nemenyi(tmp_path):
     entries = json.loads((directory / "summary.json").read_text())["across_targets"][0]["views"][0]
     assert entries["ranks"]["posthoc"] == "nemenyi"
     assert "Groups: Nemenyi after Friedman." in (directory / "leaderboard.md").read_text()
+
+
+def test_profiles_of_methods_not_drawn_have_no_band(monkeypatch):
+    import tlbench.report.across as across
+
+    monkeypatch.setattr(across, "PROFILE_BANDS", 3)
+    stats, _ = statistics_of(many_targets())
+    entries = stats.view("entries")
+    top = sorted(entries.methods, key=lambda m: -entries.iqm[m][0])[:3]
+    for method, (fraction, low, high) in entries.profiles.items():
+        assert len(fraction) == len(entries.profile_taus)
+        assert all(math.isnan(v) for v in low) != (method in top)

@@ -40,6 +40,9 @@ from .tasks import TaskGroup
 
 DEFAULT_ROPE = 0.01
 PROFILE_TAUS = 41
+PROFILE_BANDS = 10
+"""Performance profiles get bootstrap bands for the methods with the highest IQM, the ones
+the figure draws; every method's curve is in summary.json, the others without bands."""
 VIEWS = ("entries", "strategies", "sources")
 BLOCK_NAMES = {"entries": "target", "strategies": "target and source", "sources": "target and strategy"}
 
@@ -89,6 +92,9 @@ class AcrossTargets:
                 "higher_is_better": self.group.metric.higher_is_better, "rope": self.rope,
                 "libraries": library_versions(), "views": [view.as_dict() for view in self.views]}
 
+    def view(self, name: str) -> View | None:
+        return next((view for view in self.views if view.name == name), None)
+
 
 STATISTICS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "baycomp", "numpy")
 
@@ -105,9 +111,6 @@ def library_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             found[name] = None
     return found
-
-    def view(self, name: str) -> View | None:
-        return next((view for view in self.views if view.name == name), None)
 
 
 def _unique_labels(cells: pd.DataFrame, labels: pd.Series, key: str) -> pd.Series:
@@ -220,7 +223,10 @@ def _run_aggregates(view: View, cells: pd.DataFrame, method_column: str, runs: d
     for number, method in enumerate(view.methods):
         view.iqm[method] = (*robust.iqm_interval(gains[method], seed=number),
                             int(sum(np.isfinite(g).sum() for g in gains[method])))
-        fraction, lo, hi = robust.performance_profile(gains[method], taus, seed=number)
+    banded = set(sorted(view.methods, key=lambda m: -view.iqm[m][0])[:PROFILE_BANDS])
+    for number, method in enumerate(view.methods):
+        fraction, lo, hi = robust.performance_profile(gains[method], taus, seed=number,
+                                                      reps=robust.PROFILE_REPS if method in banded else 0)
         view.profiles[method] = ([float(v) for v in fraction], [float(v) for v in lo], [float(v) for v in hi])
 
 

@@ -17,7 +17,7 @@ import io
 
 import numpy as np
 
-from .across import AcrossTargets, View, shown_views
+from .across import PROFILE_BANDS, AcrossTargets, View, shown_views
 from .plots import _figure, _png, plot_label
 
 KINDS = ("cd", "iqm", "improvement", "profiles")
@@ -94,9 +94,9 @@ def improvement_heatmap(view: View):
     return figure
 
 
-PROFILES_DRAWN = 10
-"""Performance profiles drawn: the methods with the highest IQM (more curves are unreadable;
-summary.json has every method's)."""
+PROFILES_DRAWN = PROFILE_BANDS
+"""Performance profiles drawn: the methods with the highest IQM, those with bands (more
+curves are unreadable; summary.json has every method's)."""
 
 
 def profile_plot(view: View):

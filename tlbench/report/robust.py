@@ -132,13 +132,15 @@ def improvement_matrix(runs: dict[str, list[np.ndarray]]) -> dict[str, dict[str,
 def performance_profile(per_target: list[np.ndarray], taus: np.ndarray, reps: int = PROFILE_REPS,
                         seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fraction, low, high) for each τ: the share of runs scoring above τ, and its
-    stratified-bootstrap 95% band."""
+    stratified-bootstrap 95% band (NaN with `reps` = 0: the curve alone)."""
     strata = [values for values in _strata(per_target) if len(values)]
+    nan = np.full(len(taus), math.nan)
     if not strata:
-        nan = np.full(len(taus), math.nan)
         return nan, nan, nan
     pooled = np.concatenate(strata)
     fraction = (pooled[:, None] > taus[None, :]).mean(axis=0)
+    if reps == 0:
+        return fraction, nan, nan
     resampled = stratified_resamples(strata, reps, np.random.default_rng(seed))
     curves = (resampled[:, :, None] > taus[None, None, :]).mean(axis=1)
     tail = (1 - CONFIDENCE) / 2 * 100

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,7 @@ from . import bundle, cells, index, names, release_page, releases
 
 TITLE_CHARS = 200
 LEADERBOARD = "leaderboard.html"
+LOCK = ".publish.lock"
 
 
 @dataclass
@@ -101,10 +103,37 @@ def _records(dirs: list[Path]) -> list[dict]:
     return records
 
 
+@contextmanager
+def _only_publish(site: Path):
+    """Hold the site's lock while a release is numbered, built and indexed: a second
+    publish to the same site at the same time would take the same release number."""
+    site.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks; publishes must not overlap
+        yield
+        return
+    with open(site / LOCK, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"publish: {str(site)!r}: another `tlbench publish` is writing to this site; run this "
+                            "one again when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def publish_site(dirs: list[Path], out: Path, title: str | None = None) -> Published:
     site = _check_inputs(dirs, out)
     records = _records(dirs)
     title = suite_title(dirs, title)
+    with _only_publish(site):
+        return _publish(site, records, title)
+
+
+def _publish(site: Path, records: list[dict], title: str) -> Published:
     published = sorted(bundle.portable_records(records), key=releases.record_key)
     moved = [record for record in published if bundle.identity_moved(record)]
     if moved:
