@@ -6,7 +6,8 @@ import torch, timm or transformers inside methods, never at module level, so
 `tlbench list` stays fast.
 
 Data crossing this contract is plain. A target gives raw examples (image arrays, PIL
-images, image files as `pathlib.Path`, or texts as strings) with labels whose form its
+images, image files as `pathlib.Path`, texts as strings, or audio as `Waveform`s or
+audio files) with labels whose form its
 *task type* defines: class ids, multi-hot rows, float values, boxes, masks, tag
 sequences. The task type owns everything that depends on that form: it validates and
 hashes labels, puts a head on the source's features, gives the loss, and turns
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .params import Param
 
 SPLITS = ("train", "val", "test")
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
 REPRESENTATIONS = ("pooled", "feature_maps", "tokens")
 """What a source's backbone can give a head: one vector per example; feature maps
 (batch, channels, height, width) at several strides; token sequences (batch, tokens,
@@ -127,6 +128,40 @@ class MetricSpec:
                    low=data.get("low"), high=data.get("high"), description=data.get("description", ""))
 
 
+# --------------------------------------------------------------------------- audio
+
+
+@dataclass(frozen=True, eq=False)
+class Waveform:
+    """One raw audio example: samples and their sampling rate.
+
+    `samples` is a float array in [-1, 1], (frames,) for mono or (channels, frames).
+    Targets may give audio files as `pathlib.Path` instead (WAV, FLAC, OGG: what
+    libsndfile reads), which tlbench hashes by their bytes."""
+
+    samples: "np.ndarray"
+    rate: int
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """The audio a source takes: tlbench turns every audio example into this before the
+    source's `encode` sees it (resampled with soxr, mixed down to mono by averaging the
+    channels, cropped or zero-padded), and records what it did in the run's record
+    (``details.source.audio``)."""
+
+    rate: int
+    """Samples per second the model expects (16,000 for wav2vec 2.0, HuBERT, WavLM and Whisper)."""
+    seconds: float | None = None
+    """Crop or pad every example to this length (Whisper: 30 s); None keeps each example's
+    own length (the source pads a batch itself)."""
+    crop: str = "start"
+    """Which part a crop keeps: 'start' or 'center'."""
+
+    def to_json(self) -> dict:
+        return {"rate": self.rate, "seconds": self.seconds, "crop": self.crop}
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -158,7 +193,7 @@ class SourceModel:
     """Maps `encode(examples)` to a (batch, feature_dim) float tensor."""
     feature_dim: int
     modality: str
-    """'image' or 'text': which targets it can take."""
+    """'image', 'text' or 'audio': which targets it can take."""
     encode: Callable[[Sequence[Any]], Any]
     """Turns a list of raw examples into backbone inputs (a tensor or a dict of tensors)."""
     layer_groups: list[list[str]]
@@ -177,6 +212,9 @@ class SourceModel:
     """The levels of ``backbone.forward_feature_maps``; None when it gives none."""
     token_dim: int | None = None
     """The width of ``backbone.forward_tokens``'s hidden states; None when it gives none."""
+    audio: AudioInput | None = None
+    """For an audio source: the rate and length it takes. tlbench conditions the target's
+    audio to it, so `encode` receives `Waveform`s of one rate, mono, (frames,)."""
 
     @property
     def representations(self) -> tuple[str, ...]:
@@ -252,7 +290,8 @@ class Split:
     `pathlib.Path`, which tlbench hashes by their bytes, so an edited image redoes the
     runs that used it. Never give an image file as a `str`: a `str` is text, hashed by
     its characters, so edits to the file would go unnoticed (the conformance kit fails
-    an image target that does). Texts: strings.
+    an image target that does). Texts: strings. Audio: `Waveform`s, or audio files as
+    `pathlib.Path` (hashed by their bytes, as images).
 
     Labels are one per example (an array with one row per example, or a list). They are
     None where the strategy must not see them: the test split (tlbench keeps its labels

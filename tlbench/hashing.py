@@ -34,7 +34,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def example_digest(example: Any) -> bytes:
-    """16-byte digest of one raw example (array, PIL image, text, bytes or file path)."""
+    """16-byte digest of one raw example (array, PIL image, text, bytes, file path or
+    waveform: its samples and its rate)."""
     digest = hashlib.blake2b(digest_size=16)
     if isinstance(example, str):
         digest.update(b"s")
@@ -45,6 +46,12 @@ def example_digest(example: Any) -> bytes:
     elif isinstance(example, Path):
         digest.update(b"f")
         digest.update(example.read_bytes())
+    elif hasattr(example, "samples") and hasattr(example, "rate"):  # audio (api.Waveform)
+        import numpy as np
+
+        array = np.ascontiguousarray(example.samples)
+        digest.update(f"w{int(example.rate)}{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
     elif hasattr(example, "tobytes") and hasattr(example, "dtype"):  # numpy array
         import numpy as np
 

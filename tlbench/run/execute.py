@@ -189,12 +189,31 @@ class Worker:
             if source.modality != data.modality:
                 raise ValueError(f"source {spec.source.id!r} takes {source.modality} inputs but target "
                                  f"{entry.id!r} is {data.modality}")
+            if data.modality == "audio":
+                splits = _conditioned_audio(source, spec, role, len(loaded) > 1, splits)
+                loaded[role] = (entry, data, task, splits, digests)
             context.add_target(role, data.info(), task, splits, labelled=declared.get(role, Role(role)).labelled,
                                scored=role == spec.scored, digests=digests, revealed=revealed.get(role, ()))
         context.revealed = tuple(f"{role}:{split}" for role, splits in revealed.items() for split in splits)
         state["context"] = context
         seed_everything(spec.seed, self.settings.deterministic)
         return context, {role: splits for role, (_, _, _, splits, _) in loaded.items()}
+
+
+def _conditioned_audio(source, spec: RunSpec, role: str, several: bool, splits):
+    """A target's audio as the source takes it (`tlbench.audio`), what was done recorded
+    in the source's meta (by role when the run has several targets)."""
+    from ..audio import condition_splits
+
+    if source.audio is None:
+        raise ValueError(f"source {spec.source.id!r} takes audio but its SourceModel declares no `audio` "
+                         "(the rate it takes)")
+    splits, done = condition_splits(splits, source.audio)
+    if several:
+        source.meta.setdefault("audio", {})[role] = done
+    else:
+        source.meta["audio"] = done
+    return splits
 
 
 def revealed_labels(recipe, spec: RunSpec) -> dict[str, tuple[str, ...]]:

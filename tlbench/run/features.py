@@ -50,6 +50,12 @@ class _Index:
 
 
 @functools.cache
+def _audio_libraries() -> dict:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("soxr", "soundfile")}
+
+
 def _model_libraries() -> tuple:
     """Versions of the libraries that compute a forward pass: an upgrade that changes a
     model's features must not be served features of the old one."""
@@ -82,11 +88,15 @@ class FeatureCache:
     def key(source: SourceModel, device: str = "cpu") -> str:
         """The folder of `source`'s features: its weights, preprocessing and feature size,
         the libraries that compute them, and the kind of device (GPU kernels, TF32 on
-        by default for cuDNN convolutions, give other last bits than the CPU's)."""
-        return config_hash({"format": FORMAT, "weights": source.weights_id,
-                            "preprocessing": source.preprocessing_id,
-                            "feature_dim": int(source.feature_dim), "libraries": _model_libraries(),
-                            "device": _numerics(device)}, 24)
+        by default for cuDNN convolutions, give other last bits than the CPU's). An audio
+        source's examples are keyed by their raw content, before tlbench conditions them to
+        the rate and length the source takes: those are part of the key, with the
+        resampler's version."""
+        key = {"format": FORMAT, "weights": source.weights_id, "preprocessing": source.preprocessing_id,
+               "feature_dim": int(source.feature_dim), "libraries": _model_libraries(), "device": _numerics(device)}
+        if getattr(source, "audio", None) is not None:
+            key["audio"] = source.audio.to_json() | {"libraries": _audio_libraries()}
+        return config_hash(key, 24)
 
     def _refresh(self, key: str) -> _Index:
         """Pick up chunks written since the last look (by this or another process)."""
