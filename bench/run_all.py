@@ -9,7 +9,7 @@ numpy's BLAS libraries, the kernels they chose and their default thread counts, 
 environment variable that changes those); then every figure line (one that starts with
 its number) ends with the load average when it was printed and that machine in short, so
 a figure copied elsewhere keeps what it was measured on. Measure on a quiet machine.
-About 20 minutes on 2 cores.
+About 30 minutes on 2 cores (the statistics and publish benchmarks about 8 of them).
 """
 
 from __future__ import annotations
