@@ -85,6 +85,7 @@ def runs(tmp_path_factory, one_torch_thread):
         record = json.loads(record_path.read_text())
         record["details"]["source"]["weights"] = f"{home}/.cache/tlbench/pretrain/old.safetensors"
         record["details"]["note"] = f"copied from {home}/results/elsewhere"
+        record.pop("integrity", None)  # as tlbench 0.1 wrote them: without a digest
         record_path.write_text(json.dumps(record), encoding="utf-8")
         yield {"root": root, "home": home, "first": first, "second": second, "patch": patch}
 
@@ -242,6 +243,41 @@ def test_a_second_publish_to_a_site_being_written_is_refused(runs, tmp_path, cap
     assert publish(str(runs["first"]), "--out", str(site)) == 0
 
 
+def test_edited_records_and_selections_on_test_labels_are_not_published(runs, tmp_path, capsys):
+    from tlbench.results.records import seal
+
+    def copy_with(name: str, edit) -> Path:
+        directory = tmp_path / name
+        shutil.copytree(runs["first"] / "runs", directory / "runs")
+        path = next(p for p in sorted((directory / "runs").glob("*.json"))
+                    if not json.loads(p.read_text())["spec"].get("baseline"))
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps(edit(record)), encoding="utf-8")
+        return directory
+
+    def tamper(record):
+        record["metrics"]["test_accuracy"] = 1.0
+        return record
+
+    def test_selection(record):
+        record["details"]["selection"] = {"rule": "test", "reads": ["target:test:labels"]}
+        return seal(record)
+
+    def tmp_weights(record):
+        record["details"]["source"]["weights"] = "/srv/models/w.safetensors"
+        return seal(record)
+
+    assert publish(str(copy_with("edited", tamper)), "--out", str(tmp_path / "site")) == 2
+    err = capsys.readouterr().err
+    assert "edited after it was written" in err and len(err.strip().splitlines()) == 1
+    assert publish(str(copy_with("tested", test_selection)), "--out", str(tmp_path / "site")) == 2
+    assert "selection read test labels" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists() or not any(p.is_dir() for p in (tmp_path / "site").iterdir())
+    assert publish(str(copy_with("srv", tmp_weights)), "--out", str(tmp_path / "site")) == 0
+    err = capsys.readouterr().err
+    assert "name an absolute path outside the home and the caches" in err and "/srv/models/w.safetensors" in err
+
+
 def test_records_that_disagree_on_a_plugin_version_stay_apart(tmp_path, capsys):
     old, new = RecordSet("lab-a"), RecordSet("lab-b")
     for seed in range(3):
@@ -276,7 +312,7 @@ def test_hostile_ids_stay_inert(tmp_path, capsys):
     site = tmp_path / "site"
     for path in site.rglob("*"):
         assert path.resolve().is_relative_to(site.resolve())
-        assert SAFE_NAME.fullmatch(path.name), path.name
+        assert SAFE_NAME.fullmatch(path.name) or path.name == ".publish.lock", path.name
         if path.suffix == ".html":
             text = path.read_text(encoding="utf-8")
             assert "<script>window" not in text and "<img src=x" not in text and "<script>alert" not in text

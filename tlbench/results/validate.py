@@ -179,7 +179,7 @@ def _check_record(item: _Loaded, result: Validation) -> None:
         missing = _missing_provenance(record)
         if missing:
             found.append(f"provenance incomplete: missing {', '.join(missing)}")
-    found += _selection_problems(record)
+    found += selection_problems(record)
     found += _path_problems(record)
     result.findings += [Finding(where, message) for message in found]
 
@@ -207,7 +207,9 @@ def _missing_provenance(record: dict) -> list[str]:
     return missing
 
 
-def _selection_problems(record: dict) -> list[str]:
+def selection_problems(record: dict) -> list[str]:
+    """Why a record's selection cannot be trusted: it read test labels, or labels its scored
+    role withholds without saying so (an upper bound not marked as one)."""
     details, spec = _dict(record.get("details")), record["spec"]
     revealed = [item for item in details.get("revealed") or [] if isinstance(item, str)] \
         if isinstance(details.get("revealed"), list) else []

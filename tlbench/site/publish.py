@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class Published:
     new: bool
     records: int
     manifest: dict
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def folder(self) -> Path:
@@ -59,9 +60,27 @@ class Published:
 
 
 def cmd_publish(args) -> int:
+    import sys
+
     published = publish_site([Path(d) for d in args.dirs], Path(args.out), args.title)
+    for warning in published.warnings:
+        print(f"tlbench: warning: {warning}", file=sys.stderr)
     print(published.message())
     return 0
+
+
+def _leftover_paths(records: list[dict]) -> list[str]:
+    """A warning when published records still name absolute paths (outside the home and
+    the caches, which `portable` rewrote): the site shows them as they are."""
+    from ..results.paths import absolute_paths
+
+    found = [(record["run_id"], location, path) for record in records
+             for location, path in absolute_paths(record)[:1]]
+    if not found:
+        return []
+    run_id, location, path = found[0]
+    return [f"publish: {count(len(found), 'record')} name an absolute path outside the home and the caches, "
+            f"published as it is (e.g. run {run_id}, {location}: {path}); `tlbench validate` lists them"]
 
 
 def suite_title(dirs: list[Path], title: str | None) -> str:
@@ -97,6 +116,7 @@ def _records(dirs: list[Path]) -> list[dict]:
         raise UserError(f"publish: {count(len(collection.problems), 'record file')} cannot be used, "
                         f"the first: {first}; fix or remove them before publishing")
     records = [item.record for item in collection.records]
+    _refuse_unpublishable(records)
     if not any(record.get("kind") == "run" for record in records):
         raise UserError(f"publish: no run records in {', '.join(repr(str(d)) for d in dirs)} "
                         "(expected runs/ with records)")
@@ -125,12 +145,33 @@ def _only_publish(site: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _refuse_unpublishable(records: list[dict]) -> None:
+    """A leaderboard is not published from a record edited after it was written (its
+    integrity digest no longer matches) or from one whose selection read test labels:
+    `tlbench validate` names every such record."""
+    from ..results.records import integrity_problem
+    from ..results.validate import selection_problems
+
+    for record in records:
+        problem = integrity_problem(record)
+        if problem is not None and record.get("integrity") is not None:
+            raise UserError(f"publish: run {record.get('run_id')}: {problem}; `tlbench validate` lists every "
+                            "problem")
+        selection = selection_problems(record)
+        if selection:
+            raise UserError(f"publish: run {record.get('run_id')}: {selection[0]}; such a run cannot be "
+                            "published")
+
+
 def publish_site(dirs: list[Path], out: Path, title: str | None = None) -> Published:
     site = _check_inputs(dirs, out)
     records = _records(dirs)
     title = suite_title(dirs, title)
     with _only_publish(site):
-        return _publish(site, records, title)
+        published = _publish(site, records, title)
+    if published.new:
+        published.warnings = _leftover_paths(bundle.portable_records(records))
+    return published
 
 
 def _publish(site: Path, records: list[dict], title: str) -> Published:
