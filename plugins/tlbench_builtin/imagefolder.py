@@ -32,6 +32,10 @@ Examples are the image files themselves (`pathlib.Path`), so their content hash 
 hash of the bytes on disk, and nothing is decoded until a model encodes them (before
 any run, tlbench reads the headers of the images the seeds' splits draw).
 
+The same folder layouts hold other files than images: `audiofolder` reads audio files
+through this module, with its own `Media` (the suffixes it lists, the words its
+messages use).
+
 `path` and `labels` are paths (`Param.path`): a relative `path` resolves against the
 suite's folder, a relative `labels` against `path`, and neither is part of run
 identities. The run's content hash and the revision (digests of the listing relative
@@ -70,6 +74,23 @@ FILE_COLUMN, SPLIT_COLUMN, NAMES_COLUMN = "file", "split", "labels"
 of ';'-separated class names (multilabel)."""
 
 
+@dataclass(frozen=True)
+class Media:
+    """The files a folder target lists as examples, and how its messages name one."""
+
+    noun: str
+    """One example, in words: 'image', 'audio file'."""
+    suffixes: frozenset[str]
+    """Lower-case suffixes of the files listed; others are passed over."""
+
+    @property
+    def plural(self) -> str:
+        return self.noun + "s"
+
+
+IMAGES = Media("image", frozenset(IMAGE_SUFFIXES))
+
+
 @dataclass
 class Listing:
     """The images of each of the data's own splits ('train', optionally 'val', 'test'),
@@ -84,8 +105,8 @@ class Listing:
     revision: str
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def _images(folder: Path, media: Media = IMAGES) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in media.suffixes and p.is_file())
 
 
 def _class_folders(folder: Path) -> dict[str, Path]:
@@ -95,7 +116,7 @@ def _class_folders(folder: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------------------- class folders
 
 
-def folder_listing(root: Path) -> Listing:
+def folder_listing(root: Path, media: Media = IMAGES) -> Listing:
     """Classification from class folders, with or without split folders above them."""
     import numpy as np
 
@@ -109,17 +130,17 @@ def folder_listing(root: Path) -> Listing:
     classes = sorted({name for folder in layout.values() for name in _class_folders(folder)})
     if not classes:
         raise ResourceUnavailable(f"path: {str(root)!r} has no class folders "
-                                  f"(expected root/<class>/<image> or root/train/<class>/<image>)")
+                                  f"(expected root/<class>/<{media.noun}> or root/train/<class>/<{media.noun}>)")
     files: dict[str, list[Path]] = {}
     labels: dict[str, np.ndarray] = {}
     for split, folder in layout.items():
-        members_of = [_images(folder / name) if (folder / name).is_dir() else [] for name in classes]
+        members_of = [_images(folder / name, media) if (folder / name).is_dir() else [] for name in classes]
         files[split] = [file for members in members_of for file in members]
         labels[split] = np.asarray([label for label, members in enumerate(members_of) for _ in members],
                                    dtype=np.int64)
         if not files[split]:
-            raise ResourceUnavailable(f"path: {str(folder)!r} holds no images "
-                                      f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise ResourceUnavailable(f"path: {str(folder)!r} holds no {media.plural} "
+                                      f"({', '.join(sorted(media.suffixes))})")
     # the listing's paths and sizes; each run's content hash covers the bytes
     revision = "listing-sha256:" + listing_digest(root, [f for split_files in files.values() for f in split_files])
     return Listing(class_names=classes, files=files, labels=labels, revision=revision,
@@ -225,16 +246,16 @@ def _names_labels(table: LabelTable) -> TaskLabels:
     return multi_hot_lists(LabelTable(frames=frames, param=table.param, places=table.places), NAMES_COLUMN)
 
 
-def _file_revision(root: Path, path: Path, files: dict[str, list[Path]]) -> str:
+def _file_revision(root: Path, path: Path, files: dict[str, list[Path]], media: Media = IMAGES) -> str:
     """The labels file's sha256, a digest of the listed images (paths and sizes: each run's
     content hash covers their bytes), and how many images under `root` are not listed."""
     listed = sorted(file for split_files in files.values() for file in split_files)
     known = set(listed)
-    unlisted = sum(1 for image in _images(root) if Path(os.path.normpath(image)) not in known)
+    unlisted = sum(1 for image in _images(root, media) if Path(os.path.normpath(image)) not in known)
     return f"labels-sha256:{file_sha256(path)};listing-sha256:{listing_digest(root, listed)};unlisted={unlisted}"
 
 
-def file_listing(root: Path, params: dict) -> Listing:
+def file_listing(root: Path, params: dict, media: Media = IMAGES) -> Listing:
     """Multilabel or regression from the labels file `params['labels']` (see the module docstring)."""
     name = params["labels"]
     path = labels_path(root, name)
@@ -250,7 +271,7 @@ def file_listing(root: Path, params: dict) -> Listing:
     files = {split: list(frame[FILE_COLUMN]) for split, frame in frames.items()}
     return Listing(class_names=labels.class_names, files=files, labels=labels.by_split,
                    origins={split: f"{name} (split {split})" if by_column else name for split in frames},
-                   revision=_file_revision(root, path, files))
+                   revision=_file_revision(root, path, files, media))
 
 
 # ---------------------------------------------------------------------------- the target
@@ -258,11 +279,13 @@ def file_listing(root: Path, params: dict) -> Listing:
 
 class ImageFolderData(TargetData):
     modality = "image"
+    media = IMAGES
 
     def __init__(self, root: Path, params: dict):
         self.params = params
         self.task = params["task"]
-        listing = folder_listing(root) if params["labels"] is None else file_listing(root, params)
+        listing = (folder_listing(root, self.media) if params["labels"] is None
+                   else file_listing(root, params, self.media))
         self.class_names = listing.class_names
         self.num_classes = len(listing.class_names)
         self.files = listing.files
@@ -299,20 +322,23 @@ class ImageFolder(Target):
     def task(self, params: dict) -> str:
         return params["task"]
 
+    data = ImageFolderData
+    """What `load` builds: its `modality` and `media` say which files are examples."""
+
     def modality(self, params: dict) -> str:
-        return "image"
+        return self.data.modality
 
     def check(self, params: dict, env: Env) -> None:
         root = Path(params["path"]).expanduser()
         if not root.is_dir():
             raise ResourceUnavailable(f"path: no directory {os.path.abspath(root)!r}; point path at a local "
-                                      f"directory of images")
+                                      f"directory of {self.data.media.plural}")
         _check_labelling(root, params)
         check_sampling(params, params["task"])
 
     def load(self, params: dict, env: Env) -> ImageFolderData:
         self.check(params, env)
-        return ImageFolderData(Path(params["path"]).expanduser().resolve(), params)
+        return self.data(Path(params["path"]).expanduser().resolve(), params)
 
 
 def _check_labelling(root: Path, params: dict) -> None:

@@ -7,10 +7,10 @@ collected, so one `--dry-run` names everything wrong with a suite, one line each
 instead of one per attempt.
 
 Besides what plugins check themselves (`check`, `load`, `splits`), the core checks what
-it can for any plugin: labels the target's task cannot accept, and the image files the
-seeds' splits draw (`pathlib.Path` examples of image targets), by their headers only:
-an unreadable image is named before it fails every run that draws it, and a folder of
-images is never decoded in full.
+it can for any plugin: labels the target's task cannot accept, and the files the seeds'
+splits draw (`pathlib.Path` examples of image and audio targets), by their headers only:
+an unreadable image or audio file is named before it fails every run that draws it, and
+a folder of them is never decoded in full.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def check_labels(where: str, task, split, name: str, info, seed: int) -> None:
 
 
 def image_files(splits_by_seed: dict) -> list[Path]:
-    """The distinct image files the seeds' splits draw, in the order first drawn."""
+    """The distinct files (`pathlib.Path` examples) the seeds' splits draw, in the order first drawn."""
     files: dict[Path, None] = {}
     for splits in splits_by_seed.values():
         for _, split in splits.items():
@@ -159,14 +159,38 @@ def unreadable_image(path: Path) -> str | None:
         return f"{type(exc).__name__}: {first_line(exc, 200)}"
 
 
+def unreadable_audio(path: Path) -> str | None:
+    """Why `path` cannot be read as audio, from its header alone (soundfile's `info`
+    decodes no samples), or None."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except FileNotFoundError:
+        return "no such file"
+    except Exception as exc:  # libsndfile's "Format not recognised", a damaged header
+        return f"{type(exc).__name__}: {first_line(exc, 200)}"
+    if info.samplerate <= 0 or info.channels <= 0:
+        return f"its header gives {info.samplerate} Hz and {info.channels} channels"
+    return None if info.frames > 0 else "it holds no samples"
+
+
+HEADER_READERS: dict[str, tuple[str, Callable[[Path], str | None]]] = {
+    "image": ("image", unreadable_image),
+    "audio": ("audio file", unreadable_audio),
+}
+"""Modality -> (what its files are called, why one cannot be read from its header or None)."""
+
+
 def check_images(where: str, modality: str, splits_by_seed: dict) -> None:
-    """The image files the splits use, each opened by its header: one line naming the
-    first that cannot be read, and how many more cannot."""
-    if modality != "image":
+    """The files an image or audio target's splits use, each opened by its header: one
+    line naming the first that cannot be read, and how many more cannot."""
+    if modality not in HEADER_READERS:
         return
+    noun, unreadable = HEADER_READERS[modality]
     bad = [(path, reason) for path in image_files(splits_by_seed)
-           if (reason := unreadable_image(path)) is not None]
+           if (reason := unreadable(path)) is not None]
     if bad:
         path, reason = bad[0]
-        more = f" (and {len(bad) - 1} more of the images the seeds' splits use)" if len(bad) > 1 else ""
-        raise ResourceUnavailable(f"{where}: image {os.path.abspath(path)} cannot be read: {reason}{more}")
+        more = f" (and {len(bad) - 1} more of the {noun}s the seeds' splits use)" if len(bad) > 1 else ""
+        raise ResourceUnavailable(f"{where}: {noun} {os.path.abspath(path)} cannot be read: {reason}{more}")

@@ -1,13 +1,14 @@
 """Conformance of targets: the task type they declare is the one they load, every split
 of every seed is non-empty, disjoint from the others and labelled as its task accepts,
-image files are `pathlib.Path`, and the same parameters give the same content hash on
-every call and load."""
+image files are `pathlib.Path`, audio is `Waveform`s of finite samples or audio files
+(`pathlib.Path`) that soundfile reads, and the same parameters give the same content
+hash on every call and load."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..api import MODALITIES, SPLITS, Split, Splits, Target, TargetData, Task
+from ..api import MODALITIES, SPLITS, Split, Splits, Target, TargetData, Task, Waveform
 from ..plugins import PluginRegistry, Registered
 from .items import ItemRef, fail, installed_plugins, kit_env, resolve
 
@@ -16,7 +17,8 @@ def check_target(target: ItemRef, params: dict | None = None, *, seeds: tuple[in
                  registry: PluginRegistry | None = None, cache_dir: str | Path | None = None) -> TargetData:
     """Load the target and check its splits for every seed in `seeds`: non-empty, disjoint,
     labels that its task's `check_labels` accepts, image files given as `pathlib.Path`
-    (not `str`), and the same examples and labels (content hash) on every call and load."""
+    (not `str`), audio as `Waveform`s or readable audio files, and the same examples and
+    labels (content hash) on every call and load."""
     from ..hashing import splits_content_hash
 
     reg, params = resolve("target", target, params, registry)
@@ -90,6 +92,8 @@ def check_splits(reg: Registered, data: TargetData, splits: Splits, seed: int, t
                 fail(reg, f"{where} gives an image example as a str ({text!r}); give image files as "
                           f"pathlib.Path: a str is hashed as text, so an edited image would never redo "
                           f"its runs, while a Path is hashed by the file's bytes")
+        if data.modality == "audio":
+            check_audio(reg, where, split.examples)
         if len(split.examples) == 0:
             fail(reg, f"{where} is empty")
         if task is not None:
@@ -110,3 +114,37 @@ def check_splits(reg: Registered, data: TargetData, splits: Splits, seed: int, t
     missing = sorted(set(range(data.num_classes)) - seen_ids) if seen_ids else []
     if missing:
         fail(reg, f"splits({seed}) never use classes {missing[:10]} of the declared {data.num_classes}")
+
+
+def check_audio(reg: Registered, where: str, examples) -> None:
+    """Audio examples are `Waveform`s (finite float samples, (frames,) or (channels,
+    frames), a positive rate) or audio files as `pathlib.Path` that soundfile reads."""
+    import numpy as np
+    import soundfile
+
+    for i, example in enumerate(examples):
+        at = f"{where}.examples[{i}]"
+        if isinstance(example, str):
+            fail(reg, f"{at} gives an audio file as a str ({example!r}); give audio files as pathlib.Path: a str "
+                      f"is hashed as text, so an edited file would never redo its runs, while a Path is hashed "
+                      f"by the file's bytes")
+        if isinstance(example, Path):
+            try:
+                info = soundfile.info(str(example))
+            except Exception as exc:
+                fail(reg, f"{at}: soundfile cannot read {str(example)!r}: {type(exc).__name__}: {exc}")
+            if info.samplerate <= 0 or info.frames <= 0:
+                fail(reg, f"{at}: {str(example)!r} holds no audio ({info.frames} frames at {info.samplerate} Hz)")
+            continue
+        if not isinstance(example, Waveform):
+            fail(reg, f"{at} is a {type(example).__name__}; audio examples are tlbench.api.Waveform(samples, rate) "
+                      f"or audio files as pathlib.Path")
+        samples = example.samples
+        if not isinstance(samples, np.ndarray) or samples.dtype.kind != "f" or samples.ndim not in (1, 2):
+            got = (f"{samples.dtype} samples of shape {samples.shape}" if isinstance(samples, np.ndarray)
+                   else type(samples).__name__)
+            fail(reg, f"{at}: Waveform.samples must be a float array of (frames,) or (channels, frames), got {got}")
+        if samples.size == 0 or not np.isfinite(samples).all():
+            fail(reg, f"{at}: Waveform.samples must be non-empty and finite")
+        if isinstance(example.rate, bool) or not isinstance(example.rate, (int, np.integer)) or example.rate <= 0:
+            fail(reg, f"{at}: Waveform.rate must be a positive int (samples per second), got {example.rate!r}")
