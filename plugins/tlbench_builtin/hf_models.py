@@ -4,6 +4,7 @@ A model folder (a local directory or a cached hub snapshot) becomes a `SourceMod
 an AutoModel whose output is pooled to one vector per example (the CLS token, a masked
 mean, or the model's own pooler), the tokenizer or image processor that turns raw
 examples into its inputs, and layer groups read off the encoder's stack of blocks.
+Speech encoders (wav2vec 2.0, HuBERT, WavLM, Whisper) are built by `hf_audio`.
 Imported only when a source is built, never at registration.
 """
 
@@ -41,7 +42,12 @@ def quiet_transformers():
 
 
 def modality_of(config) -> str:
-    """'text' for token encoders, 'image' for pixel encoders (from the model's config)."""
+    """'audio' for speech encoders, 'text' for token encoders, 'image' for pixel encoders
+    (from the model's config)."""
+    from .hf_source import config_modality
+
+    if config_modality(config.to_dict()) == "audio":
+        return "audio"
     if getattr(config, "num_channels", None) and not getattr(config, "vocab_size", None):
         return "image"
     if getattr(config, "vocab_size", None):
@@ -204,7 +210,8 @@ def layer_groups(backbone: nn.Module) -> list[list[str]]:
     return groups
 
 
-def load_source(folder: Path, *, pretrained: bool, pooling: str, max_length: int, meta: dict) -> SourceModel:
+def load_source(folder: Path, *, pretrained: bool, pooling: str, max_length: int, meta: dict,
+                layer_weighting: str = "last", seconds: float | None = None) -> SourceModel:
     """A model folder as a `SourceModel` (random weights of the same architecture when
     not `pretrained`; the caller has seeded torch)."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
@@ -214,6 +221,18 @@ def load_source(folder: Path, *, pretrained: bool, pooling: str, max_length: int
     with quiet_transformers():
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         modality = modality_of(config)
+    if modality == "audio":
+        from .hf_audio import load_audio_source
+
+        if pooling not in ("auto", "mean"):
+            raise ValueError(f"pooling: a speech encoder's features are the mean over its frames; "
+                             f"use 'mean' or 'auto', not {pooling!r}")
+        return load_audio_source(folder, config, pretrained=pretrained, layer_weighting=layer_weighting,
+                                 seconds=seconds, meta=meta)
+    for key, value, default in (("layer_weighting", layer_weighting, "last"), ("seconds", seconds, None)):
+        if value != default:
+            raise ValueError(f"{key}: only for speech encoders; {type(config).__name__} is a {modality} model")
+    with quiet_transformers():
         if pretrained:
             model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         else:

@@ -1,4 +1,4 @@
-"""Source `hf`: a transformers encoder (BERT, RoBERTa, DistilBERT, MiniLM, ViT, ConvNeXt...).
+"""Source `hf`: a transformers encoder (BERT, RoBERTa, MiniLM, ViT, ConvNeXt, wav2vec 2.0, HuBERT, WavLM, Whisper...).
 
 `model` is a hub id or a local directory saved with ``save_pretrained`` (the model and
 its tokenizer or image processor). A hub model is fetched once into the hub cache
@@ -7,6 +7,12 @@ tokenizer or processor files, safetensors weights, or .bin when there are none);
 load that local snapshot and never go online. Text models take their tokenizer, image
 models their image processor; the pooled output (CLS token, masked mean or the model's
 pooler) is the feature vector, and the encoder's blocks are the layer groups.
+
+Speech encoders (wav2vec 2.0, HuBERT, WavLM: `AutoModel`; Whisper: the encoder of
+`WhisperModel`) take audio through their feature extractor, at its `sampling_rate`
+(Whisper: exactly 30-second clips); their features are the mean over the frames that
+hold audio, of the last hidden state or of SUPERB's learnable weighted sum of all of
+them (`layer_weighting`); see `hf_audio`.
 
 A cached hub snapshot counts only when it holds every file `prepare` would fetch, at the
 sizes of the snapshot's own listing (`hub_cache`); a partial one is fetched again when
@@ -32,6 +38,17 @@ from .hf_extra import require_hf_extra
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _SIDE_FILE_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".merges")
 _HOW = "set model to a local directory saved with save_pretrained (model and tokenizer or image processor)"
+_SPEECH_TYPES = ("whisper",)
+"""Speech encoders whose config has no `conv_dim` (the wav2vec 2.0 family's conv feature encoder)."""
+
+
+def config_modality(config: dict) -> str | None:
+    """'audio', 'text' or 'image' from a model's config.json (as a dict), or None."""
+    if "conv_dim" in config or config.get("model_type") in _SPEECH_TYPES:
+        return "audio"
+    if config.get("vocab_size"):
+        return "text"
+    return "image" if config.get("num_channels") else None
 
 
 def _has_weights(folder: Path) -> bool:
@@ -54,7 +71,7 @@ def _download_patterns(files: list[str]) -> list[str]:
 class HFSource(Source):
     name = "hf"
     version = "1"
-    description = "transformers encoders (text or vision) from the hub (HF cache) or a local directory"
+    description = "transformers encoders (text, vision or speech) from the hub (HF cache) or a local directory"
     params = {
         "model": Param(str, help="hub id (e.g. google-bert/bert-base-uncased) or a local model directory "
                                  "(relative to the suite's folder)", path="local-or-id"),
@@ -66,6 +83,12 @@ class HFSource(Source):
                                       "of convolutional image models, else cls)",
                          choices=("auto", "cls", "mean", "pooler")),
         "max_length": Param(int, 128, "text: tokens per example (longer texts are truncated)", min=2),
+        "layer_weighting": Param(str, "last", "speech: features from the 'last' hidden state, or SUPERB's "
+                                              "learnable softmax-'weighted' sum of all of them (trained by "
+                                              "strategies that train the backbone's top; recorded)",
+                                 choices=("last", "weighted"), omit_default=True),
+        "seconds": Param(float, None, "speech: crop or pad every clip to this length (default: each its own; "
+                                      "Whisper always takes 30 s)", min=0.01, omit_default=True),
     }
 
     def architecture(self, params: dict) -> dict:
@@ -77,22 +100,26 @@ class HFSource(Source):
             from .local_files import folder_digest
 
             model = "local:" + folder_digest(local, skip_suffixes=_WEIGHT_SUFFIXES)
+        speech = {key: params[key] for key, default in (("layer_weighting", "last"), ("seconds", None))
+                  if params[key] != default}
         return {"model": model, "revision": params["revision"], "pooling": params["pooling"],
-                "max_length": params["max_length"]}
+                "max_length": params["max_length"], **speech}
 
     def capabilities(self, params: dict) -> SourceCapabilities:
         """Text models give token sequences besides pooled features; the modality is read
         off the model's config.json when it is on disk. No classifier of its own."""
-        modality = None
+        modality = self._modality(params)
+        representations = ("pooled",) if modality in ("image", "audio") else ("pooled", "tokens")
+        return SourceCapabilities(modality=modality, representations=representations, source_head=False)
+
+    def _modality(self, params: dict) -> str | None:
         try:
             folder = self._folder(params)
             if folder is not None:
-                config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-                modality = "text" if config.get("vocab_size") else "image" if config.get("num_channels") else None
+                return config_modality(json.loads((folder / "config.json").read_text(encoding="utf-8")))
         except Exception:  # not on disk, no hf extra, an unreadable config: the build will tell
-            modality = None
-        representations = ("pooled",) if modality == "image" else ("pooled", "tokens")
-        return SourceCapabilities(modality=modality, representations=representations, source_head=False)
+            pass
+        return None
 
     # ------------------------------------------------------------------ where the model is
 
@@ -131,6 +158,10 @@ class HFSource(Source):
         from .hub_cache import hub_online
 
         require_hf_extra("source 'hf'", "transformers")
+        modality = self._modality(params)
+        for key, default in (("layer_weighting", "last"), ("seconds", None)):
+            if params[key] != default and modality not in (None, "audio"):
+                raise ParamError(f"{key}: only for speech encoders; {params['model']!r} is a {modality} model")
         local = self._local_dir(params)
         if local is not None:
             shown = repr(os.path.abspath(local))
@@ -183,7 +214,8 @@ class HFSource(Source):
             meta["hub"] = {"repo": params["model"], "revision": snapshot_revision(folder)}
         try:
             return load_source(folder, pretrained=use_weights, pooling=params["pooling"],
-                               max_length=params["max_length"], meta=meta)
+                               max_length=params["max_length"], meta=meta,
+                               layer_weighting=params["layer_weighting"], seconds=params["seconds"])
         except ValueError as exc:
             raise ParamError(f"model {params['model']!r}: {exc}") from None
 

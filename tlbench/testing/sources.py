@@ -1,6 +1,10 @@
 """Conformance of sources: features of the declared size that do not depend on the
 rest of their batch, layer groups that hold every trainable parameter once, the
-representations a source declares, and a from-scratch twin of the same architecture."""
+representations a source declares, and a from-scratch twin of the same architecture.
+
+An audio source must declare what it takes (`SourceModel.audio`); its examples are
+conditioned to it as a run conditions a target's (`tlbench.audio`) before `encode` sees
+them, and different clips must give different features."""
 
 from __future__ import annotations
 
@@ -19,6 +23,15 @@ def sample_examples(modality: str) -> list:
 
     if modality == "text":
         return ["a short sentence", "another, somewhat longer example sentence.", "ünïcödé text"]
+    if modality == "audio":
+        from ..api import Waveform
+
+        rng = np.random.default_rng(0)
+        t = np.arange(4000) / 8000
+        return [Waveform((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000),  # a tone at 8 kHz
+                Waveform((0.1 * rng.standard_normal((2, 22050))).astype(np.float32), 44100),  # stereo noise
+                Waveform((0.3 * np.sin(2 * np.pi * 1500 * np.arange(12000) / 16000)).astype(np.float32), 16000),
+                Waveform(np.zeros(16000, np.float32), 16000)]  # silence
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -95,6 +108,8 @@ def check_source_model(reg: Registered, model: SourceModel, examples: list | Non
             fail(reg, f"{key} must be a non-empty string (it keys the feature cache)")
     check_layer_groups(reg, model)
     examples = examples if examples is not None else sample_examples(model.modality)
+    if model.modality == "audio":
+        examples = _conditioned(reg, model, examples)
     model.backbone.eval()
     check_representations(reg, model, examples)
     with torch.no_grad():
@@ -109,6 +124,28 @@ def check_source_model(reg: Registered, model: SourceModel, examples: list | Non
         worst = float(np.abs(batch - alone).max())
         fail(reg, f"an example's features depend on the other examples in its batch (max difference "
                   f"{worst:.3g}); the feature cache extracts examples in any grouping")
+    if model.modality == "audio":
+        same = [(i, j) for i in range(len(batch)) for j in range(i + 1, len(batch))
+                if np.allclose(batch[i], batch[j], atol=atol, rtol=1e-3)]
+        if same:
+            fail(reg, f"audio examples {same[0][0]} and {same[0][1]} differ but give the same features: the "
+                      f"backbone does not hear its input")
+
+
+def _conditioned(reg: Registered, model: SourceModel, examples: list) -> list:
+    """Audio examples as a run hands them to `encode`: conditioned to `model.audio`."""
+    from ..api import AudioInput
+    from ..audio import condition
+
+    if not isinstance(model.audio, AudioInput):
+        fail(reg, "an audio source must declare SourceModel.audio (tlbench.api.AudioInput: the rate, and the "
+                  "length if fixed, it takes)")
+    if not isinstance(model.audio.rate, int) or model.audio.rate < 1:
+        fail(reg, f"SourceModel.audio.rate must be a positive int, got {model.audio.rate!r}")
+    waves = condition(examples, model.audio)
+    if any(wave.rate != model.audio.rate or wave.samples.ndim != 1 for wave in waves):
+        fail(reg, "conditioned audio is not mono at the declared rate (a bug in tlbench.audio)")
+    return waves
 
 
 def check_representations(reg: Registered, model: SourceModel, examples: list) -> None:
