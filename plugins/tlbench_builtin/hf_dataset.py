@@ -12,9 +12,9 @@ against the suite's folder and stays out of run identities (`Param.path`): the c
 hash and the revision identify the data wherever they lie. `tlbench run --dry-run`
 loads local files and cached snapshots (`load_offline`), never a download.
 
-Columns: `input_column` (an image or a text column) and `label_column` are found when
-they are unambiguous (an Image column; text/sentence/content; label/labels, or the only
-ClassLabel, or for multilabel the only list of ClassLabel). Split mapping, few-shot
+Columns: `input_column` (an image, audio or text column) and `label_column` are found
+when they are unambiguous (an Image column, an Audio column; text/sentence/content;
+label/labels, or the only ClassLabel, or for multilabel the only list of ClassLabel). Split mapping, few-shot
 draws and carving follow `split_sampling`.
 
 Task types (`task`): the labels of a data set are not only class ids, and the data set
@@ -40,6 +40,16 @@ Image examples are files: images stored inside the data set (parquet bytes) are
 written once, content-addressed, under ``<tlbench cache>/hf-dataset/images/``, so a
 run's content hash is a hash of the encoded bytes and nothing is decoded before a model
 needs it. Text examples are the strings themselves.
+
+Audio examples are `Waveform`s decoded by soundfile (`decoded_audio`), not by `datasets`:
+its Audio feature decodes through torchcodec and FFmpeg, which tlbench does not install,
+so the column is read undecoded (``Audio(decode=False)``: the stored bytes, or a path)
+and decoded with libsndfile as tlbench decodes audio files everywhere else, at the rate
+and channel count stored. The feature's own `sampling_rate` (a resampling `datasets`
+would do on decoding) is not applied: tlbench resamples each example to the rate the
+source takes, and records it. Parquet data sets (the hub's usual form, with the bytes
+embedded) load as they are; `datasets`' own audiofolder builder encodes through
+torchcodec while loading, so use the `audiofolder` target for a folder of audio files.
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ import os
 from pathlib import Path
 
 import tlbench
-from tlbench.api import Env, Splits, Target, TargetData
+from tlbench.api import Env, Splits, Target, TargetData, Waveform
 from tlbench.errors import ParamError, ResourceUnavailable, first_line
 from tlbench.params import Param
 
@@ -256,9 +266,9 @@ def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
     labels = _pick_labels(params, features)
     column = params["input_column"]
     if column is None:
-        images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
+        media = [c for kind in (datasets.Image, datasets.Audio) for c, f in features.items() if isinstance(f, kind)]
         texts = [c for c in _TEXT_COLUMNS if c in features and c not in labels]
-        column = images[0] if len(images) == 1 else (texts[0] if not images and texts else None)
+        column = media[0] if len(media) == 1 else (texts[0] if not media and texts else None)
         if column is None:
             raise ParamError(f"input_column: cannot tell which column holds the inputs; set it to one of "
                              f"{', '.join(c for c in columns if c not in labels)}")
@@ -267,9 +277,11 @@ def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
     feature = features[column]
     if isinstance(feature, datasets.Image):
         return column, labels, "image"
+    if isinstance(feature, datasets.Audio):
+        return column, labels, "audio"
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         return column, labels, "text"
-    raise ParamError(f"input_column: column {column!r} holds {feature}, expected images or text")
+    raise ParamError(f"input_column: column {column!r} holds {feature}, expected images, audio or text")
 
 
 # ---------------------------------------------------------------------------- labels
@@ -367,6 +379,33 @@ def stored_image(value: dict, folder: Path) -> Path:
     return target
 
 
+# ---------------------------------------------------------------------------- audio
+
+
+def decoded_audio(value: dict) -> Waveform:
+    """A data set audio cell ({'bytes', 'path'}, read with ``Audio(decode=False)``) as a
+    `Waveform` of float32 samples, (frames,) or (channels, frames), decoded by soundfile.
+
+    Not by `datasets`: its Audio feature decodes through torchcodec (and FFmpeg), which
+    tlbench does not install; libsndfile reads WAV, FLAC and OGG from the bytes as it
+    reads audio files."""
+    import io
+
+    import numpy as np
+    import soundfile
+
+    data, original = value.get("bytes"), value.get("path")
+    if not data and not (original and Path(original).is_file()):
+        raise ResourceUnavailable(f"an audio cell has neither bytes nor a readable file ({original!r})")
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data) if data else original, dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile's "Format not recognised", a damaged stream
+        raise ResourceUnavailable(f"an audio cell ({original!r}) cannot be decoded by soundfile: "
+                                  f"{type(exc).__name__}: {first_line(exc, 200)}") from None
+    samples = np.ascontiguousarray(samples.T)  # (channels, frames)
+    return Waveform(samples[0] if samples.shape[0] == 1 else samples, int(rate))
+
+
 # ---------------------------------------------------------------------------- the target
 
 
@@ -385,6 +424,9 @@ class HFDatasetData(TargetData):
         self.datasets = {ours: loaded[theirs] for ours, theirs in self.split_map.items()}
         if self.modality == "image":  # read images as stored (bytes or a path), never decoded here
             self.datasets = {ours: ds.cast_column(self.column, datasets.Image(decode=False))
+                             for ours, ds in self.datasets.items()}
+        if self.modality == "audio":  # read as stored, decoded by soundfile (`decoded_audio`)
+            self.datasets = {ours: ds.cast_column(self.column, datasets.Audio(decode=False))
                              for ours, ds in self.datasets.items()}
         if self.task == "classification":
             raw = {ours: ds.with_format("numpy", columns=[self.label_column])[self.label_column]
@@ -405,6 +447,8 @@ class HFDatasetData(TargetData):
         rows = self.datasets[split].select(indices.tolist())
         if self.modality == "text":
             return [value if value is not None else "" for value in rows[self.column]]
+        if self.modality == "audio":
+            return [decoded_audio(value) for value in rows[self.column]]
         return [stored_image(value, self.image_folder) for value in rows[self.column]]
 
     def splits(self, seed: int) -> Splits:
@@ -427,8 +471,8 @@ def _check_labelling(params: dict) -> None:
 class HFDataset(Target):
     name = "hf-dataset"
     version = "1"
-    description = ("a Hugging Face data set (hub id or local parquet/csv/json/image folder): classification, "
-                   "multilabel or regression, few-shot ready")
+    description = ("a Hugging Face data set (hub id or local parquet/csv/json/image folder) of images, audio or "
+                   "texts: classification, multilabel or regression, few-shot ready")
     params = {
         "path": Param(str, help="hub data set id (org/name), or a local file or directory (relative to the "
                                 "suite's folder)", path="local-or-id"),
@@ -438,7 +482,8 @@ class HFDataset(Target):
                                         "for a hub id, only these files are downloaded"),
         "format": Param(str, None, "builder for local files (default: from the file's suffix)",
                         choices=FORMATS),
-        "input_column": Param(str, None, "column with the images or texts (default: found when unambiguous)"),
+        "input_column": Param(str, None, "column with the images, audio or texts (default: found when "
+                                         "unambiguous)"),
         "task": TASK_PARAM,
         "label_column": Param(str, None, "column with the labels: class ids or values (classification), a list "
                                          "of classes per example (multilabel), a number (regression); default: "
@@ -481,7 +526,7 @@ class HFDataset(Target):
         return params["task"]
 
     def modality(self, params: dict) -> str | None:
-        """None: an image or a text column, which only the data tells."""
+        """None: an image, audio or text column, which only the data tells."""
         return None
 
     def load(self, params: dict, env: Env) -> HFDatasetData:
