@@ -1,0 +1,301 @@
+"""The `hf` source's speech encoders (wav2vec 2.0, HuBERT, WavLM, Whisper's encoder), from
+tiny local folders: conformance, pooling, layer groups and layer weighting, and every
+strategy family run end to end on synthetic tones through `tlbench run`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from tlbench.api import AudioInput, Env, Waveform
+from tlbench.errors import ParamError
+from tlbench.params import resolve_params
+from tlbench.testing import check_source
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+             conv_stride=(10, 8), conv_kernel=(10, 8), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+             vocab_size=8)
+"""A wav2vec 2.0-family encoder small enough to train in a second: 80 samples a frame."""
+
+TONES_PLUGIN = '''
+"""A tiny audio target: tones of three pitches (with noise), 8 kHz, some in stereo."""
+import numpy as np
+
+import tlbench
+from tlbench.api import Split, Splits, Target, TargetData, Waveform
+from tlbench.params import Param
+
+HZ = (300.0, 900.0, 2400.0)
+
+
+class TonesData(TargetData):
+    modality = "audio"
+
+    def __init__(self, per_class):
+        rng = np.random.default_rng(0)
+        self.examples, labels = [], []
+        for label, hz in enumerate(HZ):
+            for i in range(per_class):
+                n = int(8000 * rng.uniform(0.2, 0.3))
+                t = np.arange(n) / 8000
+                wave = 0.5 * np.sin(2 * np.pi * hz * (1 + 0.03 * rng.standard_normal()) * t)
+                wave = wave + 0.05 * rng.standard_normal(n)
+                if i % 2:
+                    wave = np.stack([wave, 0.5 * wave])
+                self.examples.append(Waveform(wave.astype(np.float32), 8000))
+                labels.append(label)
+        self.labels = np.asarray(labels)
+        self.num_classes, self.class_names = len(HZ), [f"{int(hz)}hz" for hz in HZ]
+
+    def splits(self, seed):
+        rng = np.random.default_rng(seed)
+        parts = {"train": [], "val": [], "test": []}
+        for label in range(self.num_classes):
+            members = rng.permutation(np.flatnonzero(self.labels == label)).tolist()
+            parts["train"] += members[:4]
+            parts["val"] += members[4:6]
+            parts["test"] += members[6:]
+        return Splits(**{name: Split([self.examples[i] for i in ix], self.labels[ix]) for name, ix in parts.items()})
+
+
+class Tones(Target):
+    name = "tones"
+    version = "1"
+    description = "tones of three pitches"
+    params = {"per_class": Param(int, 8, "clips per class", min=8)}
+
+    def modality(self, params):
+        return "audio"
+
+    def load(self, params, env):
+        return TonesData(params["per_class"])
+
+
+@tlbench.hookimpl
+def tlbench_register_targets(register):
+    register(Tones())
+'''
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """Tiny wav2vec 2.0 and HuBERT (group norm, no attention mask), WavLM (layer norm,
+    attention mask) and Whisper (1-second chunks) folders, saved with save_pretrained."""
+    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model,
+                              WavLMConfig, WavLMModel, WhisperConfig, WhisperFeatureExtractor, WhisperModel)
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    root = tmp_path_factory.mktemp("speech")
+    whisper = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16,
+                            max_source_positions=50, max_target_positions=16, vocab_size=16, pad_token_id=0,
+                            bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, begin_suppress_tokens=None,
+                            suppress_tokens=None)
+    made = {"wav2vec2": (Wav2Vec2Model(Wav2Vec2Config(**SMALL)), Wav2Vec2FeatureExtractor()),
+            "hubert": (HubertModel(HubertConfig(**SMALL)), Wav2Vec2FeatureExtractor()),
+            "wavlm": (WavLMModel(WavLMConfig(**SMALL, feat_extract_norm="layer", do_stable_layer_norm=True,
+                                             num_buckets=32, max_bucket_distance=64)),
+                      Wav2Vec2FeatureExtractor(return_attention_mask=True)),
+            "whisper": (WhisperModel(whisper), WhisperFeatureExtractor(feature_size=16, chunk_length=1))}
+    folders = {}
+    for name, (model, extractor) in made.items():
+        folders[name] = root / name
+        model.save_pretrained(folders[name])
+        extractor.save_pretrained(folders[name])
+    return folders
+
+
+def source():
+    from tlbench_builtin.hf_source import HFSource
+
+    return HFSource()
+
+
+def params(**given):
+    return resolve_params(source().params, given, "test")
+
+
+@pytest.mark.parametrize("name, weighting", [("wav2vec2", "last"), ("hubert", "weighted"), ("wavlm", "weighted"),
+                                             ("whisper", "last")])
+def test_speech_encoders_pass_the_kit(speech, name, weighting, one_torch_thread, tmp_path):
+    model = check_source("hf", {"model": str(speech[name]), "layer_weighting": weighting}, cache_dir=tmp_path)
+    assert model.modality == "audio" and model.feature_dim == 32 and model.audio.rate == 16000
+    assert model.audio.seconds == (1.0 if name == "whisper" else None)
+    assert source().capabilities(params(model=str(speech[name]))).modality == "audio"
+    # the conv feature encoder first, then what leads into the transformer, then its layers
+    prefix = "model.conv" if name == "whisper" else "model.feature_extractor."
+    assert all(n.startswith(prefix) for n in model.layer_groups[0])
+    stack = "model.layers." if name == "whisper" else "model.encoder.layers."
+    assert all(n.startswith(f"{stack}{i}.") for i, group in enumerate(model.layer_groups[2:4]) for n in group
+               if n != "layer_weights")
+    if weighting == "weighted":
+        assert model.layer_groups[-1][-1] == "layer_weights" and model.meta["layer_weights"] == [0.333333] * 3
+
+
+def test_pooling_is_the_mean_over_the_frames_that_hold_audio(speech, one_torch_thread, cache_dir):
+    built = source().build(params(model=str(speech["wavlm"])), Env(cache_dir=cache_dir))
+    built.backbone.eval()
+    rng = np.random.default_rng(0)
+    short, long = (Waveform((0.1 * rng.standard_normal(n)).astype(np.float32), 16000) for n in (2400, 4000))
+    with torch.no_grad():
+        pooled = built.backbone(built.encode([short, long]))
+        hidden = built.backbone.model(**built.encode([short])).last_hidden_state
+    frames = int(built.backbone.model._get_feat_extract_output_lengths(torch.tensor(2400)))
+    assert hidden.shape[1] == frames
+    torch.testing.assert_close(pooled[0], hidden[0].mean(0), atol=1e-5, rtol=1e-4)
+
+
+def test_whisper_pools_the_frames_before_its_padding(speech, one_torch_thread, cache_dir):
+    built = source().build(params(model=str(speech["whisper"])), Env(cache_dir=cache_dir))
+    tone = np.sin(np.arange(4000) / 3).astype(np.float32)
+    inputs = built.encode([Waveform(np.pad(tone, (0, 12000)), 16000)])
+    assert tuple(inputs["input_features"].shape) == (1, 16, 100) and inputs["lengths"].tolist() == [25]
+    with pytest.raises(ParamError, match="seconds: Whisper's encoder takes exactly 1 s"):
+        source().build(params(model=str(speech["whisper"]), seconds=2.0), Env(cache_dir=cache_dir))
+
+
+def test_wavlm_attention_through_its_projections_is_transformers_own(speech, one_torch_thread):
+    from transformers import WavLMModel
+
+    from tlbench_builtin.hf_audio import route_wavlm_attention
+
+    original = WavLMModel.from_pretrained(speech["wavlm"]).eval()
+    routed = WavLMModel.from_pretrained(speech["wavlm"]).eval()
+    assert route_wavlm_attention(routed) == 2
+    values = torch.randn(2, 3200)
+    mask = torch.ones(2, 3200, dtype=torch.long)
+    mask[1, 2000:] = 0
+    with torch.no_grad():
+        expected = original(values, attention_mask=mask).last_hidden_state
+        got = routed(values, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_speech_parameters_are_refused_for_other_models(tmp_path):
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ParamError, match="layer_weighting: only for speech encoders"):
+        source().check(params(model=str(folder), layer_weighting="weighted"), Env(cache_dir=tmp_path))
+    assert source().architecture(params(model=str(folder))).keys() == {"model", "revision", "pooling", "max_length"}
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def run_suite(root, monkeypatch, text: str) -> dict:
+    from tlbench.cli import main
+
+    (root / "tones_plugin.py").write_text(TONES_PLUGIN, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(root))
+    suite = root / "suite.toml"
+    suite.write_text(textwrap.dedent(text), encoding="utf-8")
+    code = main(["run", str(suite), "--executor", "inline", "--out", str(root / "out")])
+    records = [json.loads(p.read_text()) for p in (root / "out" / "runs").glob("*.json")]
+    return code, {(r["spec"]["source"]["id"], r["spec"]["strategy"]["id"]): r for r in records}
+
+
+SHORT = "epochs = 2\nbatch_size = 8\nlr = 0.003\n"
+
+
+def test_every_strategy_family_runs_on_wav2vec2(speech, tmp_path, monkeypatch, cache_dir, one_torch_thread):
+    strategies = "".join(f'[[strategies]]\nid = "{s}"\nplugin = "{s}"\n{"" if s == "linear-probe" else SHORT}\n'
+                         for s in ("linear-probe", "partial-finetune", "full-finetune", "lora", "bitfit"))
+    code, records = run_suite(tmp_path, monkeypatch, f"""
+        [suite]
+        name = "hf-audio"
+        seeds = [0]
+        device = "cpu"
+        plugins = ["tones_plugin"]
+
+        [[sources]]
+        id = "w2v"
+        plugin = "hf"
+        model = "{speech['wav2vec2']}"
+
+        [[targets]]
+        id = "tones"
+        plugin = "tones"
+
+        {strategies}""")
+    assert code == 0
+    assert {recipe for _, recipe in records} == {"linear-probe", "partial-finetune", "full-finetune", "lora",
+                                                 "bitfit", "scratch-full-finetune"}
+    for (_, recipe), record in records.items():
+        assert record["status"] == "ok", (recipe, record.get("error"))
+        audio = record["details"]["source"]["audio"]
+        assert audio["takes"] == {"rate": 16000, "seconds": None, "crop": "start", "channels": 1}
+        assert audio["resampled"] == audio["examples"] == 24 and audio["mixed_down"] == 12
+    scratch = records["w2v", "scratch-full-finetune"]
+    assert scratch["spec"]["baseline"] and scratch["details"]["source"]["weights"] == "random"
+    lora = records["w2v", "lora"]["details"]["strategy"]["resolved"]
+    assert lora["target_modules"] == ["q_proj", "v_proj"] and lora["adapted_layers"] == 4
+
+
+def test_layer_weights_train_and_are_recorded_or_are_refused(speech, tmp_path, monkeypatch, cache_dir,
+                                                             one_torch_thread):
+    code, records = run_suite(tmp_path, monkeypatch, f"""
+        [suite]
+        name = "hf-audio-weighted"
+        seeds = [0]
+        device = "cpu"
+        plugins = ["tones_plugin"]
+
+        [baseline]
+        enabled = false
+
+        [[sources]]
+        id = "whisper"
+        plugin = "hf"
+        model = "{speech['whisper']}"
+        layer_weighting = "weighted"
+
+        [[sources]]
+        id = "wavlm"
+        plugin = "hf"
+        model = "{speech['wavlm']}"
+
+        [[targets]]
+        id = "tones"
+        plugin = "tones"
+
+        [[strategies]]
+        id = "ft"
+        plugin = "full-finetune"
+        {SHORT}
+        [[strategies]]
+        id = "lora"
+        plugin = "lora"
+        {SHORT}
+        [[strategies]]
+        id = "lp"
+        plugin = "linear-probe"
+        """)
+    assert code != 0  # the refused runs
+    assert records["wavlm", "lora"]["status"] == "ok"  # its attention runs through the adapted projections
+    assert records["wavlm", "lp"]["status"] == records["wavlm", "ft"]["status"] == "ok"
+    tuned = records["whisper", "ft"]
+    assert tuned["status"] == "ok"
+    weights = tuned["details"]["source"]["layer_weights"]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=1e-5) and weights != [0.333333] * 3
+    audio = tuned["details"]["source"]["audio"]
+    assert audio["takes"]["seconds"] == 1.0 and audio["padded"] == audio["examples"]
+    for recipe in ("lora", "lp"):
+        record = records["whisper", recipe]
+        assert record["status"] == "error"
+        assert "layer_weighting = 'weighted': this strategy keeps the source's layer weights frozen" in \
+            json.dumps(record["error"])
+
+
+def test_the_speech_source_takes_what_the_extractor_says(speech, cache_dir):
+    built = source().build(params(model=str(speech["hubert"]), seconds=0.5), Env(cache_dir=cache_dir))
+    assert built.audio == AudioInput(16000, 0.5)
+    assert source().architecture(params(model=str(speech["hubert"]), seconds=0.5))["seconds"] == 0.5
+    with pytest.raises(ValueError, match="audio at 8000 Hz given to a source that takes 16000 Hz"):
+        built.encode([Waveform(np.zeros(800, np.float32), 8000)])
