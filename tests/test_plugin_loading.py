@@ -216,7 +216,7 @@ def test_disabled_name_that_matches_nothing_is_reported(site):
     result = tlbench(site, "list", TLBENCH_DISABLE_PLUGINS="digts")
     assert result.returncode == 0
     assert ("tlbench: warning: TLBENCH_DISABLE_PLUGINS: no plugin or distribution is named 'digts' "
-            "(did you mean 'digits', 'digit-scenes', 'digit-domains'?)") in result.stderr.splitlines()
+            "(did you mean 'digits', 'digit-scenes', 'spoken-digits'?)") in result.stderr.splitlines()
 
 
 def test_a_suite_naming_a_disabled_plugin_says_so(site, write_suite):
