@@ -188,3 +188,12 @@ def test_a_suites_own_cache_is_recorded_relative_to_it(tmp_path, monkeypatch):
     weights = [r["details"]["source"]["weights"] for r in records if not r["spec"].get("baseline")]
     assert weights and all(w.startswith("<tlbench-cache>/pretrain/") for w in weights), weights
     assert (tmp_path / "own-cache" / "pretrain").is_dir()
+
+
+def test_other_users_homes_and_dict_keys_are_made_portable_too():
+    """Records written on another machine or account, published here."""
+    assert portable("/home/bob/.cache/tlbench/pretrain/w.safetensors") == "<tlbench-cache>/pretrain/w.safetensors"
+    assert portable("/Users/carol/.cache/huggingface/hub/m") == "<hf-home>/hub/m"
+    assert portable("copied from /home/dave/results/x and /home/dave") == "copied from ~/results/x and ~"
+    assert portable("/homework/notes.txt") == "/homework/notes.txt"  # not a home
+    assert portable({"/home/bob/data/a.png": 1}) == {"~/data/a.png": 1}

@@ -134,7 +134,6 @@ def test_probability_of_improvement_is_the_mann_whitney_statistic_averaged_over_
     x = [rng.normal(size=3), np.array([0.5, 0.5, 0.7])]
     y = [rng.normal(size=5), np.array([0.5, 0.6])]
     expected = np.mean([scipy_stats.mannwhitneyu(a, b).statistic / (len(a) * len(b)) for a, b in zip(x, y)])
-    assert robust.probability_of_improvement(x, y) == pytest.approx(expected)
     matrix = robust.improvement_matrix({"x": x, "y": y})
     assert matrix["x"]["y"] == pytest.approx(expected)
     assert matrix["x"]["y"] + matrix["y"]["x"] == pytest.approx(1.0)
@@ -232,6 +231,7 @@ def test_report_writes_the_statistics_everywhere(tmp_path):
     assert entries["ranks"]["friedman"]["p"] < 0.05 and entries["ranks"]["nemenyi_cd"] > 0
     assert entries["ranks"]["bayesian_signed_rank"][0]["rope"] == 0.02
     assert set(entries["normalised_gain_iqm"]) == set(entries["methods"])
+    assert set(entries["performance_profiles"]["methods"]) == set(entries["methods"])
     markdown = (directory / "leaderboard.md").read_text()
     assert "## Statistics across targets" in markdown and "Friedman χ²" in markdown
     page = (directory / "leaderboard.html").read_text()
@@ -295,3 +295,55 @@ def test_profiles_of_methods_not_drawn_have_no_band(monkeypatch):
     for method, (fraction, low, high) in entries.profiles.items():
         assert len(fraction) == len(entries.profile_taus)
         assert all(math.isnan(v) for v in low) != (method in top)
+
+
+def test_a_method_run_on_few_targets_is_left_out_not_the_comparison():
+    rs = many_targets(sources=(("good", 0.05),))
+    rs.run("good", "rare", "t0", 0, 0.9, train=1.0)  # one run of another strategy on one target
+    stats, _ = statistics_of(rs)
+    entries = stats.view("entries")
+    assert entries.ranks.n_blocks == 8 and entries.ranks.tested
+    assert "good · rare" not in entries.methods and "good · rare" in entries.left_out
+    assert any("left out" in note and "good · rare" in note for note in entries.notes)
+
+
+def test_two_versions_of_one_source_are_two_methods_in_the_sources_view():
+    rs = many_targets(sources=(("good", 0.05),))
+    for t in range(8):  # the same source id, another configuration, on other strategies' runs
+        for seed in range(3):
+            rs.run("good", "lp2", f"t{t}", seed, 0.5, train=1.0)
+    for record in rs.records.values():
+        if record["spec"]["strategy"]["id"] == "lp2":
+            record["spec"]["source"]["params"]["tag"] = "v2"
+            record["spec"]["identity"]["source"]["params"]["tag"] = "v2"
+    stats, _ = statistics_of(rs)
+    sources = stats.view("sources")
+    assert sources is not None and len(sources.methods + list(sources.left_out)) == 2
+    assert all(name.startswith("good #") for name in sources.methods + list(sources.left_out))
+
+
+def test_a_rope_of_zero_and_five_blocks_are_answered_not_crashed():
+    stats, _ = statistics_of(many_targets(n_targets=5))
+    entries = stats.view("entries")
+    assert entries.ranks.tested and "smallest two-sided Wilcoxon p-value is 0.0625" in entries.ranks.note
+    matrix = pd.DataFrame({"a": np.arange(8.0) + 1, "b": np.arange(8.0)})
+    verdict = ranking.bayesian_signed_rank(matrix, "a", "b", rope=0.0)
+    assert verdict.p_rope == 0.0 and verdict.p_left > 0.95
+
+
+def test_an_unbounded_headline_has_no_default_rope_and_a_spread_scale():
+    from dataclasses import replace
+
+    rs = many_targets(n_targets=6, sources=(("good", 0.05),))
+    frame = records_frame(list(rs.records.values()))
+    cells = cell_table(frame)
+    overall = overall_table(cells)
+    (group,) = task_groups(cells, overall)
+    unbounded = replace(group, metric=replace(group.metric, low=None, high=None))
+    stats = across_targets(unbounded, frame)
+    entries = stats.view("entries")
+    assert stats.rope is None and entries.ranks.bayes == []
+    assert any("--rope" in note for note in entries.notes)
+    assert "spread" in entries.normalisation
+    assert all(np.isfinite(v[0]) for v in entries.iqm.values())
+    assert across_targets(group, frame).rope == pytest.approx(0.01)  # 1% of accuracy's range

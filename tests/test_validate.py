@@ -145,6 +145,17 @@ def test_selection_on_test_labels_is_one_line(copy, capsys):
     assert lines == [f"{path}: selection read test labels (rule 'test', metric 'test_accuracy', target:test:labels)"]
 
 
+def test_test_label_reads_are_caught_in_every_spelling():
+    from tlbench.results.validate import selection_problems
+
+    spec = {"target": {"id": "t"}}
+    for read in ("target:test:labels", "TEST:labels", "target:Test:LABELS"):
+        record = {"spec": spec, "details": {"selection": {"rule": "val", "reads": [read]}}}
+        assert selection_problems(record) == [f"selection read test labels ({read})"], read
+    fine = {"spec": spec, "details": {"selection": {"rule": "val", "reads": ["target:val:labels", "test:images"]}}}
+    assert selection_problems(fine) == []
+
+
 def test_an_absolute_home_path_is_one_line(copy, capsys):
     path = record_path(copy)
     weights = "/home/alice/.cache/tlbench/pretrain/0123abcd.safetensors"

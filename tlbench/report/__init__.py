@@ -94,8 +94,10 @@ def import_libraries() -> None:
             pass
 
 
-def _statistics(cells, overall, frame, rope: float, posthoc: str = "wilcoxon-holm"):
-    """Per task type: the statistics across targets, and their figures (id → PNG, SVG)."""
+def _statistics(cells, overall, frame, rope: float | None, posthoc: str = "wilcoxon-holm"):
+    """Per task type: the statistics across targets (every task type's, for summary.json;
+    the report shows those with a test, `across.is_informative`), and the figures of
+    those it shows (id → PNG, SVG)."""
     from .across import across_targets, is_informative
     from .across_sections import figure_prefix
     from .comparison_plots import comparison_figures
@@ -104,8 +106,8 @@ def _statistics(cells, overall, frame, rope: float, posthoc: str = "wilcoxon-hol
     stats, figures = [], {}
     for group in task_groups(cells, overall):
         of_group = across_targets(group, frame, rope, posthoc)
+        stats.append(of_group)
         if is_informative(of_group):
-            stats.append(of_group)
             figures |= comparison_figures(of_group, figure_prefix(of_group))
     return stats, figures
 
@@ -131,10 +133,10 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: fl
                  posthoc: str = "wilcoxon-holm") -> Report:
     """Read records from `dirs`, write the leaderboard files into `out`; `rope`: the
     region of practical equivalence of the Bayesian tests, in headline units
-    (default `across.DEFAULT_ROPE`); `posthoc`: the test the critical-difference groups
+    (default `across.default_rope`); `posthoc`: the test the critical-difference groups
     come from (`ranking.POSTHOC`)."""
     from . import plots
-    from .across import DEFAULT_ROPE
+    from .across import is_informative
     from .across_sections import across_html, across_markdown
     from .aggregate import cell_table, overall_table, seed_notes
     from .export import publish, write_summary, write_tables
@@ -161,13 +163,14 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: fl
     meta = report_meta(frame, cells, title or ", ".join(Path(d).resolve().name for d in dirs), notes)
     estimate_scores, correlations = _estimates(rows["estimate"], cells, frame)
     has_estimates = not estimate_scores.empty
-    stats, stat_figures = _statistics(cells, overall, frame, DEFAULT_ROPE if rope is None else rope, posthoc)
+    stats, stat_figures = _statistics(cells, overall, frame, rope, posthoc)
     several = len(task_groups(cells, overall)) > 1
-    markdown = leaderboard_markdown(cells, overall, meta, [across_markdown(s, several) for s in stats]
+    shown = [s for s in stats if is_informative(s)]
+    markdown = leaderboard_markdown(cells, overall, meta, [across_markdown(s, several) for s in shown]
                                     + ([estimates_markdown(estimate_scores, correlations)] if has_estimates else []))
     figures = {figure_id: png for group in task_groups(cells, overall)
                for figure_id, png in plots.task_figures(group).items()}
-    page = leaderboard_html(frame, cells, overall, meta, figures, [across_html(s, several, stat_figures) for s in stats]
+    page = leaderboard_html(frame, cells, overall, meta, figures, [across_html(s, several, stat_figures) for s in shown]
                             + ([estimates_html(estimate_scores, correlations)] if has_estimates else []))
     out.mkdir(parents=True, exist_ok=True)
     files = [publish(out / "leaderboard.md", markdown.encode("utf-8")),

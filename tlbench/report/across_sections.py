@@ -80,6 +80,8 @@ def test_lines(view: View) -> list[str]:
     if not ranks.tested:
         lines.append(f"{ranks.note.capitalize()}.")
         return lines
+    if ranks.note:
+        lines.append(f"{ranks.note.capitalize()}.")
     if ranks.friedman:
         f = ranks.friedman
         lines.append(f"Friedman χ² = {f.statistic:.2f}, {_p(f.pvalue)}; Iman–Davenport F = "

@@ -59,7 +59,7 @@ def cd_diagram(view: View):
 
 
 def iqm_plot(view: View):
-    methods = sorted(view.iqm, key=lambda m: -view.iqm[m][0])
+    methods = view.by_iqm()
     labels = _labels(methods)
     figure = _figure(7, 1.0 + 0.35 * len(methods))
     ax = figure.add_subplot()
@@ -70,7 +70,7 @@ def iqm_plot(view: View):
     ax.errorbar(point, y, xerr=[point - low, high - point], fmt="o", color="#3569c8", capsize=3)
     ax.axvline(0, color="#888", linestyle="--", linewidth=1)
     ax.set_yticks(y, [labels[m] for m in methods])
-    ax.set_xlabel("IQM of normalised gain over scratch (0: scratch, 1: best possible)")
+    ax.set_xlabel("IQM of normalised gain over scratch (0: as scratch)")
     return figure
 
 
@@ -103,7 +103,7 @@ def profile_plot(view: View):
     figure = _figure(7, 4.5)
     ax = figure.add_subplot()
     taus = np.array(view.profile_taus)
-    drawn = sorted(view.profiles, key=lambda m: -view.iqm[m][0])[:PROFILES_DRAWN]
+    drawn = view.by_iqm(view.profiles)[:PROFILES_DRAWN]
     labels = _labels(drawn)
     for method in drawn:
         fraction, low, high = view.profiles[method]

@@ -22,9 +22,10 @@ What is computed, and from where:
 - Benavoli et al.'s (2017) Bayesian signed-rank test (baycomp's ``SignedRankTest``)
   with a region of practical equivalence: P(left better), P(equivalent), P(right better).
 
-No test is run on fewer than `MIN_BLOCKS` blocks: with four or fewer targets a
-signed-rank test cannot reach p < 0.05 at all, and a diagram drawn from it would look
-like evidence. The report says so instead.
+No test is run on fewer than `MIN_BLOCKS` blocks, and the report says so instead. At
+exactly five blocks the smallest two-sided Wilcoxon p-value is 2/2⁵ = 0.0625, so no pair
+can be told apart yet: the report says that too (`wilcoxon_floor`), and the Friedman test
+and the Bayesian verdicts still speak.
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def wilcoxon_holm(matrix: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(pvalues, index=names, columns=names)
 
 
+def wilcoxon_floor(n_blocks: int) -> float:
+    """The smallest two-sided p-value an exact Wilcoxon signed-rank test on `n_blocks`
+    pairs can give (every difference of one sign): 2 / 2^n."""
+    return min(1.0, 2.0 / 2 ** n_blocks)
+
+
 def nemenyi(matrix: pd.DataFrame) -> pd.DataFrame:
     """p-values of the Nemenyi post-hoc test after Friedman (methods × methods)."""
     import scikit_posthocs
@@ -199,9 +206,14 @@ def bayesian_signed_rank(matrix: pd.DataFrame, left: str, right: str, rope: floa
     x, y = matrix[left].to_numpy(dtype=float), matrix[right].to_numpy(dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # baycomp's order: P(x − y > rope), P(|x − y| ≤ rope), P(y − x > rope)
-        p_left, p_rope, p_right = SignedRankTest.probs(x, y, rope=rope, nsamples=BAYES_SAMPLES,
-                                                       random_state=seed)
+        # baycomp's order: the share of posterior samples in which x is better by more
+        # than the rope, in which the difference is within it, in which y is better
+        # (without a rope, two: x better, y better)
+        probabilities = SignedRankTest.probs(x, y, rope=rope, nsamples=BAYES_SAMPLES, random_state=seed)
+    if rope > 0:
+        p_left, p_rope, p_right = probabilities
+    else:
+        (p_left, p_right), p_rope = probabilities, 0.0
     return BayesVerdict(left, right, float(p_left), float(p_rope), float(p_right), rope, len(matrix))
 
 
@@ -251,7 +263,7 @@ TOP_PAIRS = 3
 """The Bayesian test compares the best method (by mean rank) with this many next ones."""
 
 
-def compare_ranks(matrix: pd.DataFrame, rope: float, posthoc: str = WILCOXON_HOLM,
+def compare_ranks(matrix: pd.DataFrame, rope: float | None, posthoc: str = WILCOXON_HOLM,
                   with_bayes: bool = True) -> RankComparison:
     """The rank-based comparison of a complete score matrix (blocks × methods, higher is
     better); both post-hoc tests are computed, `posthoc` makes the groups."""
@@ -272,8 +284,12 @@ def compare_ranks(matrix: pd.DataFrame, rope: float, posthoc: str = WILCOXON_HOL
     if k >= 3:
         result.nemenyi = nemenyi(matrix).loc[result.methods, result.methods]
     result.groups = groups(result.posthoc_pvalues, ranks)
+    floor = wilcoxon_floor(n_blocks)
+    if floor >= ALPHA and result.posthoc == WILCOXON_HOLM:
+        result.note = (f"with {n_blocks} blocks the smallest two-sided Wilcoxon p-value is {floor:.4f}, above "
+                       f"α = {ALPHA}: no pair can be told apart yet")
     best = result.methods[0]
-    if with_bayes:
+    if with_bayes and rope is not None:
         result.bayes = [bayesian_signed_rank(matrix, best, other, rope)
                         for other in result.methods[1:1 + TOP_PAIRS]]
     return result

@@ -87,18 +87,6 @@ def iqm_interval(per_target: list[np.ndarray], reps: int = BOOTSTRAP_REPS, seed:
     return float(iqm(pooled)), float(low), float(high)
 
 
-def probability_of_improvement(x: list[np.ndarray], y: list[np.ndarray]) -> float:
-    """P(X > Y): per target, the share of (run of X, run of Y) pairs in which X's run scores
-    higher (ties count ½); averaged over the targets where both have runs."""
-    per_target = []
-    for a, b in zip(_strata(x), _strata(y)):
-        if len(a) and len(b):
-            higher = (a[:, None] > b[None, :]).mean()
-            tied = (a[:, None] == b[None, :]).mean()
-            per_target.append(higher + 0.5 * tied)
-    return float(np.mean(per_target)) if per_target else math.nan
-
-
 def improvement_matrix(runs: dict[str, list[np.ndarray]]) -> dict[str, dict[str, float]]:
     """P(row > column) for every ordered pair of methods; runs[m][t] = method m's run scores
     on target t (the same targets, in the same order, for every method).

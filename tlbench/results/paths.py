@@ -128,9 +128,23 @@ def _compiled(cache_dirs: tuple[str, ...], environment: tuple) -> Callable[[str]
     def rewrite(text: str) -> str:
         if "/" not in text and "\\" not in text:  # every root has a separator
             return text
-        return pattern.sub(lambda match: forms[match.group(0)], text)
+        text = pattern.sub(lambda match: forms[match.group(0)], text)
+        for other, form in _OTHER_HOMES:
+            text = other.sub(form, text)
+        return text
 
     return rewrite
+
+
+_HOME_LIKE = r"(?:/home/[^/\s\"']+|/Users/[^/\s\"']+|/root|[A-Za-z]:\\Users\\[^\\\s\"']+)"
+_OTHER_HOMES = [(re.compile(rf"{_BEFORE}{_HOME_LIKE}{tail}(?![\w.~-])"), form) for tail, form in (
+    (r"[/\\]\.cache[/\\]tlbench", "<tlbench-cache>"),
+    (r"[/\\]\.cache[/\\]huggingface", "<hf-home>"),
+    (r"[/\\]\.cache[/\\]torch", "<torch-home>"),
+    (r"[/\\]\.cache", "<xdg-cache>"),
+    ("", "~"))]
+"""Homes of other users (records written on another machine or account, published here):
+their default caches by their root, the rest as ``~``; the writer's name never shows."""
 
 
 def portable(value: Any, cache_dirs: Iterable[str | Path] = (), keep: Iterable[str] = ()) -> Any:
@@ -147,8 +161,9 @@ def portable(value: Any, cache_dirs: Iterable[str | Path] = (), keep: Iterable[s
             return item
         if isinstance(item, str):
             return rewrite(item)
-        if isinstance(item, dict):
-            return {key: walk(child, _below(location, str(key))) for key, child in item.items()}
+        if isinstance(item, dict):  # keys too: a dict keyed by file names is still a list of paths
+            return {(rewrite(key) if isinstance(key, str) else key): walk(child, _below(location, str(key)))
+                    for key, child in item.items()}
         if isinstance(item, (list, tuple)):
             return type(item)(walk(child, _below(location, f"[{i}]")) for i, child in enumerate(item))
         return item

@@ -222,8 +222,9 @@ def selection_problems(record: dict) -> list[str]:
             test_reads.append(f"metric {metric!r}")
         reads = selection.get("reads") if isinstance(selection.get("reads"), list) else []
         for read in (r for r in reads if isinstance(r, str)):
-            role, split, what = (read.split(":") + ["", ""])[:3]
-            if split == "test" and what == "labels":
+            parts = [part.strip().lower() for part in read.split(":")]
+            role, split, what = (parts + ["", ""])[:3]
+            if len(parts) >= 2 and parts[-1] == "labels" and parts[-2] == "test":  # role:test:labels, test:labels
                 test_reads.append(read)
             elif (what == "labels" and isinstance(spec.get("targets"), dict) and role == spec.get("scored")
                   and f"{role}:{split}" not in revealed):

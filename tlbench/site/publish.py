@@ -170,8 +170,18 @@ def publish_site(dirs: list[Path], out: Path, title: str | None = None) -> Publi
     with _only_publish(site):
         published = _publish(site, records, title)
     if published.new:
-        published.warnings = _leftover_paths(bundle.portable_records(records))
+        published.warnings = _unsealed(records) + _leftover_paths(bundle.portable_records(records))
     return published
+
+
+def _unsealed(records: list[dict]) -> list[str]:
+    """A warning when records carry no integrity digest: an edit to them cannot be seen."""
+    found = [record for record in records if record.get("integrity") is None]
+    if not found:
+        return []
+    return [f"publish: {count(len(found), 'record')} carry no integrity digest (written before records were "
+            f"sealed, e.g. run {found[0].get('run_id')}): an edit to them cannot be seen; `tlbench validate` lists "
+            "them"]
 
 
 def _publish(site: Path, records: list[dict], title: str) -> Published:
@@ -195,6 +205,8 @@ def _publish(site: Path, records: list[dict], title: str) -> Published:
                 "content_hash": content, "published_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                 "tlbench": _version(), "records": digests, "plugins": releases.plugin_versions(published)}
     suite_dir.mkdir(parents=True, exist_ok=True)
+    for stale in suite_dir.glob(".building-*"):  # left by a publish that was killed (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     build = Path(tempfile.mkdtemp(prefix=".building-", dir=suite_dir))
     try:
         folder = build / release
