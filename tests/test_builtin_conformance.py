@@ -107,6 +107,8 @@ SOURCES: dict[str, Tiny] = {
                              "target_params": {"classes": [0, 1], "shots": 5, "val_shots": 2},
                              "epochs": 1, "batch_size": 128},
     "hf": lambda tmp: {"model": minilm(), "max_length": 16},
+    "spectrogram": lambda tmp: {"model": "test_resnet", "file": random_timm_weights(tmp, "test_resnet"),
+                                "input_size": 32},
 }
 
 TARGETS: dict[str, Tiny] = {
