@@ -251,10 +251,15 @@ def test_layer_weights_train_and_are_recorded_or_are_refused(speech, tmp_path, m
         enabled = false
 
         [[sources]]
+        id = "hubert"
+        plugin = "hf"
+        model = "{speech['hubert']}"
+        layer_weighting = "weighted"
+
+        [[sources]]
         id = "whisper"
         plugin = "hf"
         model = "{speech['whisper']}"
-        layer_weighting = "weighted"
 
         [[sources]]
         id = "wavlm"
@@ -278,16 +283,18 @@ def test_layer_weights_train_and_are_recorded_or_are_refused(speech, tmp_path, m
         plugin = "linear-probe"
         """)
     assert code != 0  # the refused runs
-    assert records["wavlm", "lora"]["status"] == "ok"  # its attention runs through the adapted projections
-    assert records["wavlm", "lp"]["status"] == records["wavlm", "ft"]["status"] == "ok"
-    tuned = records["whisper", "ft"]
+    # WavLM's attention runs through the adapted projections; Whisper's encoder takes LoRA too
+    assert all(records[source, recipe]["status"] == "ok" for source in ("wavlm", "whisper")
+               for recipe in ("ft", "lora", "lp"))
+    audio = records["whisper", "lp"]["details"]["source"]["audio"]
+    assert audio["takes"]["seconds"] == 1.0 and audio["padded"] == audio["examples"]
+    tuned = records["hubert", "ft"]
     assert tuned["status"] == "ok"
     weights = tuned["details"]["source"]["layer_weights"]
     assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=1e-5) and weights != [0.333333] * 3
-    audio = tuned["details"]["source"]["audio"]
-    assert audio["takes"]["seconds"] == 1.0 and audio["padded"] == audio["examples"]
+    assert tuned["details"]["source"]["layerdrop"].startswith("off (was 0.1)")
     for recipe in ("lora", "lp"):
-        record = records["whisper", recipe]
+        record = records["hubert", recipe]
         assert record["status"] == "error"
         assert "layer_weighting = 'weighted': this strategy keeps the source's layer weights frozen" in \
             json.dumps(record["error"])

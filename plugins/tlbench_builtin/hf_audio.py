@@ -24,6 +24,8 @@ A model folder whose config is a speech encoder becomes an audio `SourceModel`:
   time the backbone is put in eval mode, which tlbench's evaluation does after training.
   A strategy that keeps them frozen (linear-probe, lora, bitfit) is refused by the first
   forward pass with one line; estimators read the initial, uniform mix of the layers.
+  LayerDrop (which skips whole layers in training, so that they give no hidden state)
+  is turned off for a weighted source, and the record says so.
 - layer groups: the convolutional feature encoder, then what sits between it and the
   transformer (feature projection, positional convolution or embeddings), then each
   transformer layer, then what follows them (a final layer norm).
@@ -180,6 +182,9 @@ class AudioBackbone(nn.Module):
         denominator = keep.sum(dim=1).clamp_min(1.0)
         if not weighted:
             return (hidden * keep).sum(dim=1) / denominator
+        if len(out.hidden_states) != len(self.layer_weights):
+            raise RuntimeError(f"{type(self.model).__name__} gave {len(out.hidden_states)} hidden states for "
+                               f"{len(self.layer_weights)} layer weights")
         pooled = torch.stack([(state * keep).sum(dim=1) / denominator for state in out.hidden_states])
         weights = torch.softmax(self.layer_weights, 0).to(pooled.dtype)
         return (weights[:, None, None] * pooled).sum(dim=0)
@@ -220,6 +225,20 @@ def route_wavlm_attention(model: nn.Module) -> int:
             module.torch_multi_head_self_attention = types.MethodType(_wavlm_attention, module)
             count += 1
     return count
+
+
+def _no_layerdrop(model: nn.Module) -> float:
+    """Turn LayerDrop off (the wav2vec 2.0 family reads it from its config, Whisper's
+    encoder from an attribute); the probability it had."""
+    config = model.config
+    had = max(float(getattr(config, "layerdrop", 0.0) or 0.0), float(getattr(config, "encoder_layerdrop", 0.0) or 0.0),
+              float(getattr(model, "layerdrop", 0.0) or 0.0))
+    for key in ("layerdrop", "encoder_layerdrop"):
+        if hasattr(config, key):
+            setattr(config, key, 0.0)
+    if isinstance(getattr(model, "layerdrop", None), float):
+        model.layerdrop = 0.0
+    return had
 
 
 # ---------------------------------------------------------------------------- layer groups
@@ -292,12 +311,16 @@ def load_audio_source(folder: Path, config, *, pretrained: bool, layer_weighting
     with torch.no_grad():
         out = model(**{backbone.input_name: probe[backbone.input_name]}, output_hidden_states=True)
     feature_dim = int(out.last_hidden_state.shape[-1])
+    dropped = None
     if layer_weighting == "weighted":
         backbone.weigh_layers(len(out.hidden_states))
+        dropped = _no_layerdrop(model)
     backbone.eval()  # writes the initial mix into the record
     groups = audio_layer_groups(backbone)
     record = {**meta, "pooling": "mean", "modality": "audio", "architecture": type(model).__name__,
               "layer_weighting": layer_weighting, **backbone.record}
+    if dropped:
+        record["layerdrop"] = f"off (was {dropped:g}): layer weighting reads every layer's output"
     if routed:
         record["attention"] = "WavLM attention through its projection modules"
     if whisper:
