@@ -22,8 +22,10 @@ A model folder whose config is a speech encoder becomes an audio `SourceModel`:
   train the backbone's top train them (full-finetune, scratch, partial-finetune, lp-ft
   after its probe); their softmax is recorded in ``details.source.layer_weights`` each
   time the backbone is put in eval mode, which tlbench's evaluation does after training.
-  A strategy that keeps them frozen (linear-probe, lora, bitfit) is refused by the first
-  forward pass with one line; estimators read the initial, uniform mix of the layers.
+  A strategy that trains the backbone but keeps them frozen (lora, bitfit) is refused by
+  its first training step, in one line. Readers of frozen features (linear-probe, lp-ft's
+  probe, the estimators) read the initial, uniform mix (the mean of all layers), the same
+  whether the feature cache serves them or not: a closed-form probe cannot train the mix.
   LayerDrop (which skips whole layers in training, so that they give no hidden state)
   is turned off for a weighted source, and the record says so.
 - layer groups: the convolutional feature encoder, then what sits between it and the
@@ -151,10 +153,11 @@ class AudioBackbone(nn.Module):
         return self
 
     def forward(self, inputs: dict) -> torch.Tensor:
-        if self.layer_weights is not None and not self.layer_weights.requires_grad:
-            raise ParamError("layer_weighting = 'weighted': this strategy keeps the source's layer weights frozen "
-                             "(linear-probe, lora and bitfit do); use a strategy that trains them (full-finetune, "
-                             "partial-finetune, lp-ft) or layer_weighting = 'last'")
+        if self.layer_weights is not None and self.training and torch.is_grad_enabled() \
+                and not self.layer_weights.requires_grad:
+            raise ParamError("layer_weighting = 'weighted': this strategy trains the backbone but keeps the source's "
+                             "layer weights frozen (lora and bitfit do); use a strategy that trains them "
+                             "(full-finetune, partial-finetune, lp-ft) or layer_weighting = 'last'")
         values, lengths = inputs[self.input_name], inputs["lengths"]
         if self.input_name == "input_features":  # Whisper: fixed-size log-mel frames
             return self._pooled(values, lengths, None)
