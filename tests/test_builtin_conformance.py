@@ -109,6 +109,9 @@ SOURCES: dict[str, Tiny] = {
     "hf": lambda tmp: {"model": minilm(), "max_length": 16},
     "spectrogram": lambda tmp: {"model": "test_resnet", "file": random_timm_weights(tmp, "test_resnet"),
                                 "input_size": 32},
+    "pretrain-speech": lambda tmp: with_espeak_ng({
+        "target": "spoken-digits", "epochs": 1, "batch_size": 8, "seconds": 0.5,
+        "target_params": {"classes": [0, 1], "voices": ["en+m1"], "per_voice": 4, "shots": 2, "val_shots": 1}}),
 }
 
 TARGETS: dict[str, Tiny] = {

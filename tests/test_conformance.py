@@ -97,7 +97,7 @@ def _other_twin(model, pretrained):
     (_other_twin, r"other parameters than the pretrained build"),
     (lambda m, p: dataclasses.replace(m, pretrained=True), r"build\(pretrained=False\) returned a model marked "
                                                            r"pretrained=True"),
-    (lambda m, p: dataclasses.replace(m, modality="audio"), r"modality must be one of"),
+    (lambda m, p: dataclasses.replace(m, modality="video"), r"modality must be one of"),
 ], ids=["feature-size", "group-missing", "group-unknown", "group-twice", "batch-dependent", "unseeded-init",
         "twin-architecture", "twin-pretrained", "modality"])
 def test_broken_sources_are_caught(alter, message):

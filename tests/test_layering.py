@@ -142,7 +142,7 @@ def test_the_core_names_no_task_model_data_set_or_strategy():
 
 
 PUBLIC = {"tlbench", "tlbench.api", "tlbench.params", "tlbench.errors", "tlbench.training", "tlbench.hashing",
-          "tlbench.testing"}
+          "tlbench.testing", "tlbench.audio"}
 PLUGIN_FILES = sorted((CORE.parent / "plugins").rglob("*.py"))
 
 
