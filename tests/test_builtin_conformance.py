@@ -112,6 +112,10 @@ SOURCES: dict[str, Tiny] = {
     "pretrain-speech": lambda tmp: with_espeak_ng({
         "target": "spoken-digits", "epochs": 1, "batch_size": 8, "seconds": 0.5,
         "target_params": {"classes": [0, 1], "voices": ["en+m1"], "per_voice": 4, "shots": 2, "val_shots": 1}}),
+    "pretrain-spectrogram": lambda tmp: with_espeak_ng({
+        "model": "test_resnet", "input_size": 16, "target": "spoken-digits", "epochs": 1, "batch_size": 8,
+        "seconds": 0.5,
+        "target_params": {"classes": [0, 1], "voices": ["en+m1"], "per_voice": 4, "shots": 2, "val_shots": 1}}),
 }
 
 TARGETS: dict[str, Tiny] = {

@@ -105,7 +105,7 @@ def test_minilm_text_suite_runs_end_to_end(cli, write_suite, sentiment_csv, tmp_
     assert probe["metrics"]["negative_transfer"] is not None
 
 
-@pytest.mark.parametrize("name, runs", [("vision", 180 + 135), ("text", 160 + 80)])  # runs + estimates
+@pytest.mark.parametrize("name, runs", [("vision", 180 + 135), ("text", 160 + 80), ("audio", 48 + 24)])  # runs + estimates (+ baselines)
 def test_shipped_hub_suites_list_their_full_matrix_offline(cli, tmp_path, name, runs):
     """Without network and with an empty cache, the dry run lists the matrix and notes each
     model and data set the first run will download; declared offline, it refuses."""
