@@ -98,3 +98,28 @@ def test_the_speech_source_is_a_small_wav2vec2(records):
     assert speech["details"]["source"]["architecture"] == "Wav2Vec2Model"
     assert speech["details"]["source"]["weights"].startswith("<tlbench-cache>/pretrain/")
     assert speech["metrics"]["total_params"] < 500_000
+
+
+def test_pretraining_does_not_depend_on_which_process_wrote_the_config_first(tmp_path, registry, one_torch_thread):
+    """Two workers preparing two seeds race to write the shared configuration folder; the
+    weights a seed gets must not depend on who won (nothing may draw from the seeded
+    random generator on the way)."""
+    from tlbench.api import Env
+    from tlbench.params import resolve_params
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    item = registry.get("source", "pretrain-speech").item
+    params = resolve_params(item.params, {
+        "target": "spoken-digits", "epochs": 1, "batch_size": 8, "seconds": 0.5,
+        "target_params": {"classes": [0, 1], "voices": ["en+m1"], "per_voice": 4, "shots": 2, "val_shots": 1}},
+        "source")
+    weights = []
+    for name, written_before in (("fresh", False), ("written", True)):
+        env = Env(cache_dir=tmp_path / name, registry=registry, log=lambda message: None, seed=0)
+        if written_before:
+            item._random_folder(params, env)
+        item.prepare(params, env)
+        folder = item._weights(env, item._data(params, env)[3])
+        weights.append((folder / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]

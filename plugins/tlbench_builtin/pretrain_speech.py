@@ -95,8 +95,9 @@ class PretrainSpeech(PretrainedHere):
         return Path(env.cache_dir) / "pretrain" / f"{key}-speech"
 
     def _save(self, model, folder: Path) -> None:
-        """The encoder and its feature extractor into `folder`, whole or not at all; when
-        another process got there first (the same content), its folder stays."""
+        """The encoder (or only its configuration) and its feature extractor into `folder`,
+        whole or not at all; when another process got there first (the same content), its
+        folder stays."""
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -112,14 +113,16 @@ class PretrainSpeech(PretrainedHere):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _random_folder(self, params: dict, env: Env) -> Path:
-        """A folder of the configuration (random weights never read), for the scratch baseline."""
+        """A folder of the configuration and feature extractor alone, for a randomly
+        initialised build (the scratch baseline, and the start of pretraining). No model is
+        made here: that would draw from torch's random generator after the caller seeded
+        it, and the initialisation would depend on which process wrote the folder first."""
         from tlbench.hashing import config_hash
-        from transformers import AutoModel
 
         folder = Path(env.cache_dir) / "pretrain" / f"config-{config_hash(self.architecture(params), 16)}-speech"
         if not folder.exists():
             folder.parent.mkdir(parents=True, exist_ok=True)
-            self._save(AutoModel.from_config(self._config(params)), folder)
+            self._save(self._config(params), folder)
         return folder
 
     # ------------------------------------------------------------------ training
