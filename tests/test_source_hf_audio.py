@@ -307,3 +307,47 @@ def test_the_speech_source_takes_what_the_extractor_says(speech, cache_dir):
     assert source().architecture(params(model=str(speech["hubert"]), seconds=0.5))["seconds"] == 0.5
     with pytest.raises(ValueError, match="audio at 8000 Hz given to a source that takes 16000 Hz"):
         built.encode([Waveform(np.zeros(800, np.float32), 8000)])
+
+
+def test_a_folder_of_8khz_stereo_wavs_runs_through_a_16khz_mono_wav2vec2(speech, tmp_path, cache_dir,
+                                                                         one_torch_thread):
+    """The issue's case, end to end through `tlbench run`: 16-bit stereo WAVs at 8 kHz in
+    class folders, a wav2vec 2.0 that takes 16 kHz mono; every record states the resampling."""
+    from test_target_audiofolder import make_audio
+
+    from tlbench.cli import main
+
+    make_audio(tmp_path / "clips", {"low": 8, "high": 8}, rate=8000, channels=2)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(textwrap.dedent(f"""
+        [suite]
+        name = "wav-folder"
+        seeds = [0]
+        device = "cpu"
+
+        [[sources]]
+        id = "w2v"
+        plugin = "hf"
+        model = "{speech['wav2vec2']}"
+
+        [[targets]]
+        id = "clips"
+        plugin = "audiofolder"
+        path = "clips"
+        shots = 3
+        val_shots = 2
+
+        [[strategies]]
+        id = "lp"
+        plugin = "linear-probe"
+        """), encoding="utf-8")
+    assert main(["run", str(suite), "--jobs", "1", "--out", str(tmp_path / "out")]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json")]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)  # the probe and its baseline
+    for record in records:
+        audio = record["details"]["source"]["audio"]
+        assert audio["takes"] == {"rate": 16000, "seconds": None, "crop": "start", "channels": 1}
+        n = audio["examples"]  # every example of the run's splits
+        assert n >= 10 and audio["input_rates"] == {"8000": n} and audio["input_channels"] == {"2": n}
+        assert audio["resampled"] == audio["mixed_down"] == n
+        assert record["details"]["target"]["modality"] == "audio"
