@@ -94,6 +94,8 @@ def test_every_built_in_path_parameter_says_so(registry):
                 for reg in registry.items(kind) if reg.origin.builtin
                 for key, param in reg.item.params.items() if param.path}
     assert declared == {("source", "timm", "model"): "local", ("source", "timm", "file"): "local",
+                        ("source", "spectrogram", "model"): "local", ("source", "spectrogram", "file"): "local",
+                        ("target", "audiofolder", "path"): "local", ("target", "audiofolder", "labels"): "local",
                         ("source", "hf", "model"): "local-or-id", ("target", "hf-dataset", "path"): "local-or-id",
                         ("target", "imagefolder", "path"): "local", ("target", "imagefolder", "labels"): "local"}
     assert SUITE_KEYS["output"].path == SUITE_KEYS["cache_dir"].path == "local"
