@@ -21,8 +21,13 @@ def library_versions() -> dict[str, str | None]:
 @functools.lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str | None]:
     """Read once per process: parsing package metadata costs about 30 ms, every record."""
-    found: dict[str, str | None] = {"tlbench": __version__, "python": platform.python_version()}
-    for name in LIBRARIES:
+    return {"tlbench": __version__, "python": platform.python_version(), **versions_of(LIBRARIES)}
+
+
+def versions_of(names) -> dict[str, str | None]:
+    """Each installed distribution's version (None where it is not installed)."""
+    found: dict[str, str | None] = {}
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:

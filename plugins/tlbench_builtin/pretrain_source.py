@@ -22,7 +22,6 @@ weights file's metadata, written with the weights in one atomic rename.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import tlbench
@@ -30,7 +29,7 @@ from tlbench.api import Env, SourceCapabilities, SourceModel
 from tlbench.errors import ParamError
 from tlbench.params import Param
 
-from .pretraining import RECIPE_PARAMS, PretrainedHere
+from .pretraining import RECIPE_PARAMS, PretrainedHere, read_weights_meta, save_weights
 
 
 class Pretrain(PretrainedHere):
@@ -65,40 +64,20 @@ class Pretrain(PretrainedHere):
     # ------------------------------------------------------------------ training
 
     def _train(self, params, env, data, train, val, weights: Path, seed: int) -> None:
-        import numpy as np
-        from safetensors.torch import save_file
-
-        from tlbench.api import Split, Splits
-        from tlbench.training import (engine_defaults, param_groups, predict, resolve_device, seed_everything,
-                                      supervised_target, train as train_model)
+        from tlbench.training import seed_everything
 
         from .timm_models import ImageEncoder, create, data_config
 
         seed_everything(seed)
         model = create(params["model"], pretrained=False, input_size=params["input_size"],
                        num_classes=data.num_classes)
-        empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
-        task = env.registry.get("task", data.task).item
-        target = supervised_target(Splits(train=train, val=val, test=empty), data, task,
-                                   ImageEncoder(data_config(model, params["input_size"])),
-                                   resolve_device(env.device), seed)
-        recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
-                                 weight_decay=params["weight_decay"], select="last")
-        groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
-        outcome = train_model(target, model, groups, recipe)
-        train_acc = target.headline("train", predict(target, model, "train", recipe))
-        model.cpu()
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        meta = {"params": params, "seed": seed, "device": str(env.device), "num_classes": data.num_classes, "train_accuracy": train_acc,
-                "val_accuracy": outcome.best_val, "epochs": outcome.epochs_run}
-        tmp = weights.with_suffix(".tmp")
-        save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
-        tmp.replace(weights)
+        reached = self._fit(model, ImageEncoder(data_config(model, params["input_size"])), params, env, data,
+                            train, val, seed)
+        save_weights(model, weights, {"params": params, "num_classes": data.num_classes, **reached})
 
     # ------------------------------------------------------------------ building
 
     def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
         from .timm_models import create, data_config, source_model
@@ -114,8 +93,7 @@ class Pretrain(PretrainedHere):
         model = create(params["model"], pretrained=False, input_size=params["input_size"],
                        num_classes=data.num_classes)
         model.load_state_dict(load_file(str(weights)))
-        with safe_open(str(weights), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get("tlbench", "{}"))
+        meta = read_weights_meta(weights)
         return source_model(model, pretrained=True, data_config=data_config(model, params["input_size"]),
                             meta={"model": params["model"], "weights": str(weights),
                                   "pretraining": {k: meta.get(k) for k in ("seed", "device", "train_accuracy",

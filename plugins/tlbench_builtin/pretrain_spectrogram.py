@@ -16,7 +16,6 @@ exactly a `spectrogram` source with local weights.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import tlbench
@@ -24,7 +23,7 @@ from tlbench.api import Env, SourceCapabilities, SourceModel
 from tlbench.errors import ParamError
 from tlbench.params import Param
 
-from .pretraining import RECIPE_PARAMS, PretrainedHere
+from .pretraining import RECIPE_PARAMS, PretrainedHere, read_weights_meta, save_weights
 from .spectrogram_source import SPECTROGRAM_PARAMS, SpectrogramEncoder, SpectrogramSource
 
 
@@ -61,13 +60,9 @@ class PretrainSpectrogram(PretrainedHere):
     # ------------------------------------------------------------------ training
 
     def _train(self, params, env, data, train, val, weights: Path, seed: int) -> None:
-        import numpy as np
-        from safetensors.torch import save_file
-
-        from tlbench.api import AudioInput, Split, Splits
+        from tlbench.api import AudioInput, Split
         from tlbench.audio import condition
-        from tlbench.training import (engine_defaults, param_groups, predict, resolve_device, seed_everything,
-                                      supervised_target, train as train_model)
+        from tlbench.training import seed_everything
 
         from .timm_models import create, data_config
 
@@ -80,28 +75,12 @@ class PretrainSpectrogram(PretrainedHere):
         config = data_config(model, params["input_size"])
         encoder = SpectrogramEncoder(**{key: params[key] for key in SPECTROGRAM_PARAMS},
                                      size=tuple(config["input_size"][1:]), mean=config["mean"], std=config["std"])
-        empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
-        task = env.registry.get("task", data.task).item
-        target = supervised_target(Splits(train=train, val=val, test=empty), data, task, encoder,
-                                   resolve_device(env.device), seed)
-        recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
-                                 weight_decay=params["weight_decay"], select="last")
-        groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
-        outcome = train_model(target, model, groups, recipe)
-        train_acc = target.headline("train", predict(target, model, "train", recipe))
-        model.cpu()
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        meta = {"seed": seed, "device": str(env.device), "num_classes": data.num_classes,
-                "train_accuracy": train_acc, "val_accuracy": outcome.best_val, "epochs": outcome.epochs_run}
-        tmp = weights.with_suffix(f".{seed}.tmp")
-        save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
-        tmp.replace(weights)
+        reached = self._fit(model, encoder, params, env, data, train, val, seed)
+        save_weights(model, weights, {"num_classes": data.num_classes, **reached})
 
     # ------------------------------------------------------------------ building
 
     def build(self, params: dict, env: Env, pretrained: bool = True) -> SourceModel:
-        from safetensors import safe_open
-
         spectrogram = SpectrogramSource()
         if not pretrained:
             return spectrogram.build(self._spectrogram_params(params, None), env, pretrained=False)
@@ -110,8 +89,7 @@ class PretrainSpectrogram(PretrainedHere):
         if not weights.exists():
             self.prepare(params, env)
         source = spectrogram.build(self._spectrogram_params(params, weights), env, pretrained=True)
-        with safe_open(str(weights), framework="pt") as handle:
-            trained = json.loads((handle.metadata() or {}).get("tlbench", "{}"))
+        trained = read_weights_meta(weights)
         source.meta["pretraining"] = {k: trained.get(k) for k in ("seed", "device", "train_accuracy",
                                                                   "val_accuracy", "epochs")}
         return source

@@ -128,14 +128,12 @@ class PretrainSpeech(PretrainedHere):
     # ------------------------------------------------------------------ training
 
     def _train(self, params, env, data, train, val, weights: Path, seed: int) -> None:
-        import numpy as np
         import torch
         from torch import nn
 
-        from tlbench.api import AudioInput, Split, Splits
+        from tlbench.api import AudioInput, Split
         from tlbench.audio import condition
-        from tlbench.training import (engine_defaults, param_groups, predict, resolve_device, seed_everything,
-                                      supervised_target, train as train_model)
+        from tlbench.training import seed_everything
 
         from .hf_audio import load_audio_source
 
@@ -146,18 +144,9 @@ class PretrainSpeech(PretrainedHere):
         source = load_audio_source(self._random_folder(params, env), self._config(params), pretrained=False,
                                    layer_weighting="last", seconds=params["seconds"], meta={})
         model = nn.Sequential(source.backbone, nn.Linear(source.feature_dim, data.num_classes))
-        empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
-        task = env.registry.get("task", data.task).item
-        target = supervised_target(Splits(train=train, val=val, test=empty), data, task, source.encode,
-                                   resolve_device(env.device), seed)
-        recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
-                                 weight_decay=params["weight_decay"], select="last")
-        groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
-        outcome = train_model(target, model, groups, recipe)
-        train_acc = target.headline("train", predict(target, model, "train", recipe))
+        reached = self._fit(model, source.encode, params, env, data, train, val, seed)
         encoder = source.backbone.model.cpu()
-        encoder.config.update({"tlbench": {"seed": seed, "device": str(env.device), "train_accuracy": train_acc,
-                                           "val_accuracy": outcome.best_val, "epochs": outcome.epochs_run}})
+        encoder.config.update({"tlbench": reached})
         with torch.no_grad():
             self._save(encoder, weights)
 

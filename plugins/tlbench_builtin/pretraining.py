@@ -22,6 +22,7 @@ save its weights) and `build`; this base does the rest, the same way for every f
 from __future__ import annotations
 
 import fcntl
+import json
 from pathlib import Path
 
 from tlbench.api import Env, Source
@@ -132,6 +133,48 @@ class PretrainedHere(Source):
         return str(params.get("model"))
 
     def _train(self, params, env, data, train, val, weights: Path, seed: int) -> None:
-        """Fit a classifier on `train` (selected on nothing: the last epoch) and save its
-        weights to `weights` atomically (a temporary file renamed)."""
+        """Fit a classifier on `train` (`_fit`) and save its weights to `weights`
+        atomically (a temporary file renamed)."""
         raise NotImplementedError
+
+    def _fit(self, model, encode, params: dict, env: Env, data, train, val, seed: int) -> dict:
+        """Train `model` (encoded inputs → logits) on `train` with tlbench's engine and the
+        recipe's parameters, selected on nothing (the last epoch); what it reached, as
+        the weights record it."""
+        import numpy as np
+
+        from tlbench.api import Split, Splits
+        from tlbench.training import (engine_defaults, param_groups, predict, resolve_device, supervised_target,
+                                      train as train_model)
+
+        empty = Split(examples=[], labels=np.zeros(0, dtype=np.int64))
+        task = env.registry.get("task", data.task).item
+        target = supervised_target(Splits(train=train, val=val, test=empty), data, task, encode,
+                                   resolve_device(env.device), seed)
+        recipe = engine_defaults(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"],
+                                 weight_decay=params["weight_decay"], select="last")
+        groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
+        outcome = train_model(target, model, groups, recipe)
+        train_acc = target.headline("train", predict(target, model, "train", recipe))
+        return {"seed": seed, "device": str(env.device), "train_accuracy": train_acc,
+                "val_accuracy": outcome.best_val, "epochs": outcome.epochs_run}
+
+
+def save_weights(model, weights: Path, meta: dict) -> None:
+    """`model`'s state as safetensors at `weights`, `meta` in its metadata (what the
+    pretraining reached travels with the weights), written in one rename."""
+    from safetensors.torch import save_file
+
+    model.cpu()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tmp = weights.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"tlbench": json.dumps(meta)})
+    tmp.replace(weights)
+
+
+def read_weights_meta(weights: Path) -> dict:
+    """What `save_weights` stored with the weights."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        return json.loads((handle.metadata() or {}).get("tlbench", "{}"))

@@ -125,15 +125,9 @@ STATISTICS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "baycomp", "n
 def library_versions() -> dict[str, str | None]:
     """The versions of what computed the statistics: a reader can recompute them, and a
     Bayesian posterior sampled by another baycomp may differ in its last digit."""
-    from importlib.metadata import PackageNotFoundError, version
+    from ..provenance import versions_of
 
-    found = {}
-    for name in STATISTICS_LIBRARIES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return versions_of(STATISTICS_LIBRARIES)
 
 
 def _unique_labels(cells: pd.DataFrame, labels: pd.Series, key: str) -> pd.Series:
