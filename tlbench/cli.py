@@ -159,27 +159,53 @@ def _dry_run(suite, registry) -> int:
     unloaded = check_suite(suite, registry, lambda message: print(message, file=sys.stderr))
     planned = expand(suite, registry)
     specs = planned.specs
-    for spec in specs:
-        kind = "baseline" if spec.baseline else spec.kind
+    for spec in [*specs, *planned.finals]:
+        kind = "trial" if spec.kind == "trial" else "baseline" if spec.baseline else \
+            "final" if spec.search else spec.kind
         print(f"{kind:<10}{spec.label()}")
     for exclusion in planned.exclusions:
         print(f"{'left out':<10}{exclusion}")
     check_runs_something(suite, planned)
     for line in unloaded:
         print(f"tlbench: note: {line}", file=sys.stderr)
-    baselines = sum(spec.baseline for spec in specs)
-    estimates = sum(spec.kind == "estimate" for spec in specs)
-    runs = len(specs) - baselines - estimates
-    line = (f"{len(specs)} runs: {runs} transfer runs ("
+    every = [*specs, *planned.finals]
+    baselines = sum(spec.baseline and spec.kind == "run" for spec in every)
+    estimates = sum(spec.kind == "estimate" for spec in every)
+    trials = sum(spec.kind == "trial" for spec in every)
+    runs = len(every) - baselines - estimates - trials
+    line = (f"{len(every)} runs: {runs} transfer runs ("
             f"{count(len(suite.sources), 'source')} × {count(len(suite.targets), 'target')}"
             + (f" and {count(len(suite.groups), 'group')}" if suite.groups else "")
             + f" × {count(len(suite.strategies), 'strategy', 'strategies')} × {count(len(suite.seeds), 'seed')}"
             + (f", {len(planned.exclusions)} left out" if planned.exclusions else "")
             + f") + {baselines} from-scratch baselines")
+    if trials:
+        line += f" + {count(trials, 'search trial')}"
     if estimates:
         line += f" + {estimates} transferability estimates"
     print(f"{line}; output {suite.output}")
+    if trials:
+        print(search_cost(specs, planned.finals))
     return 0
+
+
+def search_cost(specs, finals) -> str:
+    """What the selection protocol costs, in runs and in training epochs (where the
+    recipes say how many): (trials + finals) / finals."""
+    trials = [spec for spec in specs if spec.kind == "trial"]
+
+    def epochs(group) -> int | None:
+        values = [spec.recipe.params.get("epochs") for spec in group]
+        return sum(values) if values and all(isinstance(v, int) for v in values) else None
+
+    ratio = (len(trials) + len(finals)) / max(1, len(finals))
+    line = (f"search: {count(len(trials), 'trial')} then {count(len(finals), 'final')}, "
+            f"(trials + finals) / finals = {ratio:.1f}× the finals alone")
+    trial_epochs, final_epochs = epochs(trials), epochs(finals)
+    if trial_epochs is not None and final_epochs is not None:
+        line += (f"; {trial_epochs + final_epochs} training epochs ({trial_epochs} in trials, {final_epochs} in "
+                 f"finals, counting each searched final at its base epochs)")
+    return line
 
 
 # ---------------------------------------------------------------------- report

@@ -33,9 +33,10 @@ def run_line(record: dict, label: str) -> str:
     metrics = record["metrics"]
     if record.get("kind") == "estimate":
         line = f"{record['status']:<11} {label}  score {_fmt(metrics.get('score'))}"
-    else:
+    else:  # a search trial is scored on validation alone
+        split = "val" if record.get("kind") == "trial" else "test"
         headline = task_of(record)["headline"]
-        line = f"{record['status']:<11} {label}  test {headline} {_fmt(metrics.get(f'test_{headline}'))}"
+        line = f"{record['status']:<11} {label}  {split} {headline} {_fmt(metrics.get(f'{split}_{headline}'))}"
     if metrics.get("negative_transfer") is not None:
         line += f"  NT {metrics['negative_transfer']:+.3f}"
     if metrics.get("wall_seconds") is not None:

@@ -25,6 +25,7 @@ from .errors import UserError, first_line
 from .plan.compatibility import Plan
 from .plan.matrix import RunSpec
 from .plan.planner import plan
+from .plan.search import choose_finals
 from .plan.suite import Suite
 from .plugins import PluginRegistry
 from .progress import PreparationTimes, Progress
@@ -48,11 +49,20 @@ class RunSummary:
     kept_failures: int = 0
     excluded: int = 0
     """Combinations the plan left out as impossible."""
+    unchosen: int = 0
+    """Searched cells where no configuration could be chosen (their finals did not run)."""
     output: Path | None = None
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.kept_failures else 0
+        return 1 if self.failed or self.kept_failures or self.unchosen else 0
+
+    def absorb(self, other: "RunSummary") -> None:
+        """Count the runs of a later stage (finals of searches) in this summary."""
+        self.planned += other.planned
+        self.skipped += other.skipped
+        self.kept_failures += other.kept_failures
+        self.failed += other.failed
 
 
 @dataclass(frozen=True)
@@ -92,10 +102,20 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
     check_runs_something(suite, planned)
     for exclusion in planned.exclusions:
         log(f"tlbench: left out: {exclusion}")
-    todo, summary = what_to_run(planned, records, retry_failed)
+    todo, summary = what_to_run(planned.specs, records, retry_failed, len(planned.exclusions))
     summary.output = suite.output
     if todo:
         execute(suite, registry, todo, options, device, stores, records, summary, log)
+    if planned.waiting:  # searches: their finals, and the runs paired with a searched baseline
+        finals, problems = choose_finals(planned, records)
+        for problem in problems:
+            log(f"tlbench: search: {problem}")
+        summary.unchosen += len(problems)
+        more, after = what_to_run(finals, records, retry_failed)
+        summary.absorb(after)
+        if more:
+            log(f"tlbench: searches chose their configurations; {_runs(len(more))} to do with them")
+            execute(suite, registry, more, options, device, stores, records, summary, log)
     return summary
 
 
@@ -130,11 +150,12 @@ def _interrupted(record: dict) -> bool:
     return (record.get("error") or {}).get("type") == INTERRUPTED
 
 
-def what_to_run(planned: Plan, records: dict[str, dict], retry_failed: bool) -> tuple[list[RunSpec], RunSummary]:
+def what_to_run(specs: list[RunSpec], records: dict[str, dict], retry_failed: bool,
+                excluded: int = 0) -> tuple[list[RunSpec], RunSummary]:
     """The planned runs still to execute, in plan order, and the summary so far."""
-    summary = RunSummary(planned=len(planned.specs), excluded=len(planned.exclusions))
+    summary = RunSummary(planned=len(specs), excluded=excluded)
     todo = []
-    for spec in planned.specs:
+    for spec in specs:
         record = records.get(spec.run_id)
         if is_done(record):
             summary.skipped += 1

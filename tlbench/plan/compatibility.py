@@ -37,10 +37,22 @@ class Exclusion:
 
 @dataclass
 class Plan:
-    """The runs of a suite and the combinations left out."""
+    """The runs of a suite and the combinations left out.
+
+    A suite with searches has runs that wait for them (`tlbench.plan.search`): the finals
+    of each searched cell, whose configuration is chosen once its trials are recorded,
+    and the runs paired with a searched baseline that is not chosen yet."""
 
     specs: list = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
+    finals: list = field(default_factory=list)
+    """Finals of searched cells, their recipe's searched parameters not chosen yet."""
+    deferred: list = field(default_factory=list)
+    """Runs (with identities) whose paired baseline is one of `finals`."""
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.finals or self.deferred)
 
 
 def incompatibility(registry: PluginRegistry, source: Entry, targets: dict[str, Entry], recipe: Entry,

@@ -35,6 +35,8 @@ from ..plugins import PluginRegistry
 from ..results.kinds import run_kind
 from ..wording import baseline_label
 from .compatibility import Exclusion, Plan, incompatibility
+from .grids import space_from_json
+from .search import split_searched
 from .suite import Entry, Group, Suite
 
 SINGLE = "target"
@@ -110,6 +112,15 @@ class RunSpec:
     """Plugins of the recipes this run's strategy is compared with (`Strategy.compared_with`)."""
     task: dict | None = None
     """The scored target's task as records carry it (name, version, headline, metric specs)."""
+    search: dict | None = None
+    """For the final run of a searched cell: the protocol its recipe's configuration was
+    chosen by (search space, refit, trial seeds); part of its identity."""
+    trial_of: str | None = None
+    """For a search trial: the id of the searched entry (its own recipe id names its
+    configuration)."""
+    tuned: dict | None = None
+    """For a final: what the search found (the chosen configuration, every trial's
+    validation score); in its record, not its identity."""
 
     @property
     def target(self) -> Entry:
@@ -148,6 +159,8 @@ class RunSpec:
                                  "params": self.recipe.identity_params()}
         identity["seed"] = self.seed
         identity["init"] = self.init
+        if self.search is not None:
+            identity["search"] = self.search
         if kind.in_identity:
             identity["kind"] = self.kind
         return identity
@@ -187,7 +200,10 @@ class RunSpec:
         data = dict(data)
 
         def entry(raw: dict) -> Entry:
-            return Entry(**{**raw, **{key: tuple(raw.get(key, ())) for key in ("settings", "implicit", "paths")}})
+            tuples = {key: tuple(raw.get(key, ())) for key in ("settings", "implicit", "paths")}
+            tuples["search"] = space_from_json(raw.get("search", ()))
+            tuples["sweep"] = tuple(raw["sweep"]) if raw.get("sweep") is not None else None
+            return Entry(**{**raw, **tuples})
 
         data["source"], data["recipe"] = entry(data["source"]), entry(data["recipe"])
         data["targets"] = tuple((role, entry(raw)) for role, raw in data["targets"])
@@ -315,7 +331,8 @@ def expand(suite: Suite, registry: PluginRegistry) -> Plan:
                     if build.add(kind, source, targets, recipe, seed, scored, group) and kind == "run":
                         build.add_group_baseline(source, targets, recipe, seed, scored, group)
     _unmatched_recipes(build, recipes)
-    build.plan.specs = [*build.baselines.values(), *build.runs, *build.estimates]
+    build.plan.specs, build.plan.finals = split_searched([*build.baselines.values(), *build.runs, *build.estimates],
+                                                         suite)
     return build.plan
 
 
@@ -332,29 +349,68 @@ def _unmatched_recipes(build: _Builder, recipes: list[tuple[str, Entry]]) -> Non
                                 f"[[groups]] entry with exactly these roles"))
 
 
-def with_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], str],
-                  fingerprints: dict[str, str | None],
-                  revisions: dict[str, str | None] | None = None) -> list[RunSpec]:
-    """Fill in content hashes, revisions (by target id), fingerprints and baseline
-    pairings; drop duplicate runs (two sources of one plugin with equal architectures give
-    one `init = "random"` run)."""
+def fill_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], str],
+                  fingerprints: dict[str, str | None], revisions: dict[str, str | None] | None = None) -> list[RunSpec]:
+    """`specs` with content hashes, revisions (by target id) and fingerprints filled in."""
     revisions = revisions or {}
-    filled = [replace(spec, content_hashes=tuple(content_hashes[(entry.id, spec.seed)] for _, entry in spec.targets),
-                      revisions=tuple(revisions.get(entry.id) for _, entry in spec.targets),
-                      source_fingerprint=fingerprints.get(spec.source.id)) for spec in specs]
-    baseline_ids = {spec.pairing_key: spec.run_id for spec in filled if spec.baseline}
+    return [replace(spec, content_hashes=tuple(content_hashes[(entry.id, spec.seed)] for _, entry in spec.targets),
+                    revisions=tuple(revisions.get(entry.id) for _, entry in spec.targets),
+                    source_fingerprint=fingerprints.get(spec.source.id)) for spec in specs]
+
+
+def _is_run(spec: RunSpec) -> bool:
+    return spec.kind == "run" and not spec.baseline
+
+
+def pair_runs(runs: list[RunSpec], others: list[RunSpec]) -> list[RunSpec]:
+    """`runs` paired with the baselines and comparison runs among `runs` and `others`:
+    their baseline run id, paired runs and what they depend on."""
+    every = [*others, *runs]
+    baseline_ids = {spec.pairing_key: spec.run_id for spec in every if spec.baseline and spec.kind == "run"}
     compared_ids: dict[str, str] = {}
-    for spec in filled:  # the first run of each (source, targets, seed, plugin) is what others compare with
-        if spec.kind == "run" and not spec.baseline and spec.init != "random":
+    for spec in every:  # the first run of each (source, targets, seed, plugin) is what others compare with
+        if _is_run(spec) and spec.init != "random":
             compared_ids.setdefault(spec.comparison_key(spec.recipe.plugin), spec.run_id)
-    unique: dict[str, RunSpec] = {}
-    for spec in filled:
-        if spec.kind == "run" and not spec.baseline:
+    paired_runs = []
+    for spec in runs:
+        if _is_run(spec):
             scratch = baseline_ids.get(spec.pairing_key)
             paired = tuple((plugin, compared_ids[spec.comparison_key(plugin)])
                            for plugin in spec.compared_with if spec.comparison_key(plugin) in compared_ids)
             spec = replace(spec, baseline_run_id=scratch, paired=paired,
                            depends_on=tuple(dict.fromkeys([*(() if scratch is None else (scratch,)),
                                                            *(run_id for _, run_id in paired)])))
-        unique.setdefault(spec.run_id, spec)
-    return list(unique.values())
+        paired_runs.append(spec)
+    return paired_runs
+
+
+def unique(specs: list[RunSpec]) -> list[RunSpec]:
+    """One spec per run id (two sources of one plugin with equal architectures give one
+    `init = "random"` run), in order."""
+    kept: dict[str, RunSpec] = {}
+    for spec in specs:
+        kept.setdefault(spec.run_id, spec)
+    return list(kept.values())
+
+
+def with_identity(specs: list[RunSpec], content_hashes: dict[tuple[str, int], str],
+                  fingerprints: dict[str, str | None],
+                  revisions: dict[str, str | None] | None = None) -> list[RunSpec]:
+    """Fill in content hashes, revisions (by target id), fingerprints and baseline
+    pairings; drop duplicate runs."""
+    filled = fill_identity(specs, content_hashes, fingerprints, revisions)
+    return unique(pair_runs(filled, []))
+
+
+def identify(planned: Plan, content_hashes: dict[tuple[str, int], str], fingerprints: dict[str, str | None],
+             revisions: dict[str, str | None] | None = None) -> Plan:
+    """A plan with identities: its runs paired, the finals of searches filled in, and the
+    runs paired with a baseline that a search has still to choose set aside (`deferred`)."""
+    specs = fill_identity(planned.specs, content_hashes, fingerprints, revisions)
+    planned.finals = fill_identity(planned.finals, content_hashes, fingerprints, revisions)
+    waiting = {spec.pairing_key for spec in planned.finals if spec.baseline}
+    deferred = [spec for spec in specs if _is_run(spec) and spec.pairing_key in waiting]
+    ready = [spec for spec in specs if not (_is_run(spec) and spec.pairing_key in waiting)]
+    planned.specs = unique(pair_runs(ready, []))
+    planned.deferred = unique(deferred)
+    return planned

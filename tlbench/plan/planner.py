@@ -31,7 +31,7 @@ from ..hashing import splits_content_hash
 from ..plugins import PluginRegistry
 from .checks import Guard, Problems, check_images, check_labels, check_recipes, task_of
 from .compatibility import Plan
-from .matrix import expand, with_identity
+from .matrix import expand, identify
 from .suite import Entry, Suite
 
 
@@ -85,9 +85,7 @@ def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = pr
                 hashes[(target.id, seed)] = guard("hash", lambda: splits_content_hash(splits, task.label_bytes)[0])
             revisions[target.id] = data.revision
     problems.raise_if_any()
-    planned = expand(suite, registry)
-    planned.specs = with_identity(planned.specs, hashes, fingerprints, revisions)
-    return planned
+    return identify(expand(suite, registry), hashes, fingerprints, revisions)
 
 
 def _checked_target(suite: Suite, registry: PluginRegistry, env: Env, guard: Guard, target: Entry,
@@ -103,7 +101,7 @@ def _checked_target(suite: Suite, registry: PluginRegistry, env: Env, guard: Gua
     task = task_of(guard.where, target, item, data, registry)
     info = data.info()
     by_seed = {}
-    for seed in suite.seeds:
+    for seed in suite.all_seeds:
         splits = guard("split", lambda: data.splits(seed))
         for name, split in splits.items():
             check_labels(guard.where, task, split, name, info, seed)

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import ParamError, PluginError, SuiteError
 from ..params import Param, closest, resolve_params, resolve_paths
 from ..plugins import PLURAL, PluginRegistry
+from .grids import LIST_TABLES, SEARCH, SWEEP, configurations, read_search, read_sweep, space_json, value_text
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 MAX_SEED = 2**32 - 1
@@ -43,6 +44,12 @@ SUITE_KEYS: dict[str, Param] = {
                                   "$TLBENCH_CACHE_DIR or ~/.cache/tlbench", path="local"),
     "deterministic": Param(bool, False, "use torch's deterministic algorithms (GPU runs)"),
     "plugins": Param(list, [], "extra plugin modules to load by import name", items=str),
+    "search_seeds": Param(list, None, "seeds the trials of a [strategies.search] run at (default: the first of "
+                                      "seeds)", items=int),
+    "refit": Param(str, "train+val", "what the configuration a search chose is retrained on: train+val (as VTAB "
+                                     "does; no validation split is left to select a checkpoint on, so the last "
+                                     "epoch is kept) or train (selecting on val as untuned runs do)",
+                   choices=("train+val", "train")),
 }
 
 ENTRY_KEYS = ("id", "plugin")
@@ -70,12 +77,29 @@ class Entry:
     and left out of run identities: where content lies is not what it is (the target's
     content hash and revision, the source's fingerprint say that)."""
 
+    search: tuple[tuple[str, tuple], ...] = ()
+    """The search space ([strategies.search]): (parameter, values) pairs, whose
+    configurations are tried and one chosen (`tlbench.plan.search`); () when not searched."""
+    sweep: tuple[str, str, Any] | None = None
+    """(the entry's id as written, the swept parameter, this entry's value) for an entry
+    made from a [*.sweep] table."""
+
     def identity_params(self) -> dict[str, Any]:
         left_out = {*self.settings, *self.implicit, *self.paths}
         return {key: value for key, value in self.params.items() if key not in left_out}
 
+    def configurations(self) -> list[dict[str, Any]]:
+        """The parameters of every configuration of its search (one: its own when not searched)."""
+        return [{**self.params, **config} for config in configurations(self.search)] if self.search \
+            else [dict(self.params)]
+
     def to_json(self) -> dict:
-        return {"id": self.id, "plugin": self.plugin, "version": self.version, "params": self.params}
+        out = {"id": self.id, "plugin": self.plugin, "version": self.version, "params": self.params}
+        if self.search:
+            out["search"] = space_json(self.search)
+        if self.sweep is not None:
+            out["sweep"] = dict(zip(("family", "param", "value"), self.sweep))
+        return out
 
 
 @dataclass(frozen=True)
@@ -108,10 +132,25 @@ class Suite:
     """Transferability estimators scored for every source, target and seed."""
     baseline: Entry | None = None
     groups: tuple[Group, ...] = ()
+    search_seeds: tuple[int, ...] = ()
+    """The seeds search trials run at."""
+    refit: str = "train+val"
+    """What a search's chosen configuration is retrained on: 'train+val' or 'train'."""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def target(self, target_id: str) -> Entry:
         return next(entry for entry in self.targets if entry.id == target_id)
+
+    @property
+    def searched(self) -> bool:
+        """Whether some strategy (or the baseline) selects its configuration by a search."""
+        return any(entry.search for entry in (*self.strategies, *((self.baseline,) if self.baseline else ())))
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        """The suite's seeds, then the search seeds it does not already have."""
+        extra = tuple(seed for seed in self.search_seeds if seed not in self.seeds) if self.searched else ()
+        return (*self.seeds, *extra)
 
 
 def default_cache_dir() -> Path:
@@ -177,6 +216,11 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
             or min(settings["seeds"]) < 0 or max(settings["seeds"]) > MAX_SEED:
         raise SuiteError(f"{where}: suite.seeds: expected a non-empty list of distinct integers in "
                          f"0..{MAX_SEED} (2^32-1), got {settings['seeds']!r}")
+    search_seeds = settings["search_seeds"] if settings["search_seeds"] is not None else settings["seeds"][:1]
+    if not search_seeds or len(set(search_seeds)) != len(search_seeds) or min(search_seeds) < 0 \
+            or max(search_seeds) > MAX_SEED:
+        raise SuiteError(f"{where}: suite.search_seeds: expected a non-empty list of distinct integers in "
+                         f"0..{MAX_SEED}, got {search_seeds!r}")
     check_device(settings["device"], f"{where}: suite.device")
     settings, _ = resolve_paths(SUITE_KEYS, settings, base)
 
@@ -184,6 +228,7 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
                for kind in ("source", "target", "strategy", "estimator")}
     entries["strategy"] = _with_compared(entries["strategy"], registry)
     baseline = _baseline(data, where, registry, entries["strategy"], base)
+    baseline = _equal_budget(baseline, entries["strategy"], registry, where)
     groups = _groups(data, where, entries["target"])
     out = Path(output) if output else Path(settings["output"] or Path("reports") / settings["name"])
     cache = Path(settings["cache_dir"]) if settings["cache_dir"] else default_cache_dir()
@@ -193,7 +238,8 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
                  output=out, cache_dir=cache, deterministic=settings["deterministic"],
                  plugins=tuple(settings["plugins"]), sources=entries["source"],
                  targets=entries["target"], strategies=entries["strategy"],
-                 estimators=entries["estimator"], baseline=baseline, groups=groups, raw=data)
+                 estimators=entries["estimator"], baseline=baseline, groups=groups,
+                 search_seeds=tuple(search_seeds), refit=settings["refit"], raw=data)
 
 
 def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
@@ -216,16 +262,31 @@ def _entries(data: dict, kind: str, where: str, registry: PluginRegistry, base: 
         raise SuiteError(f"{where}: [[{section}]]: missing section, expected at least one entry")
     if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
         raise SuiteError(f"{where}: {section}: expected one or more [[{section}]] tables")
-    entries: list[Entry] = []
+    entries: list[tuple[int, Entry]] = []
     for i, table in enumerate(raw):
-        entries.append(_entry(table, kind, f"{where}: {section}[{i}]", registry, base))
+        entries += [(i, entry) for entry in _swept_entries(table, kind, f"{where}: {section}[{i}]", registry, base)]
     seen: dict[str, int] = {}
-    for i, entry in enumerate(entries):
+    for i, entry in entries:
         if entry.id in seen:
             raise SuiteError(f"{where}: {section}[{i}].id: duplicate id {entry.id!r} "
                              f"(also {section}[{seen[entry.id]}]); give each entry its own id")
         seen[entry.id] = i
-    return tuple(entries)
+    return tuple(entry for _, entry in entries)
+
+
+def _swept_entries(table: dict, kind: str, where: str, registry: PluginRegistry, base: Path) -> list[Entry]:
+    """The entry a table describes, or one entry per value of its [*.sweep]."""
+    if SWEEP not in table:
+        return [_entry(table, kind, where, registry, base)]
+    first = _entry({k: v for k, v in table.items() if k != SWEEP}, kind, where, registry, base)
+    schema = registry.get(kind, first.plugin).item.params
+    given = {k: v for k, v in table.items() if k not in (*ENTRY_KEYS, *LIST_TABLES)}
+    key, values = read_sweep(table[SWEEP], schema, given, where)
+    entries = []
+    for value in values:
+        entry = _entry({**{k: v for k, v in table.items() if k != SWEEP}, key: value}, kind, where, registry, base)
+        entries.append(replace(entry, id=f"{first.id}[{key}={value_text(value)}]", sweep=(first.id, key, value)))
+    return entries
 
 
 def _entry(table: dict, kind: str, where: str, registry: PluginRegistry, base: Path) -> Entry:
@@ -241,12 +302,20 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry, base: P
         registered = registry.get(kind, plugin)
     except PluginError as exc:
         raise SuiteError(f"{where}.plugin: {exc}") from None
-    given = {k: v for k, v in table.items() if k not in ENTRY_KEYS}
+    given = {k: v for k, v in table.items() if k not in (*ENTRY_KEYS, *LIST_TABLES)}
+    schema = registered.item.params
+    search = ()
+    if SEARCH in table:
+        if kind != "strategy":
+            raise SuiteError(f"{where}.{SEARCH}: only a strategy (or the baseline) selects its parameters by a "
+                             f"search; to run every value of a {kind}'s parameter, use [{PLURAL[kind]}.{SWEEP}]")
+        search = read_search(table[SEARCH], schema, given, where)
     try:
-        params = resolve_params(registered.item.params, given, where)
+        params = resolve_params(schema, given, where)
+        for config in configurations(search):
+            resolve_params(schema, {**given, **config}, f"{where}.{SEARCH}")
     except ParamError as exc:
         raise SuiteError(str(exc)) from None
-    schema = registered.item.params
     settings = tuple(sorted(key for key, param in schema.items() if not param.affects_results))
     implicit = tuple(sorted(key for key, param in schema.items()
                             if param.omit_default and params[key] == param.default))
@@ -254,7 +323,7 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry, base: P
     if kind == "target":
         _check_task(registered.item.task(params), where, registry)
     return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params,
-                 settings=settings, implicit=implicit, paths=paths)
+                 settings=settings, implicit=implicit, paths=paths, search=search)
 
 
 def _with_compared(strategies: tuple[Entry, ...], registry: PluginRegistry) -> tuple[Entry, ...]:
@@ -375,3 +444,45 @@ def _baseline(data: dict, where: str, registry: PluginRegistry,
                           f"{where}: baseline", registry, base)
     raise SuiteError(f"{where}: [baseline]: no strategy plugin declares a baseline recipe; "
                      f"set baseline.plugin or baseline.enabled = false")
+
+
+def _grid_size(entry: Entry) -> int:
+    return len(entry.configurations())
+
+
+def _equal_budget(baseline: Entry | None, strategies: tuple[Entry, ...], registry: PluginRegistry,
+                  where: str) -> Entry | None:
+    """When strategies are tuned, the from-scratch baseline is tuned at least as much (He
+    et al. 2019: a scratch baseline on a short, untuned recipe inflates every
+    negative-transfer score): without a search of its own it searches every value the
+    strategies search of the parameters it has, and it must end up with at least as many
+    configurations as the most searched strategy and an epoch budget at least each
+    tuned strategy's largest."""
+    tuned = [entry for entry in strategies if entry.search]
+    if baseline is None or not tuned:
+        return baseline
+    schema = registry.get("strategy", baseline.plugin).item.params
+    if not baseline.search:
+        space: dict[str, list] = {}
+        for entry in tuned:
+            for key, values in entry.search:
+                if key in schema and key not in baseline.settings and key not in baseline.paths:
+                    space.setdefault(key, [])
+                    space[key] += [value for value in values if value not in space[key]]
+        baseline = replace(baseline, search=tuple((key, tuple(values)) for key, values in space.items()))
+    widest = max(tuned, key=_grid_size)
+    if _grid_size(baseline) < _grid_size(widest):
+        raise SuiteError(f"{where}: baseline: its search has {_grid_size(baseline)} configuration(s), fewer than "
+                         f"strategy {widest.id!r}'s {_grid_size(widest)}: a from-scratch baseline tuned less than "
+                         f"the strategies inflates every negative-transfer score; give [baseline.search] at least "
+                         f"as many")
+    if "epochs" in schema:
+        own = max(config["epochs"] for config in baseline.configurations())
+        for entry in tuned:
+            epochs = [config.get("epochs") for config in entry.configurations()]
+            most = max((e for e in epochs if isinstance(e, (int, float))), default=None)
+            if most is not None and own < most:
+                raise SuiteError(f"{where}: baseline: trains at most {own} epochs, fewer than tuned strategy "
+                                 f"{entry.id!r}'s {most}: a from-scratch baseline needs at least the budget of "
+                                 f"what it is compared with; raise baseline epochs (or [baseline.search] epochs)")
+    return baseline

@@ -112,6 +112,37 @@ def _statistics(cells, overall, frame, rope: float | None, posthoc: str = "wilco
     return stats, figures
 
 
+def _protocol_sections(frame):
+    """The sections of tuned cells (`search`) and sweeps (`sweeps`), where the records
+    have any: Markdown and HTML parts, figures (id → PNG, SVG) and their summary.json part."""
+    from .search import expected_max_figures, tuned_cells, tuned_html, tuned_markdown
+    from .sweeps import depth_curves, learning_curves, sweep_figures, sweeps_html, sweeps_markdown
+
+    markdown, html, figures, summary = [], [], {}, {}
+    tuned = tuned_cells(frame)
+    if not tuned.empty:
+        search_figures = expected_max_figures(tuned)
+        markdown.append(tuned_markdown(tuned))
+        html.append(tuned_html(tuned, search_figures))
+        figures |= search_figures
+        summary["tuned"] = _records(tuned)
+    curves, depth = learning_curves(frame), depth_curves(frame)
+    if not (curves.empty and depth.empty):
+        drawn = sweep_figures(curves, depth)
+        markdown.append(sweeps_markdown(curves, depth))
+        html.append(sweeps_html(curves, depth, drawn))
+        figures |= drawn
+        summary["sweeps"] = {"learning_curves": _records(curves), "strategy_axes": _records(depth)}
+    return markdown, html, figures, summary
+
+
+def _records(frame) -> list[dict]:
+    """A table as JSON rows: NaN as null."""
+    import json
+
+    return json.loads(frame.to_json(orient="records"))
+
+
 def _figure_files(out: Path, figures: dict[str, tuple[bytes, bytes]]) -> list[Path]:
     """The statistics' figures as files too (figures/<id>.png and .svg), for papers and
     slides; figures of an earlier build that this one no longer draws are removed."""
@@ -166,11 +197,14 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: fl
     stats, stat_figures = _statistics(cells, overall, frame, rope, posthoc)
     several = len(task_groups(cells, overall)) > 1
     shown = [s for s in stats if is_informative(s)]
-    markdown = leaderboard_markdown(cells, overall, meta, [across_markdown(s, several) for s in shown]
+    protocol_md, protocol_html, protocol_figures, protocol_summary = _protocol_sections(frame)
+    stat_figures = {**stat_figures, **protocol_figures}
+    markdown = leaderboard_markdown(cells, overall, meta, [across_markdown(s, several) for s in shown] + protocol_md
                                     + ([estimates_markdown(estimate_scores, correlations)] if has_estimates else []))
     figures = {figure_id: png for group in task_groups(cells, overall)
                for figure_id, png in plots.task_figures(group).items()}
     page = leaderboard_html(frame, cells, overall, meta, figures, [across_html(s, several, stat_figures) for s in shown]
+                            + protocol_html
                             + ([estimates_html(estimate_scores, correlations)] if has_estimates else []))
     out.mkdir(parents=True, exist_ok=True)
     files = [publish(out / "leaderboard.md", markdown.encode("utf-8")),
@@ -178,7 +212,7 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: fl
              *write_tables(frame, out),
              write_summary(out, meta, cells, overall, conflicts,
                            {"scores": estimate_scores, "correlations": correlations} if has_estimates else None,
-                           across=[s.as_dict() for s in stats]),
+                           across=[s.as_dict() for s in stats], extra=protocol_summary),
              *_figure_files(out, stat_figures)]
     return Report(out=out, markdown=markdown, n_records=len(frame), problems=collection.problems,
                   files=files, notes=notes, kept_apart=kept_apart)

@@ -57,7 +57,9 @@ def _records(table: pd.DataFrame) -> list[dict]:
 
 
 def write_summary(out: Path, meta: dict, cells: pd.DataFrame, overall: pd.DataFrame, conflicts: list,
-                  estimates: dict[str, pd.DataFrame] | None = None, across: list[dict] = ()) -> Path:
+                  estimates: dict[str, pd.DataFrame] | None = None, across: list[dict] = (),
+                  extra: dict | None = None) -> Path:
+    """summary.json; `extra`: further parts (tuned cells, sweeps), already plain JSON."""
     summary = {
         "meta": meta, "cells": _records(cells), "overall": _records(overall), "across_targets": list(across),
         "conflicts": [{"target": c.target, "target_identity": c.target_identity, "seed": c.seed,
@@ -65,5 +67,6 @@ def write_summary(out: Path, meta: dict, cells: pd.DataFrame, overall: pd.DataFr
     }
     if estimates is not None:
         summary["estimates"] = {name: _records(table) for name, table in estimates.items()}
+    summary.update(extra or {})
     text = json.dumps(jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n"
     return publish(out / "summary.json", text.encode("utf-8"))

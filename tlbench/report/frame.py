@@ -65,9 +65,14 @@ GROUP_COLUMNS = ["scored", "scored_target", "paired", "selection_rule", "reveale
                  "other_role", "other_target", "other_headline_test", "domain_gap"]
 """What a run on a group of targets says about itself (see the module's docstring); None,
 '' or False for a run on one target. `paired` is the record's plugin → run id, as JSON."""
+SEARCH_COLUMNS = ["search_chosen", "search_trials", "search_account", "target_family", "target_axis", "target_axis_value",
+                  "strategy_family", "strategy_axis", "strategy_axis_value"]
+"""What a tuned run chose (its configuration as JSON, the number of trials it was chosen
+from) and the sweeps an entry belongs to: the entry id as written (`family`), the swept
+parameter (`axis`) and this entry's value."""
 COMPARED_PREFIX = "nt_vs_"
 """The metric (and column) of a comparison with a paired run: ``nt_vs_<plugin>``."""
-COLUMNS = (KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + GROUP_COLUMNS + list(RUN_METRICS)
+COLUMNS = (KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + GROUP_COLUMNS + SEARCH_COLUMNS + list(RUN_METRICS)
            + PROVENANCE_COLUMNS)
 
 
@@ -107,8 +112,17 @@ def variant_of(spec: dict) -> str:
 
 
 def entry_of(spec: dict) -> str:
-    """The (source, strategy) part of the identity: what a leaderboard row stands for."""
+    """The (source, strategy) part of the identity: what a leaderboard row stands for. A
+    tuned strategy (a search's final) stands for its search, not for the configuration
+    each target chose, so its rows on different targets are one method."""
     identity = {k: v for k, v in identity_of(spec).items() if k not in ("seed", *TARGET_PARTS)}
+    search = identity.get("search")
+    if isinstance(search, dict) and isinstance(search.get("space"), dict):
+        for part in ("strategy",):
+            if isinstance(identity.get(part), dict):
+                params = {**_dict(identity[part].get("params"))}
+                params.update({key: {"searched": values} for key, values in search["space"].items()})
+                identity[part] = {**identity[part], "params": params}
     return config_hash(identity, 8)
 
 
@@ -168,6 +182,7 @@ def run_row(record: dict) -> dict:
         "error_type": error.get("type"), "error_message": error.get("message"),
     })
     row.update(group_facts(record, task, bool(head["higher_is_better"]), row["headline_test"]))
+    row.update(search_facts(spec))
     row.update({key: value for key, value in metrics.items() if key.startswith(COMPARED_PREFIX)})
     for part in ("source", "target", "strategy"):
         row.update(_flat(part, spec[part].get("params") or {}))
@@ -217,6 +232,25 @@ def group_facts(record: dict, task: dict, higher_is_better: bool, scored_test) -
         scored = _number(scored_test)
         if scored is not None:
             facts["domain_gap"] = (value - scored) if higher_is_better else (scored - value)
+    return facts
+
+
+def search_facts(spec: dict) -> dict:
+    """The `SEARCH_COLUMNS` of a record's spec."""
+    search = _dict(spec.get("search"))
+    chosen = search.get("chosen")
+    account = {key: search.get(key) for key in ("metric", "higher_is_better", "score", "refit", "seeds")}
+    account["configurations"] = [{"params": _dict(c).get("params"), "score": _dict(c).get("score")}
+                                 for c in search.get("configurations") or [] if isinstance(c, dict)]
+    facts = {"search_chosen": canonical_json(chosen) if isinstance(chosen, dict) else None,
+             "search_trials": search.get("n_trials") if isinstance(search.get("n_trials"), int) else None,
+             "search_account": canonical_json(account) if isinstance(chosen, dict) else None}
+    for part in ("target", "strategy"):
+        sweep = _dict(_dict(spec.get(part)).get("sweep"))
+        value = sweep.get("value")
+        facts[f"{part}_family"] = sweep.get("family") if isinstance(sweep.get("family"), str) else None
+        facts[f"{part}_axis"] = sweep.get("param") if isinstance(sweep.get("param"), str) else None
+        facts[f"{part}_axis_value"] = None if value is None else canonical_json(value)  # JSON text: one type
     return facts
 
 

@@ -4,7 +4,7 @@ A run kind owns its identity (which registry kind its recipe comes from, and whe
 its identity says so), its records (their kind, folder and checks), the function that
 executes one of its specs inside a worker, and the function that turns its records into
 report rows. Every layer asks the kind instead of branching on it, so a new sort of run
-(a search trial, a multi-task run) is one more entry here.
+(a multi-task run) is one more entry here.
 
 Kinds live in the lowest layer, beside the records they describe, so that planning,
 running and reporting can all read them; the functions of the higher layers are named
@@ -38,6 +38,12 @@ class RunKind:
     in_identity: bool = True
     """Whether the kind's name is part of run identities (not for 'run', whose ids
     predate kinds)."""
+    scored_by_task: bool = False
+    """Whether its records carry a task and the task's metrics on every split (a strategy
+    trained and its predictions scored), rather than one score of their own."""
+    withholds_test: bool = False
+    """Whether its runs are given no test split at all (a search trial: scored on
+    validation, so no test label, nor even a test example, can reach a selection)."""
 
     def resolve(self, which: str) -> Callable[..., Any]:
         module, _, function = getattr(self, which).partition(":")
@@ -50,13 +56,22 @@ def fit_headline(record: dict) -> str | None:
     return f"test_{task_of(record)['headline']}"
 
 
+def trial_headline(record: dict) -> str | None:
+    from .records import task_of
+
+    return f"val_{task_of(record)['headline']}"
+
+
 def estimate_headline(record: dict) -> str | None:
     return None if (record.get("details") or {}).get("not_applicable") else "score"
 
 
 RUN_KINDS: dict[str, RunKind] = {
     "run": RunKind("run", "runs", "strategy", "tlbench.run.fit:execute", "tlbench.report.frame:records_frame",
-                   fit_headline, in_identity=False),
+                   fit_headline, in_identity=False, scored_by_task=True),
+    "trial": RunKind("trial", "trials", "strategy", "tlbench.run.fit:execute",
+                     "tlbench.report.search:trials_frame", trial_headline, scored_by_task=True,
+                     withholds_test=True),
     "estimate": RunKind("estimate", "estimates", "estimator", "tlbench.run.estimate:execute",
                         "tlbench.report.estimates:estimates_frame", estimate_headline),
 }

@@ -80,7 +80,7 @@ def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | Non
                task: dict | None = None) -> dict:
     """A record with every metric key its kind and task define (None where not measured).
     A run record's `task` is its scored target's (classification's when not given)."""
-    if kind == "run":
+    if run_kind(kind).scored_by_task:
         task = task or V1_TASK
         keys = [*task_metric_keys(task), *RUN_METRICS]
     else:
@@ -186,7 +186,7 @@ def validate_record(record: Any) -> list[str]:
     spec = _require(record, "spec", dict, problems)
     if spec is not None:
         _spec_problems(spec, kind.recipe, problems)
-    task = _task_problems(record, problems) if kind.name == "run" else None
+    task = _task_problems(record, problems) if kind.scored_by_task else None
     metrics = _require(record, "metrics", dict, problems)
     if metrics is not None:
         _metric_problems(metrics, task, problems)

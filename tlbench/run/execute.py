@@ -22,6 +22,7 @@ from typing import Callable
 
 from ..api import Env, Role
 from .budget import Budget, BudgetExceeded, MemorySampler
+from .protocol import protocol_splits
 from ..hashing import canonical_json, splits_content_hash
 from ..plan.matrix import RunSpec
 from ..plugins import PluginRegistry
@@ -145,7 +146,7 @@ class Worker:
                     memory_budget_mb=self.settings.memory_budget_mb, pid=os.getpid())
         return new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
                           provenance=prov, error=error, started_at=started_at, finished_at=now(),
-                          kind=spec.kind, task=spec.task if spec.kind == "run" else None)
+                          kind=spec.kind, task=spec.task if run_kind(spec.kind).scored_by_task else None)
 
     def prepare(self, source: dict, device: str | None = None) -> None:
         """One-time preparation of a source (``Entry`` as JSON; with a ``seed`` for a
@@ -175,6 +176,8 @@ class Worker:
             if planned and content_hash != planned:
                 raise RuntimeError(f"target {entry.id!r} gave different examples or labels than when the suite "
                                    f"was planned (content hash {content_hash[:12]} != {planned[:12]})")
+            splits, digests = protocol_splits(splits, digests, withhold_test=run_kind(spec.kind).withholds_test,
+                                              refit=(spec.search or {}).get("refit"))
             loaded[role] = (entry, data, task, splits, digests)
         recipe = self.registry.get(run_kind(spec.kind).recipe, spec.recipe.plugin).item
         source_item = self.registry.get("source", spec.source.plugin).item
@@ -271,6 +274,8 @@ def record_spec(spec: RunSpec) -> dict:
         out["paired"] = dict(spec.paired)
     if spec.depends_on:
         out["depends_on"] = list(spec.depends_on)
+    if spec.search is not None:
+        out["search"] = {**spec.search, **(spec.tuned or {})}
     return out
 
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from ..execute import RunSettings, last_validation, now, record_spec
 from ...plan.matrix import RunSpec
 from ...provenance import provenance
+from ...results.kinds import run_kind
 from ...results.records import new_record
 
 INTERRUPTED = "Interrupted"
@@ -88,7 +89,7 @@ def stopped_record(spec: RunSpec, settings: RunSettings, device: str | None, *, 
                       details={"last_eval": last_eval} if last_eval else {}, provenance=prov,
                       error={"type": error_type, "message": message, "traceback": None},
                       started_at=started_at, finished_at=now(), kind=spec.kind,
-                      task=spec.task if spec.kind == "run" else None)
+                      task=spec.task if run_kind(spec.kind).scored_by_task else None)
 
 
 def death_message(code: int | None) -> str:
