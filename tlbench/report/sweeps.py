@@ -68,7 +68,7 @@ def learning_curves(frame: pd.DataFrame) -> pd.DataFrame:
         for (source, strategy, baseline), entry in sweep.groupby(["source", "strategy", "baseline"], sort=True):
             entry_rows = []
             for size, at in entry.groupby("size_value", sort=True):
-                value = t_interval(at["headline_test"])
+                value = _clipped(t_interval(at["headline_test"]), first)
                 gain = t_interval(at["negative_transfer"]) if not baseline else None
                 n_train = float(at["n_train"].mean())
                 row = {"family": family, "axis": axis, "metric": metric, "source": source, "strategy": strategy,
@@ -99,16 +99,19 @@ def depth_curves(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     runs["axis_number"] = runs["strategy_axis_value"].map(_number)
     rows = []
-    keys = ["strategy_family", "strategy_axis", "metric", "source", "target_label"]
-    for (family, axis, metric, source, target), sweep in runs.groupby(keys, sort=True):
+    runs["target_order"] = runs["target_axis_value"].map(_number)
+    keys = ["strategy_family", "strategy_axis", "metric", "source", "target_order", "target_label"]
+    for (family, axis, metric, source, order, target), sweep in runs.groupby(keys, sort=True, dropna=False):
         for value, at in sweep.groupby("strategy_axis_value", sort=False):
-            head, gap = t_interval(at["headline_test"]), t_interval(at["overfitting_gap"])
+            head, gap = _clipped(t_interval(at["headline_test"]), at.iloc[0]), t_interval(at["overfitting_gap"])
             rows.append({"family": family, "axis": axis, "metric": metric, "source": source, "target": target,
+                         "target_order": order,
                          "value": value, "number": _number(value), "seeds": head.n, "mean": head.mean,
                          "low": head.low, "high": head.high, "gap": gap.mean, "gap_low": gap.low,
                          "gap_high": gap.high})
     out = pd.DataFrame(rows)
-    return out.sort_values(["family", "source", "target", "number", "value"], na_position="last", kind="stable")
+    return out.sort_values(["family", "source", "target_order", "target", "number", "value"], na_position="last",
+                           kind="stable")
 
 
 def _size_text(value) -> str:
@@ -120,9 +123,7 @@ def curve_columns(metric: str) -> list[display.Column]:
         return lambda r: display.num(r.get(name), 3, signed)
 
     def interval(mean, low, high, signed=False):
-        return lambda r: display._with_interval(r[mean], r[low], r[high], r["seeds"]) if not signed else (
-            "—" if display.is_nan(r[mean]) else f"{display.num(r[mean], 3, True)} "
-                                                f"{display.interval(r[low], r[high], 3, True)}")
+        return lambda r: value_interval(r[mean], r[low], r[high], signed)
 
     def transferred(r) -> str:
         if r.get("censored") is True:
@@ -152,6 +153,21 @@ def curve_columns(metric: str) -> list[display.Column]:
     ]
 
 
+def value_interval(mean, low, high, signed: bool = False) -> str:
+    """A mean and its 95% interval ('—' for no mean; the mean alone for one seed)."""
+    if display.is_nan(mean):
+        return "—"
+    text = display.num(mean, 3, signed)
+    return text if display.is_nan(low) else f"{text} {display.interval(low, high, 3, signed)}"
+
+
+def _clipped(interval, row):
+    """An interval of headline values, cut to the headline's range."""
+    low = -math.inf if display.is_nan(row["metric_low"]) else float(row["metric_low"])
+    high = math.inf if display.is_nan(row["metric_high"]) else float(row["metric_high"])
+    return interval.clipped(low, high)
+
+
 def _number_text(value) -> str:
     return display.num(value, 6).rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
@@ -162,10 +178,10 @@ def depth_columns(metric: str) -> list[display.Column]:
         display.Column("source → target", lambda r: f"{r['source']} → {r['target']}", lambda r: str(r["target"]),
                        numeric=False),
         display.Column("value", lambda r: str(r["value"]), lambda r: r["number"]),
-        display.Column(f"test {metric}", lambda r: display._with_interval(r["mean"], r["low"], r["high"], r["seeds"]),
+        display.Column(f"test {metric}", lambda r: value_interval(r["mean"], r["low"], r["high"]),
                        lambda r: r["mean"]),
-        display.Column("overfitting gap", lambda r: display._with_interval(r["gap"], r["gap_low"], r["gap_high"],
-                                                                           r["seeds"]), lambda r: r["gap"]),
+        display.Column("overfitting gap", lambda r: value_interval(r["gap"], r["gap_low"], r["gap_high"], True),
+                       lambda r: r["gap"]),
     ]
 
 
@@ -229,7 +245,7 @@ def sweep_figures(curves: pd.DataFrame, depth: pd.DataFrame) -> dict[str, tuple[
             ax.set_xscale("log")
             ax.set_xlabel("training examples (n_train)")
             ax.set_ylabel(f"test {metric}")
-            ax.set_title(plot_label(f"{family}: learning curves (dashed: from scratch)"), fontsize=9)
+            ax.set_title(f"{plot_label(family)}: learning curves (dashed: scratch)", fontsize=9)
             ax.legend(fontsize=7)
             figures[f"curve-{i}"] = (_png(figure), _svg(figure))
     if not depth.empty:
