@@ -383,3 +383,94 @@ def test_the_dry_run_lists_trials_and_finals_with_the_cost_of_the_protocol(searc
     assert sum(line.startswith("trial") for line in lines) == 8
     assert sum(line.startswith("final") for line in lines) == 4
     assert "search: 8 trials then 6 finals, (trials + finals) / finals = 2.3×" in result.stdout
+
+
+def test_the_tuned_vision_suite_lists_its_trials_and_finals_offline(cli, tmp_path):
+    from conftest import REPO
+
+    no_network = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": ""}
+    done = cli("run", str(REPO / "suites" / "vision-tuned.toml"), "--dry-run", "--out", str(tmp_path / "out"),
+               env=no_network)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # 3 sources × 5 targets × (8 probe + 40 fine-tuning) configurations + 3 networks × 5 targets × 40 scratch
+    assert sum(line.startswith("trial") for line in lines) == 15 * 48 + 15 * 40
+    assert sum(line.startswith("final") for line in lines) == 15 * 2 * 5
+    assert lines[-1].startswith("search: 1320 trials then 225 finals")
+    assert not (tmp_path / "out").exists()
+
+
+SWEEP = """
+[suite]
+name = "sweep-run"
+seeds = [0, 1]
+device = "cpu"
+
+[[sources]]
+id = "rn"
+plugin = "timm"
+model = "test_resnet"
+pretrained = false
+input_size = 16
+
+[[targets]]
+id = "d"
+plugin = "digits"
+classes = [0, 1, 2]
+val_shots = 2
+[targets.sweep]
+shots = [2, 4, 8]
+
+[[strategies]]
+id = "lp"
+plugin = "linear-probe"
+
+[[strategies]]
+id = "pf"
+plugin = "partial-finetune"
+epochs = 1
+batch_size = 8
+[strategies.sweep]
+train_last = [1, 2]
+
+[baseline]
+plugin = "full-finetune"
+epochs = 1
+batch_size = 8
+"""
+
+
+def test_sweeps_are_reported_as_learning_curves_and_strategy_axes(cli, write_suite, tmp_path):
+    import pandas as pd
+
+    from tlbench.report.curves import effective_data_transferred
+
+    out = tmp_path / "out"
+    result = cli("run", str(write_suite(SWEEP)), "--out", str(out), "--jobs", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (out / "leaderboard.md").read_text()
+    assert "### Learning curves" in text and "### Strategy parameters" in text
+    summary = json.loads((out / "summary.json").read_text())
+    curves = pd.DataFrame(summary["sweeps"]["learning_curves"])
+    assert set(curves["value"]) == {2.0, 4.0, 8.0}
+    assert sorted(curves["strategy"].unique()) == ["lp", "pf[train_last=1]", "pf[train_last=2]",
+                                                   "scratch-full-finetune"]
+    assert set(curves["n_train"]) == {6.0, 12.0, 24.0}
+    entries = curves[~curves["baseline"]]
+    assert entries["gain"].notna().all() and "crossover" in entries
+    # the data transferred, recomputed from results.csv by hand
+    runs = pd.read_csv(out / "results.csv")
+    scratch = runs[runs["baseline"]].groupby("n_train")["test_accuracy"].mean()
+    probe = entries[(entries["strategy"] == "lp") & (entries["value"] == 4.0)].iloc[0]
+    tuned = runs[(runs["strategy"] == "lp") & (runs["n_train"] == 12)]["test_accuracy"].mean()
+    expected = effective_data_transferred(scratch.index.to_numpy(), 1 - scratch.to_numpy(), 12.0, 1 - tuned)
+    for key in ("d_t", "multiplier"):
+        if expected[key] is None:
+            assert pd.isna(probe[key])
+        else:
+            assert probe[key] == pytest.approx(expected[key])
+    depth = pd.DataFrame(summary["sweeps"]["strategy_axes"])
+    assert set(depth["value"]) == {"1", "2"} and set(depth["family"]) == {"pf"}
+    assert len(depth) == 2 * 3 and depth["gap"].notna().all()
+    for name in ("curve-0", "depth-0"):
+        assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file()

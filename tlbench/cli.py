@@ -196,15 +196,16 @@ def search_cost(specs, finals) -> str:
 
     def epochs(group) -> int | None:
         values = [spec.recipe.params.get("epochs") for spec in group]
-        return sum(values) if values and all(isinstance(v, int) for v in values) else None
+        values = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        return sum(values) if values else None
 
     ratio = (len(trials) + len(finals)) / max(1, len(finals))
     line = (f"search: {count(len(trials), 'trial')} then {count(len(finals), 'final')}, "
             f"(trials + finals) / finals = {ratio:.1f}× the finals alone")
     trial_epochs, final_epochs = epochs(trials), epochs(finals)
     if trial_epochs is not None and final_epochs is not None:
-        line += (f"; {trial_epochs + final_epochs} training epochs ({trial_epochs} in trials, {final_epochs} in "
-                 f"finals, counting each searched final at its base epochs)")
+        line += (f"; {trial_epochs + final_epochs:,} training epochs where recipes count them ({trial_epochs:,} in "
+                 f"trials, {final_epochs:,} in finals)")
     return line
 
 

@@ -115,12 +115,16 @@ def fit_power_law(sizes: Sequence[float], errors: Sequence[float]) -> PowerLaw |
     def curve(x, a, b, c):
         return a * np.power(x, -b) + c
 
-    try:
-        from scipy.optimize import curve_fit
+    import warnings
 
-        params, _ = curve_fit(curve, n, err, p0=guess, sigma=err, maxfev=20000,
-                              bounds=([tiny, tiny, 0.0], [np.inf, np.inf, floor * (1 - tiny)]),
-                              xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    try:
+        with warnings.catch_warnings():  # the parameters' covariance is not used: an exact fit has none
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(curve, n, err, p0=guess, sigma=err, maxfev=20000,
+                                  bounds=([tiny, tiny, 0.0], [np.inf, np.inf, floor * (1 - tiny)]),
+                                  xtol=1e-14, ftol=1e-14, gtol=1e-14)
     except (RuntimeError, ValueError):
         return None
     if not np.all(np.isfinite(params)):
