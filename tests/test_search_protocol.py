@@ -145,6 +145,18 @@ def test_trials_run_each_configuration_at_the_search_seeds_and_finals_wait_for_t
     assert all(not s.search for s in trials)  # a trial is the same computation whatever the grid it is in
 
 
+def test_with_refit_on_train_val_every_run_of_the_suite_refits_so_all_train_on_the_same_data(write_suite,
+                                                                                             registry):
+    text = TUNED.replace("[baseline]", '[[strategies]]\nid = "plain"\nplugin = "full-finetune"\nepochs = 2\n\n'
+                                       '[baseline]')
+    planned = _planned(load_suite(write_suite(text), registry), registry)
+    plain = [s for s in planned.deferred if s.recipe.id == "plain"]
+    assert len(plain) == 2 and all(s.search == {"space": {}, "refit": "train+val", "seeds": [0]} for s in plain)
+    train_only = _planned(load_suite(write_suite(text.replace('device = "cpu"', 'device = "cpu"\nrefit = "train"')),
+                                     registry), registry)
+    assert all(s.search is None for s in train_only.deferred if s.recipe.id == "plain")
+
+
 def test_a_trial_is_shared_by_every_search_that_holds_its_configuration(write_suite, registry):
     one = _planned(load_suite(write_suite(TUNED), registry), registry)
     wider = _planned(load_suite(write_suite(TUNED.replace("lr = [1e-2, 1e-3]", "lr = [1e-2, 1e-3, 1e-4]")),
@@ -176,6 +188,29 @@ def test_the_choice_is_the_best_validation_score_ties_go_to_the_cheaper_then_the
     assert choice.params == {"lr": 1e-3} and choice.tuned["n_trials"] == 2
     nothing = choose(final, trials, {})
     assert nothing.params is None and "no configuration" in nothing.problem
+
+
+def test_with_several_search_seeds_a_configuration_scores_its_mean_and_needs_every_seed(write_suite, registry):
+    suite = load_suite(write_suite(TUNED.replace('device = "cpu"', 'device = "cpu"\nsearch_seeds = [0, 5]')), registry)
+    assert suite.all_seeds == (0, 1, 5)
+    planned = _planned(suite, registry)
+    final = next(f for f in planned.finals if f.recipe.id == "ft")
+    trials = [s for s in planned.specs if s.kind == "trial" and cell_key(s) == cell_key(final)]
+    assert [(t.recipe.params["lr"], t.seed) for t in trials] == [(1e-2, 0), (1e-2, 5), (1e-3, 0), (1e-3, 5)]
+    vals = {(1e-2, 0): 0.9, (1e-2, 5): 0.3, (1e-3, 0): 0.6, (1e-3, 5): 0.7}
+    records = {t.run_id: _record(t, val=vals[(t.recipe.params["lr"], t.seed)]) for t in trials}
+    choice = choose(final, trials, records)
+    assert choice.params == {"lr": 1e-3} and choice.tuned["score"] == pytest.approx(0.65)
+    records[trials[3].run_id] = _record(trials[3], status="timeout")  # lr=1e-3 lacks a seed now
+    assert choose(final, trials, records).params == {"lr": 1e-2}
+
+
+def test_a_search_needs_a_validation_split(cli, write_suite):
+    result = cli("run", str(write_suite(TUNED.replace("val_shots = 3", "val_shots = 0"))), "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("choose their configurations on validation (give the target a val "
+                                          "split, e.g. val_shots)")
+    assert "targets[0]" in result.stderr and "seed 0" in result.stderr
 
 
 def test_finals_take_the_choice_and_the_runs_that_waited_are_paired_with_the_tuned_baseline(write_suite,

@@ -110,7 +110,19 @@ def check_recipes(suite: Suite, registry: PluginRegistry, env, problems: Problem
         for i, entry in enumerate(entries):
             item = registry.get(kind, entry.plugin).item
             with problems.entry(section, i, entry) as guard:
-                guard("check", lambda: item.check(entry.params, env))
+                for params in entry.configurations():  # every configuration a search would try
+                    guard("check", lambda: item.check(params, env))
+
+
+def check_search_splits(where: str, suite: Suite, by_seed: dict) -> None:
+    """A suite with searches scores its trials on validation: every target needs a
+    validation split at every search seed."""
+    if not suite.searched:
+        return
+    for seed in suite.search_seeds:
+        if seed in by_seed and not len(by_seed[seed].val):
+            raise UserError(f"{where}: seed {seed}: no validation examples, and the suite's searches choose "
+                            f"their configurations on validation (give the target a val split, e.g. val_shots)")
 
 
 def task_of(where: str, target: Entry, item, data, registry: PluginRegistry):

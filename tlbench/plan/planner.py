@@ -29,7 +29,7 @@ from typing import Callable
 from ..api import Env
 from ..hashing import splits_content_hash
 from ..plugins import PluginRegistry
-from .checks import Guard, Problems, check_images, check_labels, check_recipes, task_of
+from .checks import Guard, Problems, check_images, check_labels, check_recipes, check_search_splits, task_of
 from .compatibility import Plan
 from .matrix import expand, identify
 from .suite import Entry, Suite
@@ -106,5 +106,6 @@ def _checked_target(suite: Suite, registry: PluginRegistry, env: Env, guard: Gua
         for name, split in splits.items():
             check_labels(guard.where, task, split, name, info, seed)
         by_seed[seed] = splits
+    check_search_splits(guard.where, suite, by_seed)
     check_images(guard.where, data.modality, by_seed)
     return data, task, by_seed

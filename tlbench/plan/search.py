@@ -21,6 +21,13 @@ each cell (source, target, entry) of the suite:
    final is a run like any other (leaderboards, NT), whose identity adds the protocol
    (space, refit, trial seeds) and whose record names the choice and every trial.
 
+With ``refit = "train+val"`` every run of the suite, searched or not, trains on
+train+val: a strategy compared with a tuned baseline (or another tuned strategy) that
+trained on fewer examples would be compared unfairly, and a learning curve would mix
+two data sizes. Its identity carries the protocol with an empty space. What such a run
+would have selected on validation (a checkpoint, a probe's strength) it cannot: search
+it instead.
+
 The choice depends on records, so finals are made once their trials are recorded
 (`choose_finals`); `tlbench run` runs the trials first, then the finals, and a resumed
 suite redoes neither a recorded trial nor a recorded final.
@@ -55,9 +62,12 @@ def split_searched(specs: list["RunSpec"], suite: "Suite") -> tuple[list["RunSpe
     finals of those searched, their configuration not chosen yet)."""
     ready, trials, finals = [], {}, []
     protocol = {"refit": suite.refit, "seeds": list(suite.search_seeds)}
+    refit_all = suite.searched and suite.refit == "train+val"
     for spec in specs:
         if spec.kind != "run" or not spec.recipe.search:
-            ready.append(spec)
+            # in a suite refitting on train+val every run does, so that all train on the same data
+            ready.append(replace(spec, search={"space": {}, **protocol}) if refit_all and spec.kind == "run"
+                         else spec)
             continue
         for config in configurations(spec.recipe.search):
             label = f"{spec.recipe.id}[{','.join(f'{k}={value_text(v)}' for k, v in config.items())}]"
