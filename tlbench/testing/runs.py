@@ -231,7 +231,8 @@ def _targets_of(reg: Registered, target: ItemRef | None, targets: dict[str, Item
 def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: ItemRef | None = None,
                    target: ItemRef | None = None, targets: dict[str, ItemRef] | None = None, seed: int = 0,
                    time_budget_s: float = 600.0, device: str = "cpu", registry: PluginRegistry | None = None,
-                   cache_dir: str | Path | None = None, withheld_labels_unseen: bool = True) -> StrategyCheck:
+                   cache_dir: str | Path | None = None, withheld_labels_unseen: bool = True,
+                   protocol: bool = True) -> StrategyCheck:
     """Run the strategy once, as `tlbench run` would, and check what it reports.
 
     `target` is the one target of a plain strategy (the kit's tiny one unless given);
@@ -246,7 +247,10 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     repeated with the labels it is never given shuffled among their examples — the
     scored target's test labels, and the training and validation labels of every
     unlabelled role — and every prediction, the info, the selection, and every metric
-    whose labels did not change must be bitwise the same.
+    whose labels did not change must be bitwise the same. With `protocol`, it also runs
+    as a search trial (given no test split: it must end ok and be scored on validation)
+    and as a final refit on train+val (given no validation split: it must end ok, trained
+    on both), as `tlbench.plan.search` runs every strategy a suite searches.
     """
     import numpy as np
     import torch
@@ -287,7 +291,27 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     if withheld_labels_unseen:
         _check_withheld_labels_unseen(reg, watched, params, source, roles, seed, time_budget_s, device, registry,
                                       cache_dir, check)
+    if protocol:
+        _check_protocol(reg, run, record)
     return check
+
+
+def _check_protocol(reg: Registered, run: _PrivateRun, record: dict) -> None:
+    """The strategy as a search trial (no test split) and as a final refit on train+val
+    (no validation split)."""
+    metrics = record["metrics"]
+    headline = record["task"]["headline"]
+    trial = run.worker.run(dataclasses.replace(run.spec, kind="trial"))
+    _ok(reg, trial, "the run as a search trial (given no test split)")
+    if trial["metrics"]["n_test"] != 0 or (metrics["n_val"] and trial["metrics"][f"val_{headline}"] is None):
+        fail(reg, f"as a search trial it must be scored on validation without a test split; got n_test = "
+                  f"{trial['metrics']['n_test']}, val_{headline} = {trial['metrics'][f'val_{headline}']}")
+    refit = dataclasses.replace(run.spec, search={"space": {}, "refit": "train+val", "seeds": [run.spec.seed]})
+    final = run.worker.run(refit)
+    _ok(reg, final, "the run as a final refit on train+val (given no validation split)")
+    if final["metrics"]["n_val"] != 0 or final["metrics"]["n_train"] != metrics["n_train"] + metrics["n_val"]:
+        fail(reg, f"as a final refit it must train on train+val ({metrics['n_train']} + {metrics['n_val']}); its "
+                  f"record says n_train = {final['metrics']['n_train']}, n_val = {final['metrics']['n_val']}")
 
 
 def _check_withheld_labels_unseen(reg: Registered, watched: "_WatchedStrategy", params: dict, source,
