@@ -65,6 +65,7 @@ from tlbench.errors import ParamError, ResourceUnavailable, first_line
 from tlbench.params import Param
 
 from .hf_extra import require_hf_extra
+from .row_selection import check_class_map, check_split_by, remap_classes, split_by_column
 from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
 from .table_labels import (TASK_PARAM, LabelTable, TaskLabels, check_label_columns, multi_hot_columns,
                            multi_hot_lists, value_columns)
@@ -422,6 +423,10 @@ class HFDatasetData(TargetData):
         self.column, self.label_columns, self.modality = _pick_columns(params, first.features)
         self.label_column = None if params["label_columns"] else self.label_columns[0]
         self.datasets = {ours: loaded[theirs] for ours, theirs in self.split_map.items()}
+        if params["split_by"]:
+            self.datasets = split_by_column(self.datasets, params["split_by"], f"splits {self.split_map}")
+            self.split_map = {ours: f"{self.split_map['train']}[{params['split_by']['column']}]"
+                              for ours in self.datasets}
         if self.modality == "image":  # read images as stored (bytes or a path), never decoded here
             self.datasets = {ours: ds.cast_column(self.column, datasets.Image(decode=False))
                              for ours, ds in self.datasets.items()}
@@ -433,6 +438,10 @@ class HFDatasetData(TargetData):
                    for ours, ds in self.datasets.items()}
             self.class_names, self.labels = _class_labels(raw, first.features[self.label_column],
                                                           self.label_column, self.split_map)
+            if params["class_map"]:
+                self.class_names, self.labels, kept = remap_classes(self.class_names, self.labels,
+                                                                    params["class_map"])
+                self.datasets = {ours: ds.select(kept[ours]) for ours, ds in self.datasets.items()}
         else:
             table = LabelTable(frames={ours: ds.select_columns(self.label_columns).to_pandas()
                                        for ours, ds in self.datasets.items()},
@@ -494,6 +503,14 @@ class HFDataset(Target):
         "splits": Param(dict, {}, "our split -> the data set's split, e.g. { train = \"train\", test = "
                                   "\"validation\" }; unmapped val/test are carved from train "
                                   "(default: train, validation/valid/val/dev, test when present)"),
+        "split_by": Param(dict, None, "split the train split by a column instead, e.g. { column = \"fold\", "
+                                      "test = [5], val = [4] } (ESC-50's folds): rows with those values are the "
+                                      "test and validation splits, the rest the training pool",
+                          omit_default=True),
+        "class_map": Param(dict, None, "classification: the data set's class -> ours, to rename, merge or drop "
+                                       "classes, \"*\" for every class not named (SUPERB's keyword spotting: ten "
+                                       "words, _silence_, \"*\" = \"_unknown_\"); classes not mapped are "
+                                       "dropped with their rows", omit_default=True),
         **SAMPLING_PARAMS,
     }
 
@@ -513,6 +530,11 @@ class HFDataset(Target):
                                                    all(isinstance(v, str) for v in value)):
                 raise ParamError(f"data_files.{key}: expected a file name, a glob or a list of them")
         _check_labelling(params)
+        check_split_by(params["split_by"])
+        check_class_map(params["class_map"])
+        if params["class_map"] and params["task"] != "classification":
+            raise ParamError("class_map: maps the classes of a classification task; this target's task is "
+                             f"{params['task']!r}")
         if _is_local(params):
             path = Path(params["path"]).expanduser()
             if not path.exists():
