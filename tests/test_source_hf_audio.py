@@ -150,6 +150,45 @@ def test_pooling_is_the_mean_over_the_frames_that_hold_audio(speech, one_torch_t
     torch.testing.assert_close(pooled[0], hidden[0].mean(0), atol=1e-5, rtol=1e-4)
 
 
+def test_a_weighted_source_gives_its_layers_unmixed_and_takes_a_mix(speech, one_torch_thread, cache_dir):
+    built = source().build(params(model=str(speech["hubert"]), layer_weighting="weighted"), Env(cache_dir=cache_dir))
+    assert built.mixed_layers == 3
+    built.backbone.eval()
+    rng = np.random.default_rng(1)
+    clips = [Waveform((0.1 * rng.standard_normal(n)).astype(np.float32), 16000) for n in (2400, 4000, 2400)]
+    inputs = built.encode(clips)
+    built.backbone.set_layer_mix([0.2, 0.5, 0.3])
+    with torch.no_grad():
+        layers = built.backbone.forward_layers(inputs)
+        pooled = built.backbone(inputs)
+    assert tuple(layers.shape) == (3, 3, built.feature_dim)
+    torch.testing.assert_close(pooled, torch.einsum("l,nlf->nf", torch.tensor([0.2, 0.5, 0.3]), layers),
+                               atol=1e-5, rtol=1e-4)
+    assert built.backbone.mix() == pytest.approx([0.2, 0.5, 0.3], abs=1e-6)
+
+
+def test_the_probe_learns_the_mix_from_cached_layer_features(speech, one_torch_thread, cache_dir):
+    """The linear probe on a weighted source reads every layer's pooled features (cached: a
+    second run extracts nothing), learns the mix with the backbone frozen, and leaves it
+    in the model it returns (the only backbone state it changed)."""
+    from tlbench.testing import check_strategy
+
+    namespace: dict = {}
+    exec(TONES_PLUGIN, namespace)
+    tones = (namespace["Tones"](), {})
+    weighted = ("hf", {"model": str(speech["hubert"]), "layer_weighting": "weighted"})
+    first = check_strategy("linear-probe", {"max_iter": 50}, source=weighted, target=tones, cache_dir=cache_dir)
+    assert first.record["details"]["feature_cache"]["misses"] > 0
+    again = check_strategy("linear-probe", {"max_iter": 50}, source=weighted, target=tones, cache_dir=cache_dir,
+                           withheld_labels_unseen=False, protocol=False)
+    assert again.record["details"]["feature_cache"] == {"hits": first.record["details"]["feature_cache"]["misses"],
+                                                         "misses": 0}
+    assert again.changed == {"layer_weights": 3}
+    mix = again.result.info["layer_mix"]["weights"]
+    assert mix == first.result.info["layer_mix"]["weights"]
+    assert again.result.model.backbone.mix() == pytest.approx(mix, abs=1e-6)
+
+
 def test_whisper_pools_the_frames_before_its_padding(speech, one_torch_thread, cache_dir):
     built = source().build(params(model=str(speech["whisper"])), Env(cache_dir=cache_dir))
     tone = np.sin(np.arange(4000) / 3).astype(np.float32)
@@ -293,8 +332,12 @@ def test_layer_weights_train_and_are_recorded_or_are_refused(speech, tmp_path, m
     weights = tuned["details"]["source"]["layer_weights"]
     assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=1e-5) and weights != [0.333333] * 3
     assert tuned["details"]["source"]["layerdrop"].startswith("off (was 0.1)")
-    probed = records["hubert", "lp"]  # frozen features: the uniform mix, cached or not
-    assert probed["status"] == "ok" and probed["details"]["source"]["layer_weights"] == [0.333333] * 3
+    probed = records["hubert", "lp"]  # SUPERB's protocol: the mix learnt with the backbone frozen
+    assert probed["status"] == "ok"
+    mix = probed["details"]["strategy"]["layer_mix"]
+    assert len(mix["weights"]) == 3 and sum(mix["weights"]) == pytest.approx(1, abs=1e-5)
+    assert mix["weights"] != [0.333333] * 3 and mix["loss_last"] < mix["loss_first"]
+    assert probed["details"]["source"]["layer_weights"] == pytest.approx(mix["weights"], abs=1e-5)
     record = records["hubert", "lora"]
     assert record["status"] == "error"
     assert "layer_weighting = 'weighted': this strategy trains the backbone but keeps the source's layer weights " \

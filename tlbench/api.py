@@ -187,6 +187,15 @@ class SourceModel:
       (batch, channels, height, width) tensors, one per entry of `feature_levels`;
     - token sequences: ``backbone.forward_tokens(inputs)`` returns ``(hidden, mask)``,
       hidden (batch, tokens, token_dim) and mask (batch, tokens) with 1 for real tokens.
+
+    A backbone whose pooled vector is a learnable mix of its layers (SUPERB's weighted
+    sum of hidden states) declares how many it mixes (`mixed_layers`) and gives them
+    unmixed, ``backbone.forward_layers(inputs)``: (batch, mixed_layers, feature_dim), and
+    takes a mix, ``backbone.set_layer_mix(weights)`` (one weight per layer, summing to
+    one), held in its parameter ``backbone.layer_weights``: so a strategy that keeps the
+    backbone frozen can still learn the mix, from cached per-layer features
+    (`RunTarget.layer_features`), and leave it in the model (the only backbone state a
+    ``frozen_features_only`` strategy may change).
     """
 
     backbone: "torch.nn.Module"
@@ -215,6 +224,9 @@ class SourceModel:
     audio: AudioInput | None = None
     """For an audio source: the rate and length it takes. tlbench conditions the target's
     audio to it, so `encode` receives `Waveform`s of one rate, mono, (frames,)."""
+    mixed_layers: int | None = None
+    """How many layers the pooled vector mixes with learnable weights (see above); None
+    when it mixes none."""
 
     @property
     def representations(self) -> tuple[str, ...]:

@@ -23,9 +23,11 @@ A model folder whose config is a speech encoder becomes an audio `SourceModel`:
   after its probe); their softmax is recorded in ``details.source.layer_weights`` each
   time the backbone is put in eval mode, which tlbench's evaluation does after training.
   A strategy that trains the backbone but keeps them frozen (lora, bitfit) is refused by
-  its first training step, in one line. Readers of frozen features (linear-probe, lp-ft's
-  probe, the estimators) read the initial, uniform mix (the mean of all layers), the same
-  whether the feature cache serves them or not: a closed-form probe cannot train the mix.
+  its first training step, in one line. The linear probe learns the mix with the backbone
+  frozen, as SUPERB does, from every layer's pooled features, which the feature cache
+  keeps (`SourceModel.mixed_layers`, ``forward_layers``, ``set_layer_mix``); other
+  readers of frozen features (lp-ft's probe, the estimators) read the initial, uniform
+  mix (the mean of all layers), the same whether the feature cache serves them or not.
   LayerDrop (which skips whole layers in training, so that they give no hidden state)
   is turned off for a weighted source, and the record says so.
 - layer groups: the convolutional feature encoder, then what sits between it and the
@@ -152,45 +154,67 @@ class AudioBackbone(nn.Module):
             self.record["layer_weights"] = self.mix()
         return self
 
+    def set_layer_mix(self, weights) -> None:
+        """Load a mix (one weight per layer, summing to one) as the layer weights' softmax."""
+        mix = torch.as_tensor(weights, dtype=torch.float32).clamp_min(1e-12)
+        with torch.no_grad():
+            self.layer_weights.copy_(torch.log(mix / mix.sum()).to(self.layer_weights))
+
     def forward(self, inputs: dict) -> torch.Tensor:
         if self.layer_weights is not None and self.training and torch.is_grad_enabled() \
                 and not self.layer_weights.requires_grad:
             raise ParamError("layer_weighting = 'weighted': this strategy trains the backbone but keeps the source's "
                              "layer weights frozen (lora and bitfit do); use a strategy that trains them "
                              "(full-finetune, partial-finetune, lp-ft) or layer_weighting = 'last'")
+        if self.layer_weights is None:
+            return self._by_length(inputs, self._pooled_last)
+        layers = self._by_length(inputs, self._pooled_layers)
+        weights = torch.softmax(self.layer_weights, 0).to(layers.dtype)
+        return (weights[None, :, None] * layers).sum(dim=1)
+
+    def forward_layers(self, inputs: dict) -> torch.Tensor:
+        """Every hidden state, pooled, unmixed: (batch, layers, features)."""
+        return self._by_length(inputs, self._pooled_layers)
+
+    def _by_length(self, inputs: dict, pool) -> torch.Tensor:
+        """`pool(values, lengths, mask)` over the batch; a model that takes no attention mask
+        runs every length unpadded, so padding never changes features."""
         values, lengths = inputs[self.input_name], inputs["lengths"]
         if self.input_name == "input_features":  # Whisper: fixed-size log-mel frames
-            return self._pooled(values, lengths, None)
+            return pool(values, lengths, None)
         if self.takes_mask:
             width = int(lengths.max())
-            return self._pooled(values[:, :width], lengths, inputs["attention_mask"][:, :width])
-        # no attention mask: every length runs unpadded, so padding never changes features
+            return pool(values[:, :width], lengths, inputs["attention_mask"][:, :width])
         order, parts = [], []
         for length in torch.unique(lengths).tolist():
             rows = torch.nonzero(lengths == length).flatten()
             order.append(rows)
-            parts.append(self._pooled(values[rows, :length], lengths[rows], None))
+            parts.append(pool(values[rows, :length], lengths[rows], None))
         if len(parts) == 1:
             return parts[0]
         return torch.cat(parts)[torch.argsort(torch.cat(order))]
 
-    def _pooled(self, values: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        kwargs = {"attention_mask": mask} if mask is not None else {}
-        weighted = self.layer_weights is not None
-        out = self.model(**{self.input_name: values}, output_hidden_states=weighted, **kwargs)
-        hidden = out.last_hidden_state
+    def _keep(self, lengths: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, frames, 1) mask of the frames that hold audio, and its count per example."""
         frames = self._frames(lengths, hidden.shape[1]).to(hidden.device)
         keep = (torch.arange(hidden.shape[1], device=hidden.device)[None, :] < frames[:, None]).to(hidden.dtype)
         keep = keep.unsqueeze(-1)
-        denominator = keep.sum(dim=1).clamp_min(1.0)
-        if not weighted:
-            return (hidden * keep).sum(dim=1) / denominator
-        if len(out.hidden_states) != len(self.layer_weights):
+        return keep, keep.sum(dim=1).clamp_min(1.0)
+
+    def _pooled_last(self, values: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        kwargs = {"attention_mask": mask} if mask is not None else {}
+        hidden = self.model(**{self.input_name: values}, **kwargs).last_hidden_state
+        keep, count = self._keep(lengths, hidden)
+        return (hidden * keep).sum(dim=1) / count
+
+    def _pooled_layers(self, values: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        kwargs = {"attention_mask": mask} if mask is not None else {}
+        out = self.model(**{self.input_name: values}, output_hidden_states=True, **kwargs)
+        if self.layer_weights is not None and len(out.hidden_states) != len(self.layer_weights):
             raise RuntimeError(f"{type(self.model).__name__} gave {len(out.hidden_states)} hidden states for "
                                f"{len(self.layer_weights)} layer weights")
-        pooled = torch.stack([(state * keep).sum(dim=1) / denominator for state in out.hidden_states])
-        weights = torch.softmax(self.layer_weights, 0).to(pooled.dtype)
-        return (weights[:, None, None] * pooled).sum(dim=0)
+        keep, count = self._keep(lengths, out.last_hidden_state)
+        return torch.stack([(state * keep).sum(dim=1) / count for state in out.hidden_states], dim=1)
 
     def _frames(self, lengths: torch.Tensor, total: int) -> torch.Tensor:
         """Frames of the last hidden state that hold audio, by the model's own arithmetic."""
@@ -333,6 +357,7 @@ def load_audio_source(folder: Path, config, *, pretrained: bool, layer_weighting
     source = SourceModel(backbone=backbone, feature_dim=feature_dim, modality="audio", encode=encoder,
                          layer_groups=groups, weights_id=state_digest(backbone),
                          preprocessing_id=json.dumps(preprocessing, sort_keys=True), pretrained=pretrained,
-                         source_head=None, meta=record, audio=takes)
+                         source_head=None, meta=record, audio=takes,
+                         mixed_layers=len(backbone.layer_weights) if backbone.layer_weights is not None else None)
     backbone.record = source.meta
     return source

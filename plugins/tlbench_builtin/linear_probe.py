@@ -59,17 +59,19 @@ def check_probe(params: dict, prefix: str = "") -> None:
         raise ParamError(f"{prefix}tol: expected a positive number, got {tol!r}")
 
 
-def probe_head(run, params: dict):
-    """Fit the probe on the frozen features; return the head (a linear layer) and the fit."""
+def probe_head(run, params: dict, features=None):
+    """Fit the probe on the frozen features (`features(split)`, by default the source's
+    pooled ones); return the head (a linear layer) and the fit."""
     import numpy as np
     import torch
 
     from .linear_solvers import fit_probe
 
+    features = features or run.features
     loss = run.task.linear_loss
     objective = run.objective
-    fit = fit_probe(run.features("train"), objective.targets(run.split("train").labels).numpy(),
-                    run.features("val"), _val_score(run, loss), loss=loss,
+    fit = fit_probe(features("train"), objective.targets(run.split("train").labels).numpy(),
+                    features("val"), _val_score(run, loss), loss=loss,
                     l2_grid=params["ridge_l2_grid" if loss == "squared" else "l2_grid"],
                     num_classes=run.num_classes, max_iter=params["max_iter"], tol=params["tol"],
                     device=run.device, check=run.check_budget)
@@ -116,8 +118,9 @@ def probe_selection(run) -> dict:
 
 class LinearProbe(Strategy):
     name = "linear-probe"
-    version = "3"  # 3: the CPU solver runs on numpy/OpenBLAS; last bits changed
-    description = "frozen backbone; a linear head fitted in closed form (logistic or ridge), strength chosen on val"
+    version = "4"  # 4: learns the layer mix of a source that mixes its layers; 3: numpy/OpenBLAS solver
+    description = ("frozen backbone; a linear head fitted in closed form (logistic or ridge), strength chosen on "
+                   "val; on a source that mixes its layers, the mix learnt first (SUPERB)")
     frozen_features_only = True
     requires = Requirements(tasks=None, linear_head=True)
     params = dict(PROBE_PARAMS)
@@ -134,14 +137,28 @@ class LinearProbe(Strategy):
         self.check(params, None)
         for param in run.source.backbone.parameters():
             param.requires_grad_(False)
-        head, fit = probe_head(run, params)
+        features, mix_info = run.features, None
+        if run.source.mixed_layers:  # SUPERB's weighted sum: learn the mix first, backbone frozen
+            from .layer_mix import learn_layer_mix, mixed
+
+            grid = params["ridge_l2_grid" if run.task.linear_loss == "squared" else "l2_grid"]
+            mix, mix_info = learn_layer_mix(run, min(grid))
+            features = lambda name: mixed(run.layer_features(name), mix)  # noqa: E731
+        head, fit = probe_head(run, params, features)
         weight, bias = fit.weight.T.astype(np.float32), fit.bias.astype(np.float32)
-        predictions = {name: run.objective.predictions(torch.from_numpy(run.features(name) @ weight + bias))
+        predictions = {name: run.objective.predictions(torch.from_numpy(features(name) @ weight + bias))
                        for name in ("train", "val", "test")}
+        if mix_info is not None:  # the model pools with the mix it learnt; eval mode records it
+            run.source.backbone.set_layer_mix(mix)
+            run.source.backbone.eval()
         model = TaskModel(run.source.backbone, head, run.task.representation)
         trainable, total = count_params(model)
+        if mix_info is not None:
+            trainable += run.source.mixed_layers  # the mix was trained
         info = {"resolved": {"l2": fit.l2}, "trainable": {"backbone": 0, "head": trainable},
                 "probe": fit.to_json()}
+        if mix_info is not None:
+            info["layer_mix"] = {"weights": [round(w, 6) for w in mix], **mix_info}
         return FitResult(predictions=predictions, trainable_params=trainable, total_params=total, info=info,
                          model=model, selection=probe_selection(run))
 

@@ -91,6 +91,11 @@ class RunTarget:
         """Frozen pooled features of the source on a split (see `RunContext.frozen_features`)."""
         return self.host.frozen_features(self, name, batch_size)
 
+    def layer_features(self, name: str, batch_size: int | None = None) -> np.ndarray:
+        """Frozen per-layer features of a source that mixes its layers: (examples,
+        mixed_layers, feature_dim), from the feature cache when there is one."""
+        return self.host.frozen_features(self, name, batch_size, view="layers")
+
     # scoring where the strategy holds the labels
     def score(self, split: str, predictions: Any) -> dict[str, float | None]:
         """The task's metrics of `predictions` on 'train' or 'val'."""
@@ -123,7 +128,8 @@ class LocalHost:
     def note_eval(self, **metrics: Any) -> None:
         pass
 
-    def frozen_features(self, target: RunTarget, name: str, batch_size: int | None = None) -> np.ndarray:
+    def frozen_features(self, target: RunTarget, name: str, batch_size: int | None = None,
+                        view: str = "pooled") -> np.ndarray:
         raise RuntimeError("frozen features come from a run's source; this target is trained outside a run")
 
 
@@ -144,7 +150,7 @@ class RunContext:
     scored_role: str = "target"
     revealed: tuple[str, ...] = ()
     """'role:split' labels the strategy asked for openly (`Strategy.reveals`) and was given."""
-    _features: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _features: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
     _versions: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -205,6 +211,9 @@ class RunContext:
     def features(self, name: str, batch_size: int | None = None) -> np.ndarray:
         return self.scored.features(name, batch_size)
 
+    def layer_features(self, name: str, batch_size: int | None = None) -> np.ndarray:
+        return self.scored.layer_features(name, batch_size)
+
     def score(self, split: str, predictions: Any) -> dict[str, float | None]:
         return self.scored.score(split, predictions)
 
@@ -235,15 +244,21 @@ class RunContext:
         in place since the run began."""
         return any(t._version != self._versions.get(id(t), t._version) for t in self._backbone_state())
 
-    def frozen_features(self, target: RunTarget, name: str, batch_size: int | None = None) -> np.ndarray:
+    def frozen_features(self, target: RunTarget, name: str, batch_size: int | None = None,
+                        view: str = "pooled") -> np.ndarray:
         """Frozen features of the source on a split of `target` (float32, one row per
         example, read-only), from the feature cache when there is one; computed once per run.
+        `view` 'layers': the per-layer features of a source that mixes its layers,
+        (examples, mixed_layers, feature_dim).
 
         They are the source's features as built: asking for features that must be
         extracted after the backbone was trained is an error, never a stale or a
         poisoned cache entry.
         """
-        key = (target.role, name)
+        layers = self.source.mixed_layers
+        if view == "layers" and not layers:
+            raise ValueError("per-layer features: this source does not mix its layers (SourceModel.mixed_layers)")
+        key = (target.role, name, view)
         if key in self._features:
             return self._features[key]
         if self.backbone_changed():  # checked before the cache: a hit would hide it
@@ -254,21 +269,24 @@ class RunContext:
 
         def extract(indices: list[int]) -> np.ndarray:
             subset = [split.examples[i] for i in indices]
-            return self.extract_features(subset, batch_size)
+            return self.extract_features(subset, batch_size, view)
 
         if self.feature_cache is None:
             features = np.ascontiguousarray(extract(list(range(len(split)))), dtype=np.float32)
         else:
             features = self.feature_cache.features(self.source, split.examples, extract, target.digests(name),
-                                                   device=self.device.type)
+                                                   device=self.device.type, view=view)
+        if view == "layers":
+            features = features.reshape(len(features), layers, self.source.feature_dim)
         features.flags.writeable = False
         self._features[key] = features
         return features
 
     @torch.no_grad()
-    def extract_features(self, examples: list, batch_size: int | None = None) -> np.ndarray:
+    def extract_features(self, examples: list, batch_size: int | None = None, view: str = "pooled") -> np.ndarray:
         """Features of `examples` from the backbone in eval mode, in float32 (no autocast,
-        so cached features do not depend on the device's mixed-precision settings)."""
+        so cached features do not depend on the device's mixed-precision settings); `view`
+        'layers': every mixed layer's, flattened to one row per example."""
         backbone = self.source.backbone
         was_training = backbone.training
         backbone.eval()
@@ -278,10 +296,12 @@ class RunContext:
         out = []
         for inputs, _ in batches.batches():
             self.check_budget()
-            out.append(backbone(inputs).float().cpu().numpy())
+            features = backbone(inputs) if view == "pooled" else backbone.forward_layers(inputs).flatten(1)
+            out.append(features.float().cpu().numpy())
         backbone.train(was_training)
         if not out:
-            return np.zeros((0, self.source.feature_dim), dtype=np.float32)
+            width = self.source.feature_dim * (self.source.mixed_layers if view == "layers" else 1)
+            return np.zeros((0, width), dtype=np.float32)
         return np.concatenate(out)
 
 

@@ -85,15 +85,18 @@ class FeatureCache:
         self._indexes: dict[str, _Index] = {}
 
     @staticmethod
-    def key(source: SourceModel, device: str = "cpu") -> str:
+    def key(source: SourceModel, device: str = "cpu", view: str = "pooled") -> str:
         """The folder of `source`'s features: its weights, preprocessing and feature size,
         the libraries that compute them, and the kind of device (GPU kernels, TF32 on
         by default for cuDNN convolutions, give other last bits than the CPU's). An audio
         source's examples are keyed by their raw content, before tlbench conditions them to
         the rate and length the source takes: those are part of the key, with the
-        resampler's version."""
+        resampler's version. `view` 'layers' keys the per-layer features of a backbone that
+        mixes its layers (`SourceModel.mixed_layers`), kept apart from its pooled ones."""
         key = {"format": FORMAT, "weights": source.weights_id, "preprocessing": source.preprocessing_id,
                "feature_dim": int(source.feature_dim), "libraries": _model_libraries(), "device": _numerics(device)}
+        if view != "pooled":
+            key["view"] = view
         if getattr(source, "audio", None) is not None:
             key["audio"] = source.audio.to_json() | {"libraries": _audio_libraries()}
         return config_hash(key, 24)
@@ -119,14 +122,17 @@ class FeatureCache:
 
     def features(self, source: SourceModel, examples: Sequence,
                  extract: Callable[[list[int]], np.ndarray],
-                 digests: list[bytes] | None = None, device: str = "cpu") -> np.ndarray:
+                 digests: list[bytes] | None = None, device: str = "cpu", view: str = "pooled") -> np.ndarray:
         """Features of `examples`, in order, as a new float32 array.
 
         `extract(indices)` computes the features of ``examples[i]`` for the given indices;
         it is called once, for the examples the cache lacks (each distinct one once).
         `digests` are the examples' content digests when the caller has them already.
+        `view` 'layers': every mixed layer's pooled features, flattened to one row
+        (``mixed_layers * feature_dim`` values).
         """
-        key = self.key(source, device)
+        key = self.key(source, device, view)
+        width = source.feature_dim * (source.mixed_layers if view == "layers" else 1)
         digests = digests if digests is not None else examples_digests(examples)
         index = self._refresh(key)
         missing = [i for i, digest in enumerate(digests) if digest not in index.rows]
@@ -138,12 +144,12 @@ class FeatureCache:
         unique_missing = list(first_of.values())
         if unique_missing:
             fresh = np.ascontiguousarray(extract(unique_missing), dtype=np.float32)
-            if fresh.shape != (len(unique_missing), source.feature_dim):
+            if fresh.shape != (len(unique_missing), width):
                 raise ValueError(f"feature extraction returned shape {fresh.shape}, expected "
-                                 f"{(len(unique_missing), source.feature_dim)}")
+                                 f"{(len(unique_missing), width)}")
             self._write_chunk(key, [digests[i] for i in unique_missing], fresh)
             index = self._refresh(key)
-        return self._gather(index, digests, source.feature_dim)
+        return self._gather(index, digests, width)
 
     @staticmethod
     def _gather(index: _Index, digests: list[bytes], dim: int) -> np.ndarray:
