@@ -36,10 +36,10 @@ class BitFit(Strategy):
     def fit(self, params: dict, run) -> FitResult:
         from tlbench.training import stat_layers, train_mode_keeping_stats
 
-        from .finetuning import backbone_and_head_groups, finetune, new_model, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, is_layer_mix, new_model, set_trainable
 
         model = new_model(run)
-        set_trainable(model, lambda name, param: name.startswith("head.") or is_bias(name))
+        set_trainable(model, lambda name, param: name.startswith("head.") or is_bias(name) or is_layer_mix(run, name))
         keep = stat_layers(model.backbone) if params["freeze_bn_stats"] else []
         groups = backbone_and_head_groups(model, params, backbone_label="biases")
         resolved = {"bias_tensors": sum(1 for n, p in model.backbone.named_parameters() if p.requires_grad),

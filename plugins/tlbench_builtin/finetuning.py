@@ -46,6 +46,13 @@ def set_trainable(model: nn.Module, trains: Callable[[str, nn.Parameter], bool])
         param.requires_grad_(bool(trains(name, param)))
 
 
+def is_layer_mix(run, name: str) -> bool:
+    """Whether `name` (of a `TaskModel`) is the layer mix of a source that mixes its layers
+    (`SourceModel.mixed_layers`): it belongs with the head (SUPERB trains it with the
+    downstream model), so strategies that train a few parameters train it too."""
+    return bool(run.source.mixed_layers) and name == "backbone.layer_weights"
+
+
 def learning_rates(params: dict) -> dict[str, float]:
     """Peak learning rates: the head's is `lr`; the backbone's is ``lr × backbone_lr_scale``
     for strategies that take `BACKBONE_LR_SCALE`, else `lr` too."""

@@ -22,8 +22,9 @@ A model folder whose config is a speech encoder becomes an audio `SourceModel`:
   train the backbone's top train them (full-finetune, scratch, partial-finetune, lp-ft
   after its probe); their softmax is recorded in ``details.source.layer_weights`` each
   time the backbone is put in eval mode, which tlbench's evaluation does after training.
-  A strategy that trains the backbone but keeps them frozen (lora, bitfit) is refused by
-  its first training step, in one line. The linear probe learns the mix with the backbone
+  LoRA and BitFit train them with their adapters or biases and the head (SUPERB trains
+  the mix with its downstream model); a strategy that trains the backbone but keeps
+  them frozen is refused by its first training step, in one line. The linear probe learns the mix with the backbone
   frozen, as SUPERB does, from every layer's pooled features, which the feature cache
   keeps (`SourceModel.mixed_layers`, ``forward_layers``, ``set_layer_mix``); other
   readers of frozen features (lp-ft's probe, the estimators) read the initial, uniform
@@ -164,8 +165,8 @@ class AudioBackbone(nn.Module):
         if self.layer_weights is not None and self.training and torch.is_grad_enabled() \
                 and not self.layer_weights.requires_grad:
             raise ParamError("layer_weighting = 'weighted': this strategy trains the backbone but keeps the source's "
-                             "layer weights frozen (lora and bitfit do); use a strategy that trains them "
-                             "(full-finetune, partial-finetune, lp-ft) or layer_weighting = 'last'")
+                             "layer weights frozen; train them with it (the built-in strategies do) or use "
+                             "layer_weighting = 'last'")
         if self.layer_weights is None:
             return self._by_length(inputs, self._pooled_last)
         layers = self._by_length(inputs, self._pooled_layers)

@@ -85,7 +85,7 @@ class HFSource(Source):
         "max_length": Param(int, 128, "text: tokens per example (longer texts are truncated)", min=2),
         "layer_weighting": Param(str, "last", "speech: features from the 'last' hidden state, or SUPERB's "
                                               "learnable softmax-'weighted' sum of all of them (trained with the "
-                                              "backbone's top, uniform for frozen features; recorded)",
+                                              "backbone, the adapters or the probe; recorded)",
                                  choices=("last", "weighted"), omit_default=True),
         "seconds": Param(float, None, "speech: crop or pad every clip to this length (default: each its own; "
                                       "Whisper always takes 30 s)", min=0.01, omit_default=True),

@@ -66,7 +66,7 @@ class LoRA(Strategy):
         from peft import LoraConfig, inject_adapter_in_model
         from peft.tuners.lora import LoraLayer
 
-        from .finetuning import backbone_and_head_groups, finetune, new_model, set_trainable
+        from .finetuning import backbone_and_head_groups, finetune, is_layer_mix, new_model, set_trainable
 
         backbone = run.source.backbone
         targets = choose_targets(backbone, params["target_modules"])
@@ -78,7 +78,8 @@ class LoRA(Strategy):
         adapted = [module for module in backbone.modules() if isinstance(module, LoraLayer)]
         check_adapters_used(run, backbone, adapted)
         model = new_model(run)
-        set_trainable(model, lambda name, param: name.startswith("head.") or ".lora_" in name)
+        set_trainable(model, lambda name, param: name.startswith("head.") or ".lora_" in name
+                      or is_layer_mix(run, name))
         groups = backbone_and_head_groups(model, params, backbone_label="adapters")
         resolved = {"target_modules": targets, "adapted_layers": len(adapted), "rank": params["rank"],
                     "alpha": params["alpha"], "scale": params["alpha"] / params["rank"]}
