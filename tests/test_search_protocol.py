@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from test_report_browser import browser, column_texts, header_index, opened  # noqa: F401  (fixture)
+
 from tlbench.errors import SuiteError
 from tlbench.plan.matrix import expand, identify
 from tlbench.plan.search import cell_key, choose, choose_finals
@@ -406,6 +408,22 @@ def test_the_report_lists_each_tuned_cell_with_its_choice_and_trials(searched):
     assert "lp[l2_grid" not in text.split("## Tuned cells")[0]
 
 
+def test_the_tuned_cells_show_in_a_browser_and_sort(searched, browser):  # noqa: F811
+    _, outs = searched
+    _, out, _ = outs["false"]
+    page, _, requests, errors, dialogs = opened(browser, out / "leaderboard.html")
+    assert errors == [] and dialogs == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    assert page.locator("#tuned h2").inner_text() == "Tuned cells"
+    assert page.locator("#tuned-0 tbody tr").count() == 3
+    index = header_index(page, "tuned-0", "spread")
+    page.locator("#tuned-0 thead th").nth(index).locator("button").click()
+    values = [float(v) for v in column_texts(page, "tuned-0", index)]
+    assert values == sorted(values)
+    complete, width = page.eval_on_selector("#search-0 img", "i => [i.complete, i.naturalWidth]")
+    assert complete and width > 100
+
+
 def test_the_dry_run_lists_trials_and_finals_with_the_cost_of_the_protocol(searched):
     from conftest import run_cli
 
@@ -475,7 +493,7 @@ batch_size = 8
 """
 
 
-def test_sweeps_are_reported_as_learning_curves_and_strategy_axes(cli, write_suite, tmp_path):
+def test_sweeps_are_reported_as_learning_curves_and_strategy_axes(cli, write_suite, tmp_path, browser):  # noqa: F811
     import pandas as pd
 
     from tlbench.report.curves import effective_data_transferred
@@ -509,3 +527,9 @@ def test_sweeps_are_reported_as_learning_curves_and_strategy_axes(cli, write_sui
     assert len(depth) == 2 * 3 and depth["gap"].notna().all()
     for name in ("curve-0", "depth-0"):
         assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file()
+    page, _, requests, errors, dialogs = opened(browser, out / "leaderboard.html")
+    assert errors == [] and dialogs == [] and all(url.startswith(("file:", "data:")) for url in requests)
+    for name in ("curve-0", "depth-0"):
+        complete, width = page.eval_on_selector(f"#{name} img", "i => [i.complete, i.naturalWidth]")
+        assert complete and width > 100
+    assert page.locator("#sweeps table").count() == 2
