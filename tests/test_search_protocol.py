@@ -533,3 +533,21 @@ def test_sweeps_are_reported_as_learning_curves_and_strategy_axes(cli, write_sui
         complete, width = page.eval_on_selector(f"#{name} img", "i => [i.complete, i.naturalWidth]")
         assert complete and width > 100
     assert page.locator("#sweeps table").count() == 2
+
+
+def test_trials_and_finals_cross_process_boundaries_as_they_are(write_suite, registry):
+    """Executors send specs to workers as JSON (Ray, local processes): a trial and a final
+    come back with the same identity, protocol and account."""
+    from tlbench.plan.matrix import RunSpec
+
+    text = TUNED.replace('id = "d"\nplugin = "digits"\nclasses = [0, 1, 2]\nshots = 4\nval_shots = 3\n',
+                         'id = "d"\nplugin = "digits"\nclasses = [0, 1, 2]\nval_shots = 3\n'
+                         '[targets.sweep]\nshots = [2, 4]\n')
+    suite = load_suite(write_suite(text), registry)
+    planned = _planned(suite, registry)
+    records = {s.run_id: _record(s, val=0.5) for s in planned.specs if s.kind == "trial"}
+    finals, _ = choose_finals(planned, records)
+    for spec in [next(s for s in planned.specs if s.kind == "trial"), *finals[:2]]:
+        again = RunSpec.from_json(json.loads(json.dumps(spec.to_json())))
+        assert again == spec and again.run_id == spec.run_id
+        assert again.target.sweep == ("d", "shots", again.target.params["shots"])
