@@ -55,9 +55,9 @@ class Pretrain(PretrainedHere):
         return SourceCapabilities(modality="image", representations=("pooled", "feature_maps"), source_head=True)
 
     def check(self, params: dict, env: Env) -> None:
-        import timm
+        from .timm_names import is_known
 
-        if not timm.is_model(params["model"]):
+        if not is_known(params["model"], env.cache_dir):
             raise ParamError(f"model: timm has no architecture {params['model']!r}")
         super().check(params, env)
 

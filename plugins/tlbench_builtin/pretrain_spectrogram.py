@@ -50,9 +50,9 @@ class PretrainSpectrogram(PretrainedHere):
         return SpectrogramSource().capabilities(self._spectrogram_params(params, None))
 
     def check(self, params: dict, env: Env) -> None:
-        import timm
+        from .timm_names import is_known
 
-        if not timm.is_model(params["model"]):
+        if not is_known(params["model"], env.cache_dir):
             raise ParamError(f"model: timm has no architecture {params['model']!r}")
         SpectrogramSource().check(self._spectrogram_params(params, None), env)
         super().check(params, env)

@@ -166,7 +166,7 @@ class TimmSource(Source):
 
         model = params["model"]
         if not model.startswith((*_HUB_PREFIXES, _LOCAL_PREFIX)):
-            _check_timm_name(model)
+            _check_timm_name(model, env.cache_dir)
         if params["file"] and not params["pretrained"]:
             raise ParamError("file: a weights file is given but pretrained = false would never load it; "
                              "remove one of the two")
@@ -300,9 +300,14 @@ def _shown(path: Path) -> str:
     return repr(os.path.abspath(path))
 
 
-def _check_timm_name(model: str) -> None:
+def _check_timm_name(model: str, cache_dir) -> None:
     """A model name timm's registry knows: the architecture, and the pretrained tag when
-    one is given (timm refuses an unknown tag even for random weights)."""
+    one is given (timm refuses an unknown tag even for random weights). Known names are
+    read from the cached listing (`timm_names`); only a refusal imports timm, to say why."""
+    from .timm_names import is_known
+
+    if is_known(model, cache_dir):
+        return
     import timm
     from timm.models import get_pretrained_cfg
 
