@@ -30,6 +30,7 @@ from .plan.suite import Suite
 from .plugins import PluginRegistry
 from .progress import PreparationTimes, Progress
 from .results.kinds import RUN_KINDS
+from .results.predictions import write_attachments
 from .results.records import FAILED, is_done
 from .results.scores import compared_with, negative_transfer
 from .results.store import RecordStore
@@ -182,6 +183,7 @@ def execute(suite: Suite, registry: PluginRegistry, todo: list[RunSpec], options
 
     def on_record(spec: RunSpec, record: dict) -> None:
         finalize(record, spec, records)
+        write_attachments(record, suite.output)  # saved predictions, before the record naming them
         stores[spec.kind].write(record)
         records[spec.run_id] = record
         summary.executed += 1
@@ -342,4 +344,4 @@ def run_settings(suite: Suite, device: str, jobs: int = 1, threads: int | None =
     return RunSettings(device=device, time_budget_s=suite.time_budget_s,
                        memory_budget_mb=suite.memory_budget_mb, deterministic=suite.deterministic,
                        cache_dir=str(suite.cache_dir), plugins=suite.plugins, threads=threads,
-                       python_path=tuple(dict.fromkeys(python_path)))
+                       python_path=tuple(dict.fromkeys(python_path)), save_predictions=suite.save_predictions)

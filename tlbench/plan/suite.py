@@ -44,6 +44,9 @@ SUITE_KEYS: dict[str, Param] = {
                                   "$TLBENCH_CACHE_DIR or ~/.cache/tlbench", path="local"),
     "deterministic": Param(bool, False, "use torch's deterministic algorithms (GPU runs)"),
     "plugins": Param(list, [], "extra plugin modules to load by import name", items=str),
+    "save_predictions": Param(bool, False, "every run keeps its test predictions in predictions/ of the result "
+                                           "directory, referenced from its record (a strategy's own "
+                                           "save_predictions overrides this)"),
     "search_seeds": Param(list, None, "seeds the trials of a [strategies.search] run at (default: the first of "
                                       "seeds)", items=int),
     "refit": Param(str, "train+val", "what the configuration a search chose is retrained on: train+val (as VTAB "
@@ -52,7 +55,8 @@ SUITE_KEYS: dict[str, Param] = {
                    choices=("train+val", "train")),
 }
 
-ENTRY_KEYS = ("id", "plugin")
+ENTRY_KEYS = ("id", "plugin", "save_predictions")
+"""Keys of an entry's table that are not its plugin's parameters."""
 SECTIONS = ("suite", "baseline", "sources", "targets", "groups", "strategies", "estimators")
 OPTIONAL_SECTIONS = ("estimators",)
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -83,6 +87,8 @@ class Entry:
     sweep: tuple[str, str, Any] | None = None
     """(the entry's id as written, the swept parameter, this entry's value) for an entry
     made from a [*.sweep] table."""
+    save_predictions: bool | None = None
+    """A strategy's own `save_predictions` (None: the suite's); not part of identities."""
 
     def identity_params(self) -> dict[str, Any]:
         left_out = {*self.settings, *self.implicit, *self.paths}
@@ -134,6 +140,8 @@ class Suite:
     groups: tuple[Group, ...] = ()
     search_seeds: tuple[int, ...] = ()
     """The seeds search trials run at."""
+    save_predictions: bool = False
+    """Whether runs keep their test predictions (`tlbench.results.predictions`)."""
     refit: str = "train+val"
     """What a search's chosen configuration is retrained on: 'train+val' or 'train'."""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -239,7 +247,8 @@ def load_suite(path: str | Path, registry: PluginRegistry, output: str | Path | 
                  plugins=tuple(settings["plugins"]), sources=entries["source"],
                  targets=entries["target"], strategies=entries["strategy"],
                  estimators=entries["estimator"], baseline=baseline, groups=groups,
-                 search_seeds=tuple(search_seeds), refit=settings["refit"], raw=data)
+                 search_seeds=tuple(search_seeds), refit=settings["refit"],
+                 save_predictions=settings["save_predictions"], raw=data)
 
 
 def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
@@ -298,6 +307,10 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry, base: P
     entry_id = table.get("id", plugin)
     if not isinstance(entry_id, str) or not _ID.match(entry_id):
         raise SuiteError(f"{where}.id: expected letters, digits, '.', '_' or '-', got {entry_id!r}")
+    save = table.get("save_predictions")
+    if save is not None and (kind != "strategy" or not isinstance(save, bool)):
+        raise SuiteError(f"{where}.save_predictions: " + ("expected true or false" if kind == "strategy" else
+                         f"a strategy's setting (or [suite]'s), not a {kind}'s"))
     try:
         registered = registry.get(kind, plugin)
     except PluginError as exc:
@@ -323,7 +336,7 @@ def _entry(table: dict, kind: str, where: str, registry: PluginRegistry, base: P
     if kind == "target":
         _check_task(registered.item.task(params), where, registry)
     return Entry(kind=kind, id=entry_id, plugin=plugin, version=registered.version, params=params,
-                 settings=settings, implicit=implicit, paths=paths, search=search)
+                 settings=settings, implicit=implicit, paths=paths, search=search, save_predictions=save)
 
 
 def _with_compared(strategies: tuple[Entry, ...], registry: PluginRegistry) -> tuple[Entry, ...]:

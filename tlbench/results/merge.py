@@ -70,8 +70,28 @@ def merge_dirs(dirs: list[Path], out: Path) -> MergeResult:
             result.unchanged += 1
             continue
         store.write(item.record)
+        copy_predictions(item.record, item.path, out)
         result.written += 1
     return result
+
+
+def copy_predictions(record: dict, record_path: Path, out: Path) -> None:
+    """The saved predictions a record refers to, copied beside it (from the result
+    directory its file lies in, or the folder itself for a bare folder of records)."""
+    import shutil
+
+    reference = (record.get("details") or {}).get("predictions")
+    if not isinstance(reference, dict) or not isinstance(reference.get("path"), str):
+        return
+    target = out / reference["path"]
+    if target.exists():
+        return
+    for directory in (record_path.parent.parent, record_path.parent):
+        found = directory / reference["path"]
+        if found.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, target)
+            return
 
 
 def _holds(path: Path, record: dict) -> bool:

@@ -29,6 +29,8 @@ checks, on every record of every directory given:
 5. **Data groups**: records that claim the same target and seed but saw different data
    (`tlbench.report.conflicts`), one line per target and seed.
 6. **Absolute paths** left in a record (`paths.absolute_paths`), one line per place.
+   **Saved predictions** a record refers to (`predictions`) are in the directory, with
+   the bytes whose SHA-256 it names.
 7. With ``--against SITE``: ``SITE/plugins.json`` (written by `tlbench publish`) lists
    ``{"<plugin>": ["<version>", ...]}``, every plugin version the site's records name.
    A plugin the site knows at a version it does not have is told in a ``note:`` line:
@@ -46,6 +48,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..provenance import LIBRARIES
+from .predictions import problem as predictions_problem
 from .collect import kind_folders, read_record, record_files
 from .kinds import run_kind
 from .paths import absolute_paths
@@ -181,6 +184,9 @@ def _check_record(item: _Loaded, result: Validation) -> None:
             found.append(f"provenance incomplete: missing {', '.join(missing)}")
     found += selection_problems(record)
     found += _path_problems(record)
+    saved = predictions_problem(record, item.directory)
+    if saved is not None:
+        found.append(saved)
     result.findings += [Finding(where, message) for message in found]
 
 

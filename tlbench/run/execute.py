@@ -28,6 +28,7 @@ from ..plan.matrix import RunSpec
 from ..plugins import PluginRegistry
 from ..provenance import provenance
 from ..results.kinds import run_kind
+from ..results.predictions import ATTACHMENTS
 from ..results.records import error_info, new_record
 
 
@@ -48,6 +49,9 @@ class RunSettings:
     python_path: tuple[str, ...] = ()
     """Directories to import plugin modules from (the suite's folder, PYTHONPATH), for
     worker processes that do not inherit the driver's ``sys.path`` (Ray)."""
+    save_predictions: bool = False
+    """Whether runs keep their test predictions, unless their strategy entry says
+    otherwise (`tlbench.results.predictions`)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -124,13 +128,14 @@ class Worker:
                 _prepare_cuda(device, self.settings.memory_budget_mb)
                 context, held = self._context(spec, device, budget, on_event, state)
                 metrics, details = run_kind(spec.kind).resolve("execute")(self, spec, context, held)
+            attachments = details.pop(ATTACHMENTS, None)
             status, error = "ok", None
         except BaseException as exc:  # every failure becomes a record
             if isinstance(exc, KeyboardInterrupt):
                 raise
             status = _status_of(exc)
             error = error_info(exc, traceback.format_exc())
-            metrics, details = {}, {}
+            metrics, details, attachments = {}, {}, None
             context = state.get("context")
             if context is not None and context.last_eval:
                 metrics.update(last_validation(context.last_eval))
@@ -144,9 +149,18 @@ class Worker:
         prov.update(deterministic=self.settings.deterministic, threads=_threads(),
                     time_budget_s=self.settings.time_budget_s,
                     memory_budget_mb=self.settings.memory_budget_mb, pid=os.getpid())
-        return new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
-                          provenance=prov, error=error, started_at=started_at, finished_at=now(),
-                          kind=spec.kind, task=spec.task if run_kind(spec.kind).scored_by_task else None)
+        record = new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
+                            provenance=prov, error=error, started_at=started_at, finished_at=now(),
+                            kind=spec.kind, task=spec.task if run_kind(spec.kind).scored_by_task else None)
+        if attachments:  # the driver writes them beside the records and removes them
+            record[ATTACHMENTS] = attachments
+        return record
+
+    def saves_predictions(self, spec: RunSpec) -> bool:
+        """Whether `spec` keeps its test predictions: its strategy entry's choice, else the suite's."""
+        own = spec.recipe.save_predictions
+        return (own if own is not None else self.settings.save_predictions) and \
+            not run_kind(spec.kind).withholds_test
 
     def prepare(self, source: dict, device: str | None = None) -> None:
         """One-time preparation of a source (``Entry`` as JSON; with a ``seed`` for a

@@ -66,6 +66,10 @@ def execute(worker, spec, context, held: dict[str, Splits]) -> tuple[dict, dict]
     by_role = score_other_roles(context, held, spec, result, who)
     if by_role:
         details["by_role"] = by_role
+    if worker.saves_predictions(spec) and metrics["n_test"]:
+        from ..results.predictions import ATTACHMENTS, attach
+
+        attach(details, details.setdefault(ATTACHMENTS, {}), result.predictions["test"], "test")
     return metrics, details
 
 
