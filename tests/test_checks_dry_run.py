@@ -180,7 +180,10 @@ def test_the_dry_run_builds_no_model_and_writes_nothing(write_suite, cli, tmp_pa
     result = cli("run", str(suite), "--dry-run", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "6 runs: 4 transfer runs" in result.stdout
-    assert not (tmp_path / "out").exists() and not cache_dir.exists()
+    assert not (tmp_path / "out").exists()
+    # the cache holds only the listing of timm's model names it checked against (no weights, no features)
+    written = sorted(str(p.relative_to(cache_dir)) for p in cache_dir.rglob("*") if p.is_file())
+    assert len(written) == 1 and written[0].startswith("timm/names-") and written[0].endswith(".json")
 
 
 def test_a_hub_data_set_not_cached_is_left_to_the_real_run(tmp_path, monkeypatch, cache_dir):

@@ -15,7 +15,8 @@ Two depths of the same checks:
   (`Target.load_offline`), split for every seed, its labels checked and the headers of
   the image files its splits draw read. No model is built, no weights are hashed, no
   content hash is computed, nothing is downloaded, and nothing is written but what
-  loading caches anyway (a data set's Arrow files, the images a parquet file holds).
+  loading caches anyway (a data set's Arrow files, the images a parquet file holds, the
+  listing of a model registry's names that plugins check against).
 - `plan`, before every real run: the same, with the targets loaded for real
   (downloading what is missing), the sources' fingerprints, and each seed's content
   hash of the examples and labels (with the task's label encoding), so a run is redone
