@@ -227,6 +227,10 @@ class SourceModel:
     mixed_layers: int | None = None
     """How many layers the pooled vector mixes with learnable weights (see above); None
     when it mixes none."""
+    encode_whole: Callable[[Sequence[Any]], Any] | None = None
+    """For images: `encode` without cropping, the whole image resized to the input size,
+    which dense tasks (`Task.dense`) use, so that a prediction maps back onto its image
+    by resizing. None when the source has no such encoding (or `encode` never crops)."""
 
     @property
     def representations(self) -> tuple[str, ...]:
@@ -443,6 +447,10 @@ class Task(Item):
     representation: ClassVar[str] = "pooled"
     """What the head reads (one of `REPRESENTATIONS`); sources that cannot give it are
     left out of the matrix."""
+    dense: ClassVar[bool] = False
+    """Labels in the image's own coordinates (a mask per pixel, boxes): the task's inputs
+    are encoded whole (`SourceModel.encode_whole`), never cropped, so outputs map back
+    onto each image by resizing."""
     linear_loss: ClassVar[str | None] = None
     """When the head is one linear layer on pooled features trained with a standard loss:
     'softmax' (cross-entropy over classes), 'sigmoid' (binary cross-entropy per class) or

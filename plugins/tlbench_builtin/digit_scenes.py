@@ -206,6 +206,8 @@ class DigitScenesData(TargetData):
         self.classes = list(params["classes"])
         if self.task == "multilabel":
             self.num_classes, self.class_names = len(self.classes), [str(c) for c in self.classes]
+        elif self.task == "segmentation":  # class 0 is the background
+            self.num_classes, self.class_names = len(self.classes) + 1, ["background", *map(str, self.classes)]
         else:
             self.num_classes, self.class_names = 1, [params["regression_target"]]
         images, targets = load_digit_images()
@@ -228,9 +230,12 @@ class DigitScenesData(TargetData):
 
     def labels(self, scenes: list[Scene]) -> np.ndarray:
         """Labels of `scenes` for this task: (n, K) uint8 0/1 presence of each class
-        (multilabel), or (n,) float32 digit count or sum of digit values (regression)."""
+        (multilabel), (n, canvas, canvas) uint8 per-pixel classes, 0 the background
+        (segmentation), or (n,) float32 digit count or sum of digit values (regression)."""
         import numpy as np
 
+        if self.task == "segmentation":
+            return np.stack([scene.class_mask() for scene in scenes])
         if self.task == "multilabel":
             present = np.zeros((len(scenes), self.num_classes), dtype=np.uint8)
             for row, scene in zip(present, scenes):
@@ -252,10 +257,13 @@ class DigitScenesData(TargetData):
 class DigitScenes(Target):
     name = "digit-scenes"
     version = "1"
-    description = "canvases of several scikit-learn digits: which classes appear (multilabel), count or sum"
+    description = ("canvases of several scikit-learn digits: which classes appear (multilabel), count or sum "
+                   "(regression), the class of every pixel (segmentation)")
     params = {
         "task": Param(str, "multilabel", "'multilabel': which classes appear; 'regression': see "
-                                         "regression_target", choices=("multilabel", "regression")),
+                                         "regression_target; 'segmentation': the class of every pixel (0: "
+                                         "background, 1 + i: classes[i])",
+                      choices=("multilabel", "regression", "segmentation")),
         "regression_target": Param(str, "count", "with task 'regression': 'count' (digits in the scene) or "
                                                  "'sum' (of their values); ignored otherwise",
                                    choices=("count", "sum")),

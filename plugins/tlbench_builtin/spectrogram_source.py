@@ -82,7 +82,7 @@ class SpectrogramSource(TimmSource):
                                      size=tuple(image.meta["data_config"]["input_size"][1:]),
                                      mean=image.meta["data_config"]["mean"], std=image.meta["data_config"]["std"])
         identity = encoder.identity()
-        return dataclasses.replace(image, modality="audio", encode=encoder,
+        return dataclasses.replace(image, modality="audio", encode=encoder, encode_whole=None,
                                    preprocessing_id=json.dumps(identity, sort_keys=True),
                                    audio=AudioInput(params["rate"], params["seconds"]),
                                    meta={**image.meta, "spectrogram": identity})

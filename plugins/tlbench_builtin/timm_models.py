@@ -122,12 +122,19 @@ class ImageEncoder:
     """
 
     def __init__(self, data_config: dict):
+        self.config = dict(data_config)
         self.size = tuple(data_config["input_size"][1:])
         self.crop_pct = float(data_config.get("crop_pct") or 1.0)
         self.crop_mode = data_config.get("crop_mode") or "center"
         self.interpolation = data_config.get("interpolation", "bilinear")
         self.mean = torch.tensor(data_config["mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(data_config["std"]).view(1, 3, 1, 1)
+
+    def whole(self) -> "ImageEncoder":
+        """The same preprocessing with the whole image resized to the input size (no crop,
+        the aspect ratio not kept): what dense tasks read, so that outputs map back onto
+        each image by resizing (`SourceModel.encode_whole`)."""
+        return ImageEncoder({**self.config, "crop_pct": 1.0, "crop_mode": "squash"})
 
     def identity(self) -> dict:
         out = {"size": self.size, "crop_pct": self.crop_pct, "interpolation": self.interpolation,
@@ -212,6 +219,7 @@ def source_model(model: nn.Module, *, pretrained: bool, data_config: dict, meta:
     feature_dim = getattr(model, "head_hidden_size", None) or model.num_features
     groups = [[f"model.{name}" for name in group] for group in layer_groups(model)]
     return SourceModel(backbone=backbone, feature_dim=int(feature_dim), modality="image", encode=encoder,
+                       encode_whole=encoder.whole(),
                        layer_groups=groups, weights_id=state_digest(backbone), pretrained=pretrained,
                        preprocessing_id=str(sorted(encoder.identity().items())), source_head=source_head,
                        feature_levels=feature_levels(model),

@@ -161,8 +161,10 @@ class RunContext:
     def add_target(self, role: str, target: TargetInfo, task: Task, splits: Splits, *, labelled: bool = True,
                    scored: bool = False, digests: dict[str, list[bytes]] | None = None,
                    revealed: tuple[str, ...] = ()) -> RunTarget:
-        self.targets[role] = RunTarget(self, role, target, task, splits, self.source.encode, labelled, digests,
-                                       revealed)
+        encode = self.source.encode
+        if task.dense:  # labels in image coordinates: the whole image, never a crop
+            encode = self.source.encode_whole or self.source.encode
+        self.targets[role] = RunTarget(self, role, target, task, splits, encode, labelled, digests, revealed)
         if scored:
             self.scored_role = role
         return self.targets[role]
