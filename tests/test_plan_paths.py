@@ -97,7 +97,8 @@ def test_every_built_in_path_parameter_says_so(registry):
                         ("source", "spectrogram", "model"): "local", ("source", "spectrogram", "file"): "local",
                         ("target", "audiofolder", "path"): "local", ("target", "audiofolder", "labels"): "local",
                         ("source", "hf", "model"): "local-or-id", ("target", "hf-dataset", "path"): "local-or-id",
-                        ("target", "imagefolder", "path"): "local", ("target", "imagefolder", "labels"): "local"}
+                        ("target", "imagefolder", "path"): "local", ("target", "imagefolder", "labels"): "local",
+                        ("target", "maskfolder", "path"): "local"}
     assert SUITE_KEYS["output"].path == SUITE_KEYS["cache_dir"].path == "local"
 
 
