@@ -164,7 +164,7 @@ def test_an_unknown_name_is_one_line_with_the_closest_names(plain_env, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == ["tlbench: error: no source, target, task, strategy or estimator named "
-                                         "'imagefolde' (did you mean 'imagefolder', 'audiofolder'?)"]
+                                         "'imagefolde' (did you mean 'imagefolder', 'maskfolder', 'audiofolder'?)"]
     assert main(["list", "imagefolder", "--kind", "strategy"]) == 2
     assert capsys.readouterr().err == "tlbench: error: no strategy named 'imagefolder'; there is one among the targets\n"
 
