@@ -6,7 +6,11 @@
    an interrupted one always;
 3. execute: size and open an executor for the runs left (`open_executor`: the device,
    ``--jobs auto``, threads) and run them, writing each record as it comes back with its
-   negative-transfer score against the baseline it was paired with (`execute`).
+   negative-transfer score against the baseline it was paired with (`execute`), and the
+   files a record refers to (saved predictions) before it;
+4. for a suite with searches (`plan.search`), once the trials are recorded: the finals
+   of the configurations they chose, and the runs paired with a searched baseline,
+   scheduled and executed the same way.
 
 The driver alone writes records. What happens in worker processes, and when they
 start, is the executor's business (`tlbench.run.executors`).
