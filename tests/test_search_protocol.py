@@ -270,49 +270,11 @@ def tlbench_register_targets(register):
     register(TestPermutedDigits())
 '''
 
-RUN = """
-[suite]
-name = "search-run"
-seeds = [0, 1]
-device = "cpu"
-plugins = ["permuted_plugin"]
-
-[[sources]]
-id = "rn"
-plugin = "timm"
-model = "test_resnet"
-pretrained = false
-input_size = 16
-
-[[targets]]
-id = "d"
-plugin = "test-permuted-digits"
-classes = [0, 1, 2]
-shots = 4
-val_shots = 3
-permute_test = {permute}
-
-[[strategies]]
-id = "lp"
-plugin = "linear-probe"
-[strategies.search]
-l2_grid = [[1e-4], [1e-2], [1.0]]
-
-[[strategies]]
-id = "ft"
-plugin = "full-finetune"
-batch_size = 8
-epochs = 2
-[strategies.search]
-lr = [1e-2, 1e-3]
-
-[baseline]
-plugin = "full-finetune"
-batch_size = 8
-epochs = 2
-[baseline.search]
-lr = [1e-2, 3e-3, 1e-3]
-"""
+def run_suite(permute: str) -> str:
+    """`TUNED` on `test-permuted-digits`, its test labels permuted or not."""
+    return (TUNED.replace('name = "search"', 'name = "search-run"\nplugins = ["permuted_plugin"]')
+            .replace('plugin = "digits"', 'plugin = "test-permuted-digits"')
+            .replace("val_shots = 3\n", f"val_shots = 3\npermute_test = {permute}\n", 1))
 
 
 def _records(out, folder):
@@ -328,7 +290,7 @@ def searched(tmp_path_factory):
     outs = {}
     for permute in ("false", "true"):
         suite = root / f"suite-{permute}.toml"
-        suite.write_text(RUN.format(permute=permute), encoding="utf-8")
+        suite.write_text(run_suite(permute), encoding="utf-8")
         out = root / f"out-{permute}"
         result = run_cli("run", str(suite), "--out", str(out), "--jobs", "2",
                          env={"TLBENCH_CACHE_DIR": str(root / "cache")})

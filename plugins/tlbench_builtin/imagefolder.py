@@ -113,6 +113,13 @@ def _class_folders(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")}
 
 
+def split_folders(root: Path) -> dict[str, Path]:
+    """The data's own split folders under `root` (`SPLIT_FOLDERS`), those that exist."""
+    found = {split: next((root / n for n in names if (root / n).is_dir()), None)
+             for split, names in SPLIT_FOLDERS.items()}
+    return {split: folder for split, folder in found.items() if folder is not None}
+
+
 # ---------------------------------------------------------------------------- class folders
 
 
@@ -120,11 +127,7 @@ def folder_listing(root: Path, media: Media = IMAGES) -> Listing:
     """Classification from class folders, with or without split folders above them."""
     import numpy as np
 
-    layout = {}
-    for split, names in SPLIT_FOLDERS.items():
-        found = next((root / n for n in names if (root / n).is_dir()), None)
-        if found is not None:
-            layout[split] = found
+    layout = split_folders(root)
     if "train" not in layout:
         layout = {"train": root}
     classes = sorted({name for folder in layout.values() for name in _class_folders(folder)})

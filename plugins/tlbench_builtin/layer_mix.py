@@ -19,6 +19,11 @@ closed-form one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
 MIX_STEPS = 300
 """Adam steps of the joint fit (full batch)."""
 MIX_LR = 0.05
@@ -54,7 +59,7 @@ def learn_layer_mix(run, l2: float, steps: int = MIX_STEPS) -> tuple[list[float]
                  "rule": "joint fit with a linear head on the training split (SUPERB's weighted sum, backbone frozen)"}
 
 
-def mixed(features, mix) -> "object":
+def mixed(features, mix) -> "np.ndarray":
     """Per-layer features (examples, layers, features) mixed to (examples, features)."""
     import numpy as np
 

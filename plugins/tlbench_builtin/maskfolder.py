@@ -24,7 +24,7 @@ from tlbench.api import Env, Splits, Target, TargetData
 from tlbench.errors import ParamError, ResourceUnavailable
 from tlbench.params import Param
 
-from .imagefolder import IMAGE_SUFFIXES, SPLIT_FOLDERS
+from .imagefolder import IMAGE_SUFFIXES, split_folders
 from .local_files import listing_digest
 from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
 
@@ -82,9 +82,7 @@ class MaskFolderData(TargetData):
         self.params = params
         self.class_names = list(params["classes"])
         self.num_classes = len(self.class_names)
-        layout = {split: next((root / n for n in names if (root / n).is_dir()), None)
-                  for split, names in SPLIT_FOLDERS.items()}
-        layout = {split: folder for split, folder in layout.items() if folder is not None} or {"train": root}
+        layout = split_folders(root) or {"train": root}
         if "train" not in layout:
             raise ResourceUnavailable(f"path: split folders without train/ in {os.path.abspath(root)!r}")
         self.files, self.labels = {}, {}

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..hashing import canonical_json
-from ..results.records import is_done, task_of
+from ..results.records import headline_spec, is_done, task_of
 from .grids import configurations, space_json, value_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,8 +74,7 @@ def split_searched(specs: list["RunSpec"], suite: "Suite") -> tuple[list["RunSpe
             recipe = replace(spec.recipe, id=label, params={**spec.recipe.params, **config}, search=())
             for seed in suite.search_seeds:
                 trial = replace(spec, kind="trial", seed=seed, recipe=recipe, trial_of=spec.recipe.id)
-                params = recipe.params
-                trials.setdefault(canonical_json([cell_key(spec), params, seed]), trial)
+                trials.setdefault(canonical_json([cell_key(spec), recipe.params, seed]), trial)
         finals.append(replace(spec, recipe=replace(spec.recipe, search=()),
                               search={"space": space_json(spec.recipe.search), **protocol}))
     return [*ready, *trials.values()], finals
@@ -91,10 +90,6 @@ class Choice:
     problem: str | None = None
 
 
-def _searched_keys(final: "RunSpec") -> list[str]:
-    return list(final.search["space"])
-
-
 def _cost(record: dict) -> float:
     metrics = record.get("metrics") or {}
     training = ((record.get("details") or {}).get("strategy") or {}).get("training")
@@ -105,11 +100,9 @@ def _cost(record: dict) -> float:
 
 def choose(final: "RunSpec", trials: list["RunSpec"], records: dict[str, dict]) -> Choice:
     """The configuration a cell's `trials` (every configuration × search seed) choose."""
-    keys = _searched_keys(final)
-    headline = final.task["headline"] if final.task else task_of({})["headline"]
-    higher = next((m["higher_is_better"] for m in (final.task or task_of({}))["metrics"] if m["name"] == headline),
-                  True)
-    metric = f"val_{headline}"
+    keys = list(final.search["space"])
+    headline = headline_spec(final.task or task_of({}))
+    higher, metric = headline["higher_is_better"], f"val_{headline['name']}"
     by_config: dict[str, dict] = {}
     for order, trial in enumerate(trials):
         config = {key: trial.recipe.params[key] for key in keys}

@@ -115,6 +115,7 @@ def _statistics(cells, overall, frame, rope: float | None, posthoc: str = "wilco
 def _protocol_sections(frame):
     """The sections of tuned cells (`search`) and sweeps (`sweeps`), where the records
     have any: Markdown and HTML parts, figures (id → PNG, SVG) and their summary.json part."""
+    from .export import _records
     from .search import expected_max_figures, tuned_cells, tuned_html, tuned_markdown
     from .sweeps import depth_curves, learning_curves, sweep_figures, sweeps_html, sweeps_markdown
 
@@ -134,13 +135,6 @@ def _protocol_sections(frame):
         figures |= drawn
         summary["sweeps"] = {"learning_curves": _records(curves), "strategy_axes": _records(depth)}
     return markdown, html, figures, summary
-
-
-def _records(frame) -> list[dict]:
-    """A table as JSON rows: NaN as null."""
-    import json
-
-    return json.loads(frame.to_json(orient="records"))
 
 
 def _figure_files(out: Path, figures: dict[str, tuple[bytes, bytes]]) -> list[Path]:

@@ -117,12 +117,11 @@ def entry_of(spec: dict) -> str:
     each target chose, so its rows on different targets are one method."""
     identity = {k: v for k, v in identity_of(spec).items() if k not in ("seed", *TARGET_PARTS)}
     search = identity.get("search")
-    if isinstance(search, dict) and isinstance(search.get("space"), dict):
-        for part in ("strategy",):
-            if isinstance(identity.get(part), dict):
-                params = {**_dict(identity[part].get("params"))}
-                params.update({key: {"searched": values} for key, values in search["space"].items()})
-                identity[part] = {**identity[part], "params": params}
+    if isinstance(search, dict) and isinstance(search.get("space"), dict) and isinstance(identity.get("strategy"),
+                                                                                          dict):
+        params = {**_dict(identity["strategy"].get("params")),
+                  **{key: {"searched": values} for key, values in search["space"].items()}}
+        identity["strategy"] = {**identity["strategy"], "params": params}
     return config_hash(identity, 8)
 
 

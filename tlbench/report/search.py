@@ -1,9 +1,8 @@
 """Tuned cells in reports: what each search chose, from how many trials, and whether
 its grid was big enough.
 
-Trial records (kind ``trial``) become a table of their own (`trials_frame`), never
-leaderboard rows: a trial is scored on validation, and its test split was withheld.
-For each searched cell (the finals of one source, target and strategy entry) the report
+Trial records (kind ``trial``) are never leaderboard rows: a trial is scored on
+validation, and its test split was withheld. For each searched cell (the finals of one source, target and strategy entry) the report
 shows the chosen configuration, the number of trials, the validation headline of the
 choice, the spread of validation scores over the grid (`curves.sensitivity`: a method
 that works only with one setting costs more to use than its best shows), the training
@@ -21,33 +20,6 @@ import pandas as pd
 
 from . import display
 from .curves import expected_max, sensitivity
-from .frame import records_frame
-
-TRIAL_COLUMNS = ["run_id", "status", "source", "target", "strategy", "seed", "baseline", "cell", "params",
-                 "metric", "higher_is_better", "val", "train", "epochs", "wall_seconds"]
-
-
-def trials_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per trial record: its cell (source, target, searched entry), parameters and
-    validation headline."""
-    if not records:
-        return pd.DataFrame(columns=TRIAL_COLUMNS)
-    runs = records_frame(records)
-    by_id = {record["run_id"]: record for record in records}
-    rows = []
-    for _, row in runs.iterrows():
-        spec = by_id[row["run_id"]]["spec"]
-        params = (spec.get("strategy") or {}).get("params") or {}
-        rows.append({"run_id": row["run_id"], "status": row["status"], "source": row["source"],
-                     "target": row["target_label"], "strategy": row["strategy"], "seed": row["seed"],
-                     "baseline": bool(row["baseline"]), "params": json.dumps(params, sort_keys=True),
-                     "metric": row["metric"], "higher_is_better": bool(row["higher_is_better"]),
-                     "val": row["headline_val"], "train": row["headline_train"],
-                     "epochs": params.get("epochs"), "wall_seconds": row["wall_seconds"]})
-    frame = pd.DataFrame(rows)
-    frame["cell"] = frame["strategy"].str.replace(r"\[[^\[\]]*\]$", "", regex=True)
-    return frame[TRIAL_COLUMNS]
-
 
 def tuned_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per searched cell (source, target, strategy) of the runs: what was chosen,
@@ -57,8 +29,7 @@ def tuned_cells(frame: pd.DataFrame) -> pd.DataFrame:
     tuned = frame[frame["search_chosen"].notna() & (frame["status"] == "ok")]
     rows = []
     for (target, source, strategy), runs in tuned.groupby(["target_label", "source", "strategy"], sort=True):
-        record_search = runs.iloc[0]["search_account"] if "search_account" in runs else None
-        account = json.loads(record_search) if isinstance(record_search, str) else {}
+        account = json.loads(runs.iloc[0]["search_account"])
         higher = bool(account.get("higher_is_better", runs.iloc[0]["higher_is_better"]))
         scores = [config.get("score") for config in account.get("configurations", [])]
         finite = [s for s in scores if isinstance(s, (int, float))]
@@ -75,7 +46,7 @@ def tuned_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _epochs(row) -> object:
-    value = row.get("p_strategy_epochs") if hasattr(row, "get") else None
+    value = row.get("p_strategy_epochs")
     return None if display.is_nan(value) else value
 
 

@@ -136,7 +136,7 @@ def curve_columns(metric: str) -> list[display.Column]:
         display.Column("sweep", lambda r: f"{r['family']} ({r['axis']})", lambda r: str(r["family"]), numeric=False),
         display.Column("entry", lambda r: f"{r['source']} · {r['strategy']}", lambda r: str(r["strategy"]),
                        numeric=False),
-        display.Column(str("size"), lambda r: _number_text(r["value"]), lambda r: r["value"],
+        display.Column("size", lambda r: _number_text(r["value"]), lambda r: r["value"],
                        title="the swept parameter's value"),
         display.Column("n_train", lambda r: _size_text(r["n_train"]), lambda r: r["n_train"],
                        title="training examples the runs used (mean over seeds)"),

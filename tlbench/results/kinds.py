@@ -70,7 +70,7 @@ RUN_KINDS: dict[str, RunKind] = {
     "run": RunKind("run", "runs", "strategy", "tlbench.run.fit:execute", "tlbench.report.frame:records_frame",
                    fit_headline, in_identity=False, scored_by_task=True),
     "trial": RunKind("trial", "trials", "strategy", "tlbench.run.fit:execute",
-                     "tlbench.report.search:trials_frame", trial_headline, scored_by_task=True,
+                     "tlbench.report.frame:records_frame", trial_headline, scored_by_task=True,
                      withholds_test=True),
     "estimate": RunKind("estimate", "estimates", "estimator", "tlbench.run.estimate:execute",
                         "tlbench.report.estimates:estimates_frame", estimate_headline),
