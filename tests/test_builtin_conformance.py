@@ -157,6 +157,7 @@ TASKS: dict[str, tuple[str, dict]] = {
     "multilabel": ("digit-scenes", {**SCENES, "task": "multilabel", "classes": [0, 1, 7]}),
     "regression": ("digit-scenes", {**SCENES, "task": "regression", "regression_target": "count"}),
     "segmentation": ("digit-scenes", {**SCENES, "task": "segmentation", "classes": [0, 1, 7]}),
+    "detection": ("digit-scenes", {**SCENES, "task": "detection", "classes": [0, 1, 7]}),
 }
 
 ENGINE = {"epochs": 2, "batch_size": 8}
@@ -221,7 +222,7 @@ def test_builtin_task_conforms(name, cache_dir):
     assert set(scores) == {metric.name for metric in REGISTRY.get("task", name).item.metrics}
 
 
-@pytest.mark.parametrize("task", ["multilabel", "regression", "segmentation"])
+@pytest.mark.parametrize("task", ["multilabel", "regression", "segmentation", "detection"])
 @pytest.mark.parametrize("name", builtin("strategy"))
 def test_builtin_strategy_serves_every_task_it_declares(name, task, cache_dir):
     """Each strategy runs on the task types beyond classification it declares it supports,

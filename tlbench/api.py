@@ -186,7 +186,15 @@ class SourceModel:
     - feature maps: ``backbone.forward_feature_maps(inputs)`` returns a list of
       (batch, channels, height, width) tensors, one per entry of `feature_levels`;
     - token sequences: ``backbone.forward_tokens(inputs)`` returns ``(hidden, mask)``,
-      hidden (batch, tokens, token_dim) and mask (batch, tokens) with 1 for real tokens.
+      hidden (batch, tokens, token_dim) and mask (batch, tokens) with 1 for real tokens;
+    - words: on inputs from `encode_words` (examples that are lists of words), the same
+      ``forward_tokens`` gives ONE position per word instead, the vector of the word's
+      first sub-token (gathered inside the backbone from word positions the encoder put
+      into the inputs): hidden (batch, words, token_dim) and mask (batch, words) with 1
+      for a word that has a vector, 0 after the example's last word, and -1 for a word
+      that has none (cut off by the model's maximum length, or given no sub-token by the
+      tokenizer), whose hidden row is zeros. So ``mask != 0`` counts an example's words
+      (one prediction each) and ``mask == 1`` marks those a head can train on.
 
     A backbone whose pooled vector is a learnable mix of its layers (SUPERB's weighted
     sum of hidden states) declares how many it mixes (`mixed_layers`) and gives them
@@ -231,6 +239,11 @@ class SourceModel:
     """For images: `encode` without cropping, the whole image resized to the input size,
     which dense tasks (`Task.dense`) use, so that a prediction maps back onto its image
     by resizing. None when the source has no such encoding (or `encode` never crops)."""
+    encode_words: Callable[[Sequence[Sequence[str]]], Any] | None = None
+    """For text: pre-tokenised examples (each a list of words) to backbone inputs on
+    which ``backbone.forward_tokens`` gives one position per word (see above), which
+    word-level tasks (`Task.words`) use, so that their heads and losses need no
+    tokenizer. None when the source cannot map its sub-tokens back to words."""
 
     @property
     def representations(self) -> tuple[str, ...]:
@@ -248,6 +261,9 @@ class SourceCapabilities:
     representations: tuple[str, ...] = ("pooled",)
     source_head: bool | None = None
     """Whether the built source has its own classifier (`SourceModel.source_head`)."""
+    words: bool | None = False
+    """Whether the built source will encode word lists (`SourceModel.encode_words`), which
+    word-level tasks (`Task.words`) need."""
 
 
 class Source(Item):
@@ -306,7 +322,8 @@ class Split:
     `pathlib.Path`, which tlbench hashes by their bytes, so an edited image redoes the
     runs that used it. Never give an image file as a `str`: a `str` is text, hashed by
     its characters, so edits to the file would go unnoticed (the conformance kit fails
-    an image target that does). Texts: strings. Audio: `Waveform`s, or audio files as
+    an image target that does). Texts: strings (for a word-level task, `Task.words`: lists
+    of words). Audio: `Waveform`s, or audio files as
     `pathlib.Path` (hashed by their bytes, as images).
 
     Labels are one per example (an array with one row per example, or a list). They are
@@ -341,6 +358,8 @@ class TargetInfo:
     class_names: tuple[str, ...]
     modality: str
     revision: str | None = None
+    class_ids: tuple[int, ...] | None = None
+    """The data's own id of each class where it is not its index (COCO category ids)."""
 
 
 class TargetData:
@@ -360,6 +379,10 @@ class TargetData:
     with path parameters (`Param.path`), which stay out of run identities, it stands in
     for where the data lie: make it identify the data wherever they are (a hash of the
     file, a digest of a folder's listing relative to its root), never their path."""
+    class_ids: list[int] | None = None
+    """The data's own id of each class, where it is not the class's index: a COCO file's
+    category ids, which need not start at 0 nor be contiguous. Recorded with each run, and
+    saved predictions use them, so they can be scored against the data's own files."""
 
     def splits(self, seed: int) -> Splits:
         """The train / val / test splits for `seed` (few-shot sampling is seeded)."""
@@ -368,7 +391,8 @@ class TargetData:
     def info(self) -> TargetInfo:
         return TargetInfo(task=self.task, num_classes=int(self.num_classes),
                           class_names=tuple(str(name) for name in self.class_names),
-                          modality=self.modality, revision=self.revision)
+                          modality=self.modality, revision=self.revision,
+                          class_ids=None if self.class_ids is None else tuple(int(i) for i in self.class_ids))
 
 
 class Target(Item):
@@ -451,6 +475,11 @@ class Task(Item):
     """Labels in the image's own coordinates (a mask per pixel, boxes): the task's inputs
     are encoded whole (`SourceModel.encode_whole`), never cropped, so outputs map back
     onto each image by resizing."""
+    words: ClassVar[bool] = False
+    """Examples are lists of words (pre-tokenised text) and labels one per word: the task's
+    inputs are encoded with `SourceModel.encode_words`, and its head reads one position
+    per word from ``forward_tokens`` (`representation` 'tokens'); sources that cannot
+    encode words are left out of the matrix."""
     linear_loss: ClassVar[str | None] = None
     """When the head is one linear layer on pooled features trained with a standard loss:
     'softmax' (cross-entropy over classes), 'sigmoid' (binary cross-entropy per class) or
@@ -476,6 +505,12 @@ class Task(Item):
     def score(self, predictions: Any, labels: Any, target: TargetInfo) -> dict[str, float | None]:
         """Every metric in `metrics` for one split, from maintained implementations."""
         raise NotImplementedError
+
+    def saved_predictions(self, predictions: Any, labels: Any, target: TargetInfo) -> Any:
+        """A split's predictions as `save_predictions` keeps them: in the format other tools
+        read for this task (COCO results for boxes), which may need what the labels say of
+        each example (its size, the data's own id). By default the predictions as they are."""
+        return predictions
 
     def metric(self, name: str) -> MetricSpec:
         for spec in self.metrics:

@@ -2,9 +2,9 @@
 
 One offline, CPU-sized data set that serves the task types beyond single-label
 classification: the same scenes give a multilabel task (which digit classes appear)
-and a regression task (how many digits, or the sum of their values), and every scene
-keeps, for each digit pasted on it, its class, its box and the pixels it covers, so
-detection and segmentation can be scored on the very same images later.
+a regression task (how many digits, or the sum of their values), a detection task (a
+box and a class per digit) and a segmentation task (the class of every pixel): every
+scene keeps, for each digit pasted on it, its class, its box and the pixels it covers.
 
 How a scene is made: a number of digits is drawn between `min_digits` and
 `max_digits`; each gets a class drawn uniformly from `classes` (repeats allowed), an
@@ -204,7 +204,7 @@ class DigitScenesData(TargetData):
         self.params = dict(params)
         self.task = params["task"]
         self.classes = list(params["classes"])
-        if self.task == "multilabel":
+        if self.task in ("multilabel", "detection"):
             self.num_classes, self.class_names = len(self.classes), [str(c) for c in self.classes]
         elif self.task == "segmentation":  # class 0 is the background
             self.num_classes, self.class_names = len(self.classes) + 1, ["background", *map(str, self.classes)]
@@ -231,9 +231,15 @@ class DigitScenesData(TargetData):
     def labels(self, scenes: list[Scene]) -> np.ndarray:
         """Labels of `scenes` for this task: (n, K) uint8 0/1 presence of each class
         (multilabel), (n, canvas, canvas) uint8 per-pixel classes, 0 the background
-        (segmentation), or (n,) float32 digit count or sum of digit values (regression)."""
+        (segmentation), per scene a dict of its digits' boxes (xyxy), classes and the
+        canvas size (detection), or (n,) float32 digit count or sum of digit values
+        (regression)."""
         import numpy as np
 
+        if self.task == "detection":
+            canvas = self.params["canvas"]
+            return [{"boxes": scene.boxes.astype(np.float32), "classes": scene.labels, "size": (canvas, canvas)}
+                    for scene in scenes]
         if self.task == "segmentation":
             return np.stack([scene.class_mask() for scene in scenes])
         if self.task == "multilabel":
@@ -258,12 +264,13 @@ class DigitScenes(Target):
     name = "digit-scenes"
     version = "1"
     description = ("canvases of several scikit-learn digits: which classes appear (multilabel), count or sum "
-                   "(regression), the class of every pixel (segmentation)")
+                   "(regression), a box per digit (detection), the class of every pixel (segmentation)")
     params = {
         "task": Param(str, "multilabel", "'multilabel': which classes appear; 'regression': see "
-                                         "regression_target; 'segmentation': the class of every pixel (0: "
-                                         "background, 1 + i: classes[i])",
-                      choices=("multilabel", "regression", "segmentation")),
+                                         "regression_target; 'detection': a box and class (classes[i]) per "
+                                         "digit; 'segmentation': the class of every pixel (0: background, "
+                                         "1 + i: classes[i])",
+                      choices=("multilabel", "regression", "detection", "segmentation")),
         "regression_target": Param(str, "count", "with task 'regression': 'count' (digits in the scene) or "
                                                  "'sum' (of their values); ignored otherwise",
                                    choices=("count", "sum")),

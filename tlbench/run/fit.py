@@ -53,7 +53,8 @@ def execute(worker, spec, context, held: dict[str, Splits]) -> tuple[dict, dict]
     details = {"strategy": plain_json(result.info, f"{who} FitResult.info"),
                "source": plain_json(context.source.meta, f"source {spec.source.plugin!r} SourceModel.meta"),
                "target": {"content_hash": spec.content_hash, "revision": target.revision,
-                          "num_classes": target.num_classes, "modality": target.modality, "task": target.task},
+                          "num_classes": target.num_classes, "modality": target.modality, "task": target.task,
+                          **({"class_ids": list(target.class_ids)} if target.class_ids is not None else {})},
                "feature_cache": {"hits": stats.hits - hits, "misses": stats.misses - misses},
                "weights_id": context.source.weights_id}
     objective = context.objective.info() if context.objective is not None else {}
@@ -69,7 +70,8 @@ def execute(worker, spec, context, held: dict[str, Splits]) -> tuple[dict, dict]
     if worker.saves_predictions(spec) and metrics["n_test"]:
         from ..results.predictions import ATTACHMENTS, attach
 
-        attach(details, details.setdefault(ATTACHMENTS, {}), result.predictions["test"], "test")
+        saved = context.task.saved_predictions(result.predictions["test"], held[spec.scored].test.labels, target)
+        attach(details, details.setdefault(ATTACHMENTS, {}), saved, "test")
     return metrics, details
 
 
