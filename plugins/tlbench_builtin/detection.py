@@ -69,7 +69,7 @@ def check_label(label, where: str, num_classes: int | None = None) -> None:
     if len(classes) and (classes.dtype.kind not in "iu" or
                          (num_classes is not None and not ((classes >= 0) & (classes < num_classes)).all())):
         bad = classes[(classes < 0) | (classes >= (num_classes or 0))] if classes.dtype.kind in "iu" else classes
-        raise ValueError(f"{where}: class {bad[0]!r} is not an integer in 0...{(num_classes or 1) - 1}")
+        raise ValueError(f"{where}: class {bad[0].item()!r} is not an integer in 0...{(num_classes or 1) - 1}")
 
 
 def _levels(levels) -> list[int]:
