@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from test_target_cocofolder import coco_export
 from test_target_maskfolder import CLASSES as MASK_CLASSES, mask_folder
 
 from tlbench.plugins import PluginRegistry
@@ -130,6 +131,7 @@ TARGETS: dict[str, Tiny] = {
     "digit-scenes": lambda tmp: {"n_scenes": 120, "n_test": 40, "n_train": 24, "n_val": 16},
     "digit-domains": lambda tmp: {"pool": "target", "classes": [0, 1, 2], "shots": 3, "val_shots": 2, "size": 16},
     "maskfolder": lambda tmp: {"path": mask_folder(tmp), "classes": MASK_CLASSES, "n_train": 8, "n_val": 4},
+    "cocofolder": lambda tmp: {"path": coco_export(tmp, n_train=12, n_val=4, n_test=8), "n_train": 8, "n_val": 4},
 }
 
 DOMAINS = {"classes": [0, 1, 2], "shots": 4, "val_shots": 2, "size": 16}

@@ -1,9 +1,10 @@
 """Saved predictions: a run's test predictions, kept beside the records, by content.
 
 With ``save_predictions = true`` (in ``[suite]`` or in a strategy's table) a run keeps
-what its strategy predicted for the test split, as the task's `Objective.predictions`
-gave it (class logits, probabilities, values): for error analysis, and so that anyone
-can recompute a metric from them. An array is stored as a compressed ``.npz`` (its one
+what its strategy predicted for the test split, in the form its task saves
+(`Task.saved_predictions`: by default as `Objective.predictions` gave them, class
+logits, probabilities, values; a COCO results list for boxes): for error analysis, and
+so that anyone can recompute a metric from them. An array is stored as a compressed ``.npz`` (its one
 array under the name of the split), anything else as JSON. The file is named by the
 SHA-256 of its bytes, in ``predictions/`` of the result directory, and the record
 refers to it (``details.predictions``: path, sha256, format, split, count), so a record
