@@ -30,6 +30,13 @@ the suite says it:
   `label_columns` names one 0/1 column per class (the class names are the column names).
 - `regression`: `label_column` names one numeric column, or `label_columns` several (one
   predicted value each, named after its column).
+- `token-classification` (named-entity recognition, CoNLL-2003's layout): `input_column`
+  holds a list of words per example (default: ``tokens``, or ``words``) and `label_column`
+  a list of tags, one per word (default: ``ner_tags``, or the only list of ClassLabel): a
+  ``Sequence(ClassLabel)``, whose names are the tags (B-PER, I-PER, O ...), or a list of
+  tag strings, whose sorted distinct values are. Examples are the word lists and labels
+  int64 arrays of tag ids; a row whose tags and words differ in number is an error
+  naming the split and the row.
 
 Multilabel and regression labels are read by `table_labels`; a missing label (None or
 NaN) there is an error naming the split and how many, never an unlabelled example.
@@ -55,6 +62,7 @@ torchcodec while loading, so use the `audiofolder` target for a folder of audio 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -67,13 +75,16 @@ from tlbench.params import Param
 from .hf_extra import require_hf_extra
 from .row_selection import check_class_map, check_split_by, remap_classes, split_by_column
 from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
-from .table_labels import (TASK_PARAM, LabelTable, TaskLabels, check_label_columns, multi_hot_columns,
+from .table_labels import (TASK_PARAM, TASKS, LabelTable, TaskLabels, check_label_columns, multi_hot_columns,
                            multi_hot_lists, value_columns)
 
 FORMATS = ("parquet", "csv", "json", "arrow", "imagefolder")
 _SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
 _TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "question")
 _LABEL_COLUMNS = ("label", "labels")
+_WORD_COLUMNS = ("tokens", "words")
+_TAG_COLUMNS = ("ner_tags", "tags")
+TOKEN_CLASSIFICATION = "token-classification"
 _AUTO_SPLITS = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
 _OFFLINE_HOW = "set path to local files (parquet, csv, json or an image folder)"
 
@@ -231,7 +242,7 @@ def _typical_label(feature, task: str) -> bool:
 
     if task == "classification":
         return isinstance(feature, datasets.ClassLabel)
-    if task == "multilabel":
+    if task in ("multilabel", TOKEN_CLASSIFICATION):
         return isinstance(_list_item(feature), datasets.ClassLabel)
     return False
 
@@ -246,7 +257,8 @@ def _pick_labels(params: dict, features) -> list[str]:
         return list(params["label_columns"])
     label = params["label_column"]
     if label is None:
-        label = next((c for c in _LABEL_COLUMNS if c in features), None)
+        names = _TAG_COLUMNS if params["task"] == TOKEN_CLASSIFICATION else _LABEL_COLUMNS
+        label = next((c for c in names if c in features), None)
         typical = [c for c, f in features.items() if _typical_label(f, params["task"])]
         if label is None and len(typical) == 1:
             label = typical[0]
@@ -266,6 +278,8 @@ def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
     columns = list(features)
     labels = _pick_labels(params, features)
     column = params["input_column"]
+    if params["task"] == TOKEN_CLASSIFICATION:
+        return _pick_words(column, labels, features), labels, "text"
     if column is None:
         media = [c for kind in (datasets.Image, datasets.Audio) for c, f in features.items() if isinstance(f, kind)]
         texts = [c for c in _TEXT_COLUMNS if c in features and c not in labels]
@@ -285,7 +299,66 @@ def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
     raise ParamError(f"input_column: column {column!r} holds {feature}, expected images, audio or text")
 
 
+def _pick_words(column: str | None, labels: list[str], features) -> str:
+    """The column of word lists of a token-classification target."""
+    import datasets
+
+    columns = list(features)
+    if column is None:
+        column = next((c for c in _WORD_COLUMNS if c in features), None)
+        if column is None:
+            raise ParamError(f"input_column: cannot tell which column holds the word lists; set it to one of "
+                             f"{', '.join(c for c in columns if c not in labels)}")
+    elif column not in features:
+        raise ParamError(f"input_column: no column {column!r}; the data set has {', '.join(columns)}")
+    item = _list_item(features[column])
+    if not (isinstance(item, datasets.Value) and item.dtype in ("string", "large_string")):
+        raise ParamError(f"input_column: column {column!r} holds {features[column]}; the token-classification task "
+                         f"needs a list of words (strings) per example")
+    return column
+
+
 # ---------------------------------------------------------------------------- labels
+
+
+def _tag_labels(datasets_by_split: dict, words: str, tags: str, feature, split_map: dict[str, str]
+                ) -> tuple[list[str], dict]:
+    """(tag names, per split an object array of int64 tag-id arrays) of a token-classification
+    target: a Sequence(ClassLabel)'s names, or the sorted distinct tag strings."""
+    import datasets
+    import numpy as np
+
+    item = _list_item(feature)
+    if item is None:
+        raise ParamError(f"label_column: column {tags!r} holds {feature}; the token-classification task needs a list "
+                         f"of tags per example (one per word)")
+    raw = {ours: ds.select_columns([words, tags]).to_dict() for ours, ds in datasets_by_split.items()}
+    if isinstance(item, datasets.ClassLabel):
+        names = list(item.names)
+    else:
+        names = sorted({str(tag) for columns in raw.values() for row in columns[tags] for tag in row or ()})
+    index = {name: i for i, name in enumerate(names)}
+    labels = {}
+    for ours, columns in raw.items():
+        rows = np.empty(len(columns[tags]), dtype=object)
+        for row, (sentence, sequence) in enumerate(zip(columns[words], columns[tags])):
+            sentence, sequence = sentence or [], sequence or []
+            where = f"splits.{ours}: split {split_map[ours]!r}, row {row}"
+            if len(sentence) != len(sequence):
+                raise ParamError(f"{where} has {len(sentence)} words but {len(sequence)} tags in {tags!r}; "
+                                 f"expected one tag per word")
+            if isinstance(item, datasets.ClassLabel):
+                ids = np.asarray(sequence, dtype=np.int64)
+                bad = ids[(ids < 0) | (ids >= len(names))]
+                if len(bad):
+                    raise ParamError(f"{where} has tag id {int(bad[0])}; {tags!r} has {len(names)} tags")
+            else:
+                ids = np.asarray([index[str(tag)] for tag in sequence], dtype=np.int64)
+            rows[row] = ids
+        labels[ours] = rows
+    if len(names) < 2:
+        raise ParamError(f"label_column: {tags!r} has {len(names)} tag; expected at least 2")
+    return names, labels
 
 
 def _class_labels(raw: dict, feature, label_column: str, split_map: dict[str, str]) -> tuple[list[str], dict]:
@@ -433,7 +506,10 @@ class HFDatasetData(TargetData):
         if self.modality == "audio":  # read as stored, decoded by soundfile (`decoded_audio`)
             self.datasets = {ours: ds.cast_column(self.column, datasets.Audio(decode=False))
                              for ours, ds in self.datasets.items()}
-        if self.task == "classification":
+        if self.task == TOKEN_CLASSIFICATION:
+            self.class_names, self.labels = _tag_labels(self.datasets, self.column, self.label_column,
+                                                        first.features[self.label_column], self.split_map)
+        elif self.task == "classification":
             raw = {ours: ds.with_format("numpy", columns=[self.label_column])[self.label_column]
                    for ours, ds in self.datasets.items()}
             self.class_names, self.labels = _class_labels(raw, first.features[self.label_column],
@@ -454,6 +530,8 @@ class HFDatasetData(TargetData):
 
     def _examples(self, split: str, indices) -> list:
         rows = self.datasets[split].select(indices.tolist())
+        if self.task == TOKEN_CLASSIFICATION:
+            return [[str(word) for word in value or ()] for value in rows[self.column]]
         if self.modality == "text":
             return [value if value is not None else "" for value in rows[self.column]]
         if self.modality == "audio":
@@ -467,6 +545,9 @@ class HFDatasetData(TargetData):
 def _check_labelling(params: dict) -> None:
     """The task, its label parameters and the sampling agree (cheap; no data read)."""
     task, columns = params["task"], params["label_columns"]
+    if task == TOKEN_CLASSIFICATION and columns is not None:
+        raise ParamError("label_columns: the token-classification task reads one label_column (a list of tags per "
+                         "example)")
     if columns is not None:
         if task == "classification":
             raise ParamError("label_columns: the classification task reads one label_column; label_columns is "
@@ -481,7 +562,7 @@ class HFDataset(Target):
     name = "hf-dataset"
     version = "1"
     description = ("a Hugging Face data set (hub id or local parquet/csv/json/image folder) of images, audio or "
-                   "texts: classification, multilabel or regression, few-shot ready")
+                   "texts: classification, multilabel, regression or token classification (NER), few-shot ready")
     params = {
         "path": Param(str, help="hub data set id (org/name), or a local file or directory (relative to the "
                                 "suite's folder)", path="local-or-id"),
@@ -492,11 +573,16 @@ class HFDataset(Target):
         "format": Param(str, None, "builder for local files (default: from the file's suffix)",
                         choices=FORMATS),
         "input_column": Param(str, None, "column with the images, audio or texts (default: found when "
-                                         "unambiguous)"),
-        "task": TASK_PARAM,
+                                         "unambiguous); token-classification: the lists of words (default: "
+                                         "tokens or words)"),
+        "task": dataclasses.replace(TASK_PARAM, choices=(*TASKS, TOKEN_CLASSIFICATION),
+                                    help=TASK_PARAM.help + " or 'token-classification' (a tag per word: named "
+                                                           "entities, a list of words per example)"),
         "label_column": Param(str, None, "column with the labels: class ids or values (classification), a list "
                                          "of classes per example (multilabel), a number (regression); default: "
-                                         "label, labels or the only ClassLabel (multilabel: list of ClassLabel)"),
+                                         "label, labels or the only ClassLabel (multilabel: list of ClassLabel); "
+                                         "token-classification: a list of tags per example (default: ner_tags, "
+                                         "tags or the only list of ClassLabel)"),
         "label_columns": Param(list, None, "instead of label_column, for multilabel: one 0/1 column per class "
                                            "(named after it); for regression: numeric columns, one predicted "
                                            "value each", items=str, omit_default=True),

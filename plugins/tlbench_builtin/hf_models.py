@@ -23,6 +23,10 @@ from torch import nn
 from tlbench.api import SourceModel
 
 POOLINGS = ("auto", "cls", "mean", "pooler")
+WORD_STARTS = "tlbench_word_starts"
+"""The input `TextEncoder.words` adds for `PooledEncoder.forward_tokens`: per example and
+word, 1 + the position of the word's first sub-token; 0 after the example's last word;
+-1 for a word without a sub-token (cut off by `max_length`, or dropped by the tokenizer)."""
 
 
 @contextlib.contextmanager
@@ -69,6 +73,7 @@ class TextEncoder:
     def __init__(self, folder: str, max_length: int, tokenizer=None):
         self.folder, self.max_length = folder, max_length
         self._tokenizer, self._pid = tokenizer, os.getpid()
+        self._prefixed = None
         self.input_names = list(self.tokenizer().model_input_names)
 
     def tokenizer(self):
@@ -81,7 +86,7 @@ class TextEncoder:
         return self._tokenizer
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_tokenizer": None}
+        return {**self.__dict__, "_tokenizer": None, "_prefixed": None}
 
     def identity(self) -> dict:
         tokenizer = self.tokenizer()
@@ -94,6 +99,54 @@ class TextEncoder:
         batch = self.tokenizer()([str(e) for e in examples], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
         return {name: batch[name] for name in self.input_names if name in batch}
+
+    def words_refused(self) -> str | None:
+        """Why this tokenizer cannot encode word lists, or None: only a fast tokenizer
+        (the `tokenizers` library) says which word each sub-token came from."""
+        tokenizer = self.tokenizer()
+        if not getattr(tokenizer, "is_fast", False):
+            return (f"{type(tokenizer).__name__} is not a fast tokenizer; mapping sub-tokens to words "
+                    f"(word_ids) needs one")
+        return None
+
+    def words(self, examples: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
+        """Pre-tokenised examples (lists of words) to token tensors plus `WORD_STARTS`, the
+        position of each word's first sub-token, which `PooledEncoder.forward_tokens` gathers
+        so that every word has one position (see `tlbench.api.SourceModel`). Words past
+        `max_length` keep their place with no vector (-1)."""
+        refused = self.words_refused()
+        if refused:
+            raise ValueError(refused)
+        lists = [[str(word) for word in example] for example in examples]
+        batch = self._word_tokenizer()(lists, is_split_into_words=True, padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt")
+        starts = torch.zeros((len(lists), max([1, *map(len, lists)])), dtype=torch.long)
+        for row, words in enumerate(lists):
+            first: dict[int, int] = {}
+            for position, word in enumerate(batch.word_ids(row)):
+                if word is not None:
+                    first.setdefault(word, position)
+            starts[row, :len(words)] = torch.tensor([first[w] + 1 if w in first else -1 for w in range(len(words))],
+                                                    dtype=torch.long)
+        return {**{name: batch[name] for name in self.input_names if name in batch}, WORD_STARTS: starts}
+
+    def _word_tokenizer(self):
+        """The tokenizer for words: byte-level BPE tokenizers (RoBERTa, GPT-2) mark a word's
+        start by a space before it, so they take words only with ``add_prefix_space`` (the
+        setting transformers' token-classification examples use)."""
+        import inspect
+
+        tokenizer = self.tokenizer()
+        takes = "add_prefix_space" in inspect.signature(type(tokenizer).__init__).parameters
+        if takes and getattr(tokenizer, "add_prefix_space", True) is False:
+            if self._prefixed is None or self._prefixed[0] != os.getpid():
+                from transformers import AutoTokenizer
+
+                with quiet_transformers():
+                    self._prefixed = (os.getpid(), AutoTokenizer.from_pretrained(self.folder, local_files_only=True,
+                                                                                 add_prefix_space=True))
+            return self._prefixed[1]
+        return tokenizer
 
 
 class PixelEncoder:
@@ -126,15 +179,24 @@ class PooledEncoder(nn.Module):
         self.pooling = pooling
 
     def forward_tokens(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's last hidden states (batch, tokens, dim) and their attention mask."""
-        hidden = self.model(**inputs).last_hidden_state
+        """The encoder's last hidden states (batch, tokens, dim) and their attention mask;
+        on inputs from `TextEncoder.words`, one position per word instead: the hidden state
+        of its first sub-token (batch, words, dim), and a mask of 1 for words with a vector,
+        0 after the last word, -1 for words without one (whose rows are zeros)."""
+        starts = inputs.get(WORD_STARTS)
+        hidden = self.model(**_model_inputs(inputs)).last_hidden_state
+        if starts is not None:
+            index = (starts - 1).clamp_min(0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+            kept = starts > 0
+            words = hidden.gather(1, index) * kept.unsqueeze(-1).to(hidden.dtype)
+            return words, kept.long() - (starts < 0).long()
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         return hidden, mask
 
     def forward(self, inputs) -> torch.Tensor:
-        out = self.model(**inputs) if isinstance(inputs, dict) else self.model(pixel_values=inputs)
+        out = self.model(**_model_inputs(inputs)) if isinstance(inputs, dict) else self.model(pixel_values=inputs)
         if self.pooling == "pooler":
             return out.pooler_output
         hidden = out.last_hidden_state
@@ -147,6 +209,11 @@ class PooledEncoder(nn.Module):
             return hidden.mean(dim=1)
         mask = mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+
+
+def _model_inputs(inputs: dict) -> dict:
+    """The model's own inputs, without the word positions `TextEncoder.words` adds."""
+    return {key: value for key, value in inputs.items() if key != WORD_STARTS}
 
 
 def resolve_pooling(pooling: str, folder: Path, model: nn.Module, modality: str) -> str:
@@ -252,12 +319,15 @@ def load_source(folder: Path, *, pretrained: bool, pooling: str, max_length: int
     with torch.no_grad():
         feature_dim = int(backbone(encoder([_probe_example(modality)])).shape[-1])
     token_dim = int(getattr(model.config, "hidden_size", feature_dim)) if modality == "text" else None
+    refused = encoder.words_refused() if modality == "text" else None
+    words = {"encode_words": refused} if refused else {}  # why word lists cannot be encoded, for the run's error
     return SourceModel(backbone=backbone, feature_dim=feature_dim, modality=modality, encode=encoder,
                        layer_groups=layer_groups(backbone), weights_id=state_digest(backbone), token_dim=token_dim,
                        preprocessing_id=json.dumps({"pooling": pooling, **encoder.identity()}, sort_keys=True),
                        pretrained=pretrained, source_head=None,
+                       encode_words=encoder.words if modality == "text" and not refused else None,
                        meta={**meta, "pooling": pooling, "modality": modality,
-                             "architecture": type(model).__name__})
+                             "architecture": type(model).__name__, **words})
 
 
 def _probe_example(modality: str):

@@ -106,11 +106,22 @@ class HFSource(Source):
                 "max_length": params["max_length"], **speech}
 
     def capabilities(self, params: dict) -> SourceCapabilities:
-        """Text models give token sequences besides pooled features; the modality is read
-        off the model's config.json when it is on disk. No classifier of its own."""
+        """Text models give token sequences besides pooled features, and encode word lists
+        when their tokenizer is fast (a tokenizer.json on disk says so; otherwise the build
+        tells); the modality is read off the model's config.json when it is on disk. No
+        classifier of its own."""
         modality = self._modality(params)
         representations = ("pooled",) if modality in ("image", "audio") else ("pooled", "tokens")
-        return SourceCapabilities(modality=modality, representations=representations, source_head=False)
+        words = False if modality in ("image", "audio") else (True if self._fast_tokenizer(params) else None)
+        return SourceCapabilities(modality=modality, representations=representations, source_head=False,
+                                  words=words)
+
+    def _fast_tokenizer(self, params: dict) -> bool:
+        try:
+            folder = self._folder(params)
+            return folder is not None and (folder / "tokenizer.json").is_file()
+        except Exception:  # not on disk, no hf extra: the build will tell
+            return False
 
     def _modality(self, params: dict) -> str | None:
         try:

@@ -74,6 +74,9 @@ def incompatibility(registry: PluginRegistry, source: Entry, targets: dict[str, 
         if needs.linear_head and task.linear_loss is None:
             return (f"{recipe.plugin} fits linear heads in closed form; the {task_name} task of target "
                     f"{target.id} has no such head")
+        if task.words and offers.words is False:
+            return (f"source {source.id} cannot encode word lists (pre-tokenised text), which the {task_name} "
+                    f"head of target {target.id} reads")
         if task.representation not in offers.representations:
             return (f"source {source.id} gives no {REPRESENTATION_WORDS[task.representation]}, which the "
                     f"{task_name} head of target {target.id} reads")

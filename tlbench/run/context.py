@@ -23,6 +23,22 @@ from .features import FeatureCache
 from ..hashing import examples_digests
 
 
+def encoder_for(source: SourceModel, task: Task) -> Callable:
+    """How `source` encodes the examples of `task`: whole images for a dense task (labels
+    in image coordinates: never a crop), word lists for a word-level task (one position
+    per word), else `SourceModel.encode`. A source that cannot encode words is refused in
+    one line (the planner leaves out those it knows cannot)."""
+    if task.words:
+        if source.encode_words is None:
+            why = source.meta.get("encode_words")
+            raise ValueError(f"the {task.name} task's examples are word lists, which this {source.modality} source "
+                             f"cannot encode (SourceModel.encode_words is None{': ' + why if why else ''})")
+        return source.encode_words
+    if task.dense:
+        return source.encode_whole or source.encode
+    return source.encode
+
+
 def visible(splits: Splits, labelled: bool, revealed: tuple[str, ...] = ()) -> Splits:
     """The splits as a strategy may see them: never the test labels; for an unlabelled
     role no labels, but those of the splits the strategy asked for openly (`revealed`,
@@ -161,9 +177,7 @@ class RunContext:
     def add_target(self, role: str, target: TargetInfo, task: Task, splits: Splits, *, labelled: bool = True,
                    scored: bool = False, digests: dict[str, list[bytes]] | None = None,
                    revealed: tuple[str, ...] = ()) -> RunTarget:
-        encode = self.source.encode
-        if task.dense:  # labels in image coordinates: the whole image, never a crop
-            encode = self.source.encode_whole or self.source.encode
+        encode = encoder_for(self.source, task)
         self.targets[role] = RunTarget(self, role, target, task, splits, encode, labelled, digests, revealed)
         if scored:
             self.scored_role = role

@@ -34,6 +34,7 @@ def check_task(task: ItemRef, *, target: ItemRef, target_params: dict | None = N
     within its range, and the same twice.
     """
 
+    from ..run.context import encoder_for
     from ..training import (TaskModel, engine_defaults, evaluate, param_groups, seed_everything,
                             supervised_target, train)
 
@@ -54,7 +55,7 @@ def check_task(task: ItemRef, *, target: ItemRef, target_params: dict | None = N
     if item.representation not in built.representations:
         fail(reg, f"reads {item.representation} but source {source_reg.name!r} gives only "
                   f"{', '.join(built.representations)}; check it with a source that gives them")
-    run = supervised_target(splits, data, item, built.encode, "cpu", seed)
+    run = supervised_target(splits, data, item, encoder_for(built, item), "cpu", seed)
     _check_objective(reg, item, run, built)
     model = TaskModel(built.backbone, run.objective.head(built), item.representation)
     knobs = engine_defaults(epochs=epochs, batch_size=8, lr=1e-2, select="last")
