@@ -19,6 +19,7 @@ import pytest
 
 from test_target_cocofolder import coco_export
 from test_target_maskfolder import CLASSES as MASK_CLASSES, mask_folder
+from test_task_token_classification import conll_parquet, tiny_bert
 
 from tlbench.plugins import PluginRegistry
 from tlbench.testing import check_source, check_strategy, check_target, check_task
@@ -153,14 +154,30 @@ def targets_for(name: str, target=None) -> dict:
     return ROLE_TARGETS[roles]
 
 SCENES = {"n_scenes": 120, "n_test": 40, "n_train": 24, "n_val": 16, "canvas": 16, "max_scale": 10}
-TASKS: dict[str, tuple[str, dict]] = {
-    # task type: a target of that type, with tiny parameters
+TASKS: dict[str, tuple[str, dict | Tiny]] = {
+    # task type: a target of that type, with tiny parameters (or a function of a folder that makes its files)
     "classification": ("digits", {"classes": [0, 1, 2], "shots": 4, "val_shots": 2}),
     "multilabel": ("digit-scenes", {**SCENES, "task": "multilabel", "classes": [0, 1, 7]}),
     "regression": ("digit-scenes", {**SCENES, "task": "regression", "regression_target": "count"}),
     "segmentation": ("digit-scenes", {**SCENES, "task": "segmentation", "classes": [0, 1, 7]}),
     "detection": ("digit-scenes", {**SCENES, "task": "detection", "classes": [0, 1, 7]}),
+    # sentences of one length, so that test labels shuffled among examples still fit their words
+    "token-classification": ("hf-dataset", lambda tmp: {
+        "path": conll_parquet(tmp / "conll", n_train=16, n_val=6, n_test=8, length=6), "task": "token-classification"}),
 }
+TASK_SOURCES: dict[str, Callable[[Path], tuple]] = {
+    # tasks whose labels the kit's tiny CNN cannot read: a source that can (name, params)
+    "token-classification": lambda tmp: ("hf", {"model": tiny_bert(tmp / "tiny-bert")}),
+}
+TASK_STRATEGY_PARAMS = {
+    # strategy params a task's source needs: BERT's attention projections for lora
+    ("lora", "token-classification"): {"target_modules": ["query", "value"]},
+}
+
+
+def task_target(task: str, tmp: Path) -> tuple[str, dict]:
+    target, params = TASKS[task]
+    return target, params(tmp) if callable(params) else params
 
 ENGINE = {"epochs": 2, "batch_size": 8}
 
@@ -218,15 +235,18 @@ def test_builtin_target_conforms(name, tmp_path, cache_dir):
 
 
 @pytest.mark.parametrize("name", builtin("task"))
-def test_builtin_task_conforms(name, cache_dir):
-    target, params = tiny(TASKS, "task", name)
-    scores = check_task(name, target=target, target_params=params, registry=REGISTRY, cache_dir=cache_dir)
+def test_builtin_task_conforms(name, tmp_path, cache_dir):
+    tiny(TASKS, "task", name)
+    target, params = task_target(name, tmp_path)
+    source = TASK_SOURCES[name](tmp_path) if name in TASK_SOURCES else None
+    scores = check_task(name, target=target, target_params=params, source=source, registry=REGISTRY,
+                        cache_dir=cache_dir)
     assert set(scores) == {metric.name for metric in REGISTRY.get("task", name).item.metrics}
 
 
-@pytest.mark.parametrize("task", ["multilabel", "regression", "segmentation", "detection"])
+@pytest.mark.parametrize("task", ["multilabel", "regression", "segmentation", "detection", "token-classification"])
 @pytest.mark.parametrize("name", builtin("strategy"))
-def test_builtin_strategy_serves_every_task_it_declares(name, task, cache_dir):
+def test_builtin_strategy_serves_every_task_it_declares(name, task, tmp_path, cache_dir):
     """Each strategy runs on the task types beyond classification it declares it supports,
     and the planner would leave it out of the others."""
     strategy = REGISTRY.get("strategy", name).item
@@ -235,8 +255,10 @@ def test_builtin_strategy_serves_every_task_it_declares(name, task, cache_dir):
     if strategy.requires.linear_head and REGISTRY.get("task", task).item.linear_loss is None:
         pytest.skip(f"{name} fits linear heads in closed form; the {task} task has none (the plan leaves it out)")
     params, source = tiny(STRATEGIES, "strategy", name)
-    check = check_strategy(name, params, source=source, targets=targets_for(name, TASKS[task]), registry=REGISTRY,
-                           cache_dir=cache_dir)
+    params = {**params, **TASK_STRATEGY_PARAMS.get((name, task), {})}
+    source = TASK_SOURCES[task](tmp_path) if task in TASK_SOURCES else source
+    check = check_strategy(name, params, source=source, targets=targets_for(name, task_target(task, tmp_path)),
+                           registry=REGISTRY, cache_dir=cache_dir)
     assert check.record["task"]["name"] == task and check.record["metrics"][f"test_{check.record['task']['headline']}"] \
         is not None
 

@@ -187,7 +187,7 @@ def _yes_no(flag: bool) -> str:
 def _facts(item: Item) -> tuple[tuple[str, str], ...]:
     facts: list[tuple[str, str]] = []
     if isinstance(item, Task):
-        facts += [("headline metric", item.headline), ("head reads", item.representation),
+        facts += [("headline metric", item.headline), ("head reads", item.representation + (", one per word (`words`)" if item.words else "")),
                   ("closed-form linear head (`linear_loss`)", item.linear_loss or "none")]
     if isinstance(item, (Strategy, Estimator)):
         facts += _requirement_facts(item.requires)

@@ -177,6 +177,29 @@ def check_representations(reg: Registered, model: SourceModel, examples: list) -
         if hidden.dim() != 3 or hidden.shape[-1] != model.token_dim or tuple(mask.shape) != tuple(hidden.shape[:2]):
             fail(reg, f"forward_tokens gave hidden {tuple(hidden.shape)} and mask {tuple(mask.shape)}; expected "
                       f"(batch, tokens, {model.token_dim}) and (batch, tokens)")
+    if model.encode_words is not None:
+        check_words(reg, model, [str(example).split() or ["a"] for example in examples[:2]])
+
+
+def check_words(reg: Registered, model: SourceModel, examples: list[list[str]]) -> None:
+    """Word lists encoded by `encode_words` give one position per word from
+    ``forward_tokens``: (batch, most words, token_dim), a mask that counts each example's
+    words (``mask != 0``), and every word of a short example with a vector."""
+    import torch
+
+    if model.token_dim is None:
+        fail(reg, "gives encode_words but no token_dim: word vectors come from forward_tokens")
+    with torch.no_grad():
+        hidden, mask = model.backbone.forward_tokens(model.encode_words(examples))
+    width = max(map(len, examples))
+    if tuple(hidden.shape) != (len(examples), width, model.token_dim) or tuple(mask.shape) != (len(examples), width):
+        fail(reg, f"forward_tokens on encode_words of {[len(e) for e in examples]} words gave hidden "
+                  f"{tuple(hidden.shape)} and mask {tuple(mask.shape)}; expected ({len(examples)}, {width}, "
+                  f"{model.token_dim}) and ({len(examples)}, {width}): one position per word")
+    counted = (mask != 0).sum(dim=1).tolist()
+    if counted != [len(e) for e in examples] or not bool((mask[mask != 0] == 1).all()):
+        fail(reg, f"the word mask of examples of {[len(e) for e in examples]} words is {mask.tolist()}; expected 1 "
+                  f"for each word (-1 only for words cut off) and 0 after the last")
 
 
 def _features(model: SourceModel, examples: list):

@@ -30,7 +30,8 @@ def check_task(task: ItemRef, *, target: ItemRef, target_params: dict | None = N
     the objective's head takes the source's representation, `targets` is row-wise (a
     split's targets cut by rows equal the targets of those rows), the loss is a finite
     scalar whose gradient reaches the head, predictions have one entry per example and
-    pass `check_predictions`; `score` returns every declared metric, finite or None,
+    pass `check_predictions` (for a word-level task, `Task.words`: one per word of each
+    example); `score` returns every declared metric, finite or None,
     within its range, and the same twice.
     """
 
@@ -69,6 +70,11 @@ def check_task(task: ItemRef, *, target: ItemRef, target_params: dict | None = N
             item.check_predictions(predictions, len(split), info)
         except ValueError as exc:
             fail(reg, f"check_predictions refuses the predictions of its own objective on {name!r}: {exc}")
+        if item.words:  # word lists: one prediction per word
+            lengths = [(len(p), len(e)) for p, e in zip(predictions, split.examples) if len(p) != len(e)]
+            if lengths:
+                fail(reg, f"predictions of split {name!r} must have one tag per word; an example of {lengths[0][1]} "
+                          f"words has {lengths[0][0]}")
     scores = item.score(result.predictions["test"], splits.test.labels, info)
     _check_scores(reg, item, scores)
     if item.score(result.predictions["test"], splits.test.labels, info) != scores:
