@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from test_source_torchvision import torchvision_weights_file
 from test_target_cocofolder import coco_export
 from test_target_maskfolder import CLASSES as MASK_CLASSES, mask_folder
 from test_task_token_classification import conll_parquet, tiny_bert
@@ -111,6 +112,8 @@ SOURCES: dict[str, Tiny] = {
                              "target_params": {"classes": [0, 1], "shots": 5, "val_shots": 2},
                              "epochs": 1, "batch_size": 128},
     "hf": lambda tmp: {"model": minilm(), "max_length": 16},
+    "torchvision": lambda tmp: {"model": "fcn_resnet50", "file": torchvision_weights_file(tmp, "fcn_resnet50", 21),
+                                "input_size": 64},
     "spectrogram": lambda tmp: {"model": "test_resnet", "file": random_timm_weights(tmp, "test_resnet"),
                                 "input_size": 32},
     "pretrain-speech": lambda tmp: with_espeak_ng({

@@ -244,6 +244,13 @@ class SourceModel:
     which ``backbone.forward_tokens`` gives one position per word (see above), which
     word-level tasks (`Task.words`) use, so that their heads and losses need no
     tokenizer. None when the source cannot map its sub-tokens back to words."""
+    task_heads: dict[str, Callable[[int], "torch.nn.Module"]] = field(default_factory=dict)
+    """Heads a source brings for task types, by task name: given the number of classes,
+    the source's own neck and head (a COCO detector's feature pyramid and box head, a
+    segmentation model's decoder) with a fresh class-specific predictor, pretrained
+    when the source is and random otherwise, in the form that task's objective reads
+    (the task's docstring says which). An objective takes it over a head of its own, so
+    transfer keeps everything but the predictor."""
 
     @property
     def representations(self) -> tuple[str, ...]:

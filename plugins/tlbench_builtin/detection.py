@@ -19,6 +19,10 @@ per level), losses (sigmoid focal, GIoU, centre-ness) and decoding are used as t
 by running torchvision's `FCOS` on the maps instead of on images. The FCOS scale ranges
 come from each level's stride (its "anchor" size is the stride), as in the paper.
 
+A source that brings its own detector (`SourceModel.task_heads["detection"]`: torchvision's
+COCO-trained FCOS and RetinaNet) gives a `map_detector` instead, its pretrained pyramid and
+head kept and only the class-specific predictor new.
+
 The task is dense (`Task.dense`): the source encodes each image whole, resized to its
 input size and never cropped, so boxes map between the image and the input by scaling.
 `Objective.targets` gives boxes as fractions of the image's width and height; the loss
@@ -37,6 +41,8 @@ own id, else the image's index in the split), ``category_id`` (the data's own id
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import tlbench
 from tlbench.api import MetricSpec, Objective, Task, TargetInfo
@@ -81,9 +87,6 @@ def _levels(levels) -> list[int]:
 
 def make_head(levels, num_classes: int):
     """FCOS over a feature pyramid on the source's maps `levels` (see the module docstring)."""
-    from collections import OrderedDict
-
-    from torch import nn
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.fcos import FCOS, FCOSHead
     from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
@@ -91,33 +94,64 @@ def make_head(levels, num_classes: int):
     chosen = _levels(levels)
     strides = [levels[i].stride for i in chosen]
     strides += [strides[-1] * 2, strides[-1] * 4]  # P6, P7
+    fpn = FeaturePyramidNetwork([levels[i].channels for i in chosen], FPN_WIDTH,
+                                extra_blocks=LastLevelP6P7(FPN_WIDTH, FPN_WIDTH))
+    anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
+    detector = FCOS(pyramid(fpn, FPN_WIDTH, chosen), num_classes, anchor_generator=anchors,
+                    head=FCOSHead(FPN_WIDTH, 1, num_classes), score_thresh=SCORE_THRESHOLD, nms_thresh=NMS_IOU,
+                    detections_per_img=DETECTIONS_PER_IMAGE)
+    return map_detector(detector, strides[0])
+
+
+@lru_cache(maxsize=None)
+def _modules():
+    """The module classes (made on first use: torch is imported only when a head is built)."""
+    from collections import OrderedDict
+
+    from torch import nn
 
     class Pyramid(nn.Module):
-        out_channels = FPN_WIDTH
+        """A torchvision feature pyramid over some of a backbone's maps (a list), as the
+        ordered dict of levels torchvision's detectors read."""
 
-        def __init__(self):
+        def __init__(self, fpn, out_channels: int, chosen: list[int]):
             super().__init__()
-            self.fpn = FeaturePyramidNetwork([levels[i].channels for i in chosen], FPN_WIDTH,
-                                             extra_blocks=LastLevelP6P7(FPN_WIDTH, FPN_WIDTH))
+            self.fpn, self.out_channels, self.chosen = fpn, out_channels, list(chosen)
 
         def forward(self, maps):
-            return self.fpn(OrderedDict((str(k), maps[i].float()) for k, i in enumerate(chosen)))
+            return self.fpn(OrderedDict((str(k), maps[i].float()) for k, i in enumerate(self.chosen)))
 
-    class MapDetector(FCOS):
-        """torchvision's FCOS run on a backbone's feature maps (the engine gives them)."""
+    class MapDetector(nn.Module):
+        """A torchvision one-stage detector (FCOS or RetinaNet) run on a backbone's feature
+        maps, which tlbench's engine gives, instead of on images: its `backbone` is the
+        pyramid over the maps; its matching, losses and decoding are torchvision's own."""
 
-        def forward(self, maps):
-            features = list(self.backbone(maps).values())
-            height, width = (int(v) * strides[0] for v in features[0].shape[-2:])
-            images = _Images(features[0], (height, width))
-            return DetectorOutputs(self.head(features), self.anchor_generator(images, features),
-                                   [f.shape[-2] * f.shape[-1] for f in features], (height, width), self)
+        def __init__(self, detector, first_stride: int):
+            super().__init__()
+            self.detector, self.first_stride = detector, int(first_stride)
 
-    pyramid = Pyramid()
-    anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
-    head = FCOSHead(FPN_WIDTH, 1, num_classes)
-    return MapDetector(pyramid, num_classes, anchor_generator=anchors, head=head, score_thresh=SCORE_THRESHOLD,
-                       nms_thresh=NMS_IOU, detections_per_img=DETECTIONS_PER_IMAGE)
+        def forward(self, maps) -> DetectorOutputs:
+            features = list(self.detector.backbone(maps).values())
+            height, width = (int(v) * self.first_stride for v in features[0].shape[-2:])
+            head_outputs = self.detector.head(features)
+            anchors = self.detector.anchor_generator(_Images(features[0], (height, width)), features)
+            cells = [f.shape[-2] * f.shape[-1] for f in features]
+            per_cell = head_outputs["cls_logits"].shape[1] // sum(cells)  # anchors per location (RetinaNet: 9)
+            return DetectorOutputs(head_outputs, anchors, [n * per_cell for n in cells], cells, (height, width),
+                                   self.detector)
+
+    return Pyramid, MapDetector
+
+
+def pyramid(fpn, out_channels: int, chosen: list[int]):
+    """torchvision's `fpn` over the maps `chosen` of a backbone's list of maps."""
+    return _modules()[0](fpn, out_channels, chosen)
+
+
+def map_detector(detector, first_stride: int):
+    """torchvision's one-stage `detector` (FCOS, RetinaNet; its backbone a `pyramid`) as a
+    head on feature maps; `first_stride`: input pixels per pixel of the pyramid's first level."""
+    return _modules()[1](detector, first_stride)
 
 
 class _Images:
@@ -130,14 +164,29 @@ class _Images:
 
 
 class DetectorOutputs:
-    """A batch's raw FCOS outputs, with what the loss and the decoding need."""
+    """A batch's raw detector outputs, with what the loss and the decoding need: boxes in
+    the input's pixels go in (`losses`) and come out (`detections`)."""
 
-    def __init__(self, head_outputs, anchors, per_level, input_size, detector):
+    def __init__(self, head_outputs, anchors, per_level, cells, input_size, detector):
         self.head_outputs, self.anchors, self.per_level = head_outputs, anchors, per_level
-        self.input_size, self.detector = input_size, detector
+        self.cells, self.input_size, self.detector = cells, input_size, detector
 
     def __len__(self) -> int:
         return len(self.anchors)
+
+    def losses(self, targets) -> dict:
+        from torchvision.models.detection.fcos import FCOS
+
+        head_outputs = {key: value.float() for key, value in self.head_outputs.items()}
+        if isinstance(self.detector, FCOS):
+            return self.detector.compute_loss(targets, head_outputs, self.anchors, self.cells)
+        return self.detector.compute_loss(targets, head_outputs, self.anchors)
+
+    def detections(self) -> list[dict]:
+        split_outputs = {key: list(value.float().split(self.per_level, dim=1))
+                         for key, value in self.head_outputs.items()}
+        split_anchors = [list(a.split(self.per_level)) for a in self.anchors]
+        return self.detector.postprocess_detections(split_outputs, split_anchors, [self.input_size] * len(self))
 
 
 class DetectionObjective(Objective):
@@ -145,6 +194,8 @@ class DetectionObjective(Objective):
         self.num_classes = num_classes
 
     def head(self, source):
+        if "detection" in source.task_heads:  # the source's own pyramid and box head, a fresh predictor
+            return source.task_heads["detection"](self.num_classes)
         if not source.feature_levels:
             raise ValueError("the detection head reads feature maps, which this source does not give")
         return make_head(source.feature_levels, self.num_classes)
@@ -169,23 +220,16 @@ class DetectionObjective(Objective):
         height, width = outputs.input_size
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         scaled = [{"boxes": t["boxes"] * scale.to(t["boxes"].device), "labels": t["labels"]} for t in targets]
-        head_outputs = {key: value.float() for key, value in outputs.head_outputs.items()}
-        losses = outputs.detector.compute_loss(scaled, head_outputs, outputs.anchors, outputs.per_level)
-        return sum(losses.values())
+        return sum(outputs.losses(scaled).values())
 
     def predictions(self, outputs: DetectorOutputs):
         import numpy as np
 
-        split_outputs = {key: list(value.float().split(outputs.per_level, dim=1))
-                         for key, value in outputs.head_outputs.items()}
-        split_anchors = [list(a.split(outputs.per_level)) for a in outputs.anchors]
-        detections = outputs.detector.postprocess_detections(split_outputs, split_anchors,
-                                                             [outputs.input_size] * len(outputs))
         height, width = outputs.input_size
         scale = np.array([width, height, width, height], dtype=np.float32)
         return [{"boxes": d["boxes"].cpu().numpy().astype(np.float32) / scale,
                  "scores": d["scores"].cpu().numpy().astype(np.float32),
-                 "classes": d["labels"].cpu().numpy().astype(np.int64)} for d in detections]
+                 "classes": d["labels"].cpu().numpy().astype(np.int64)} for d in outputs.detections()]
 
 
 def coco_ground_truth(labels, num_classes: int) -> dict:

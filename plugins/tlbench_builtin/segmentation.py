@@ -7,7 +7,10 @@ Cityscapes' void). Images may differ in size.
 Head: a light feature-pyramid decoder on the source's feature maps (`make_head`): each
 level projected to a common width by a 1×1 convolution, upsampled to the finest level
 and summed, a 3×3 convolution with group norm and ReLU, a 1×1 classifier, and the
-logits upsampled by the finest level's stride to the input's size. The task is dense
+logits upsampled by the finest level's stride to the input's size. A source with a
+decoder of its own (`SourceModel.task_heads["segmentation"]`: torchvision's DeepLabV3
+and FCN) gives it instead, with a fresh classifier: a module from the feature maps to
+logits at the input's size. The task is dense
 (`Task.dense`): the source encodes each image whole, resized to its input size and
 never cropped, so the logits map back onto each image by resizing.
 
@@ -110,6 +113,8 @@ class SegmentationObjective(Objective):
         self.num_classes = num_classes
 
     def head(self, source):
+        if "segmentation" in source.task_heads:  # the source's own decoder, a fresh classifier
+            return source.task_heads["segmentation"](self.num_classes)
         if not source.feature_levels:
             raise ValueError("the segmentation head reads feature maps, which this source does not give")
         return make_head(source.feature_levels, self.num_classes)

@@ -107,6 +107,7 @@ def check_source_model(reg: Registered, model: SourceModel, examples: list | Non
         if not isinstance(getattr(model, key), str) or not getattr(model, key):
             fail(reg, f"{key} must be a non-empty string (it keys the feature cache)")
     check_layer_groups(reg, model)
+    _check_task_heads(reg, model)
     examples = examples if examples is not None else sample_examples(model.modality)
     if model.modality == "audio":
         examples = _conditioned(reg, model, examples)
@@ -130,6 +131,26 @@ def check_source_model(reg: Registered, model: SourceModel, examples: list | Non
         if same:
             fail(reg, f"audio examples {same[0][0]} and {same[0][1]} differ but give the same features: the "
                       f"backbone does not hear its input")
+
+
+def _check_task_heads(reg: Registered, model: SourceModel) -> None:
+    """Each head a source brings is a fresh module per call, sized for the classes asked."""
+    import torch
+
+    if not isinstance(model.task_heads, dict):
+        fail(reg, f"task_heads must be a dict of task name to head factory, got {type(model.task_heads).__name__}")
+    for task, factory in model.task_heads.items():
+        first, second = factory(3), factory(3)
+        if not isinstance(first, torch.nn.Module):
+            fail(reg, f"task_heads[{task!r}](3) must return a torch.nn.Module, got {type(first).__name__}")
+        shared = {id(p) for p in first.parameters()} & {id(p) for p in second.parameters()}
+        if shared:
+            fail(reg, f"task_heads[{task!r}] returns heads that share {len(shared)} parameter tensors: each run "
+                      f"needs a fresh one (copy the source's modules)")
+        backbone = {id(p) for p in model.backbone.parameters()}
+        if backbone & {id(p) for p in first.parameters()}:
+            fail(reg, f"task_heads[{task!r}] returns a head holding backbone parameters: strategies freeze and "
+                      f"adapt the backbone by its own parameters")
 
 
 def _conditioned(reg: Registered, model: SourceModel, examples: list) -> list:
