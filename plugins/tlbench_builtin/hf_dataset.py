@@ -37,6 +37,9 @@ the suite says it:
   tag strings, whose sorted distinct values are. Examples are the word lists and labels
   int64 arrays of tag ids; a row whose tags and words differ in number is an error
   naming the split and the row.
+- `detection` (an ``objects`` column of boxes and categories, as ``cppe-5``) and
+  `segmentation` (a mask image column, as ``scene_parse_150``, with the class names in
+  `classes`): see `hf_dense`.
 
 Multilabel and regression labels are read by `table_labels`; a missing label (None or
 NaN) there is an error naming the split and how many, never an unlabelled example.
@@ -72,6 +75,8 @@ from tlbench.api import Env, Splits, Target, TargetData, Waveform
 from tlbench.errors import ParamError, ResourceUnavailable, first_line
 from tlbench.params import Param
 
+from .hf_dense import (DENSE_TASKS, DETECTION, MASK_COLUMNS, OBJECT_COLUMNS, SEGMENTATION, check_dense_params,
+                       mask_labels, object_labels)
 from .hf_extra import require_hf_extra
 from .row_selection import check_class_map, check_split_by, remap_classes, split_by_column
 from .split_sampling import SAMPLING_PARAMS, check_sampling, sampled_splits
@@ -257,7 +262,8 @@ def _pick_labels(params: dict, features) -> list[str]:
         return list(params["label_columns"])
     label = params["label_column"]
     if label is None:
-        names = _TAG_COLUMNS if params["task"] == TOKEN_CLASSIFICATION else _LABEL_COLUMNS
+        names = {TOKEN_CLASSIFICATION: _TAG_COLUMNS, DETECTION: OBJECT_COLUMNS,
+                 SEGMENTATION: MASK_COLUMNS}.get(params["task"], _LABEL_COLUMNS)
         label = next((c for c in names if c in features), None)
         typical = [c for c, f in features.items() if _typical_label(f, params["task"])]
         if label is None and len(typical) == 1:
@@ -281,7 +287,8 @@ def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
     if params["task"] == TOKEN_CLASSIFICATION:
         return _pick_words(column, labels, features), labels, "text"
     if column is None:
-        media = [c for kind in (datasets.Image, datasets.Audio) for c, f in features.items() if isinstance(f, kind)]
+        media = [c for kind in (datasets.Image, datasets.Audio) for c, f in features.items()
+                 if isinstance(f, kind) and c not in labels]
         texts = [c for c in _TEXT_COLUMNS if c in features and c not in labels]
         column = media[0] if len(media) == 1 else (texts[0] if not media and texts else None)
         if column is None:
@@ -292,6 +299,8 @@ def _pick_columns(params: dict, features) -> tuple[str, list[str], str]:
     feature = features[column]
     if isinstance(feature, datasets.Image):
         return column, labels, "image"
+    if params["task"] in DENSE_TASKS:
+        raise ParamError(f"input_column: column {column!r} holds {feature}; the {params['task']} task needs images")
     if isinstance(feature, datasets.Audio):
         return column, labels, "audio"
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
@@ -506,7 +515,17 @@ class HFDatasetData(TargetData):
         if self.modality == "audio":  # read as stored, decoded by soundfile (`decoded_audio`)
             self.datasets = {ours: ds.cast_column(self.column, datasets.Audio(decode=False))
                              for ours, ds in self.datasets.items()}
-        if self.task == TOKEN_CLASSIFICATION:
+        if self.task == DETECTION:
+            self.class_names, self.labels = object_labels(self.datasets, self.column, self.label_column,
+                                                          first.features[self.label_column], params["bbox_format"],
+                                                          self.split_map)
+        elif self.task == SEGMENTATION:
+            self.datasets = {ours: ds.cast_column(self.label_column, datasets.Image(decode=False))
+                             for ours, ds in self.datasets.items()}
+            self.class_names = list(params["classes"])
+            self.labels = mask_labels(self.datasets, self.column, self.label_column, self.class_names,
+                                      params["reduce_zero_label"], self.split_map)
+        elif self.task == TOKEN_CLASSIFICATION:
             self.class_names, self.labels = _tag_labels(self.datasets, self.column, self.label_column,
                                                         first.features[self.label_column], self.split_map)
         elif self.task == "classification":
@@ -555,6 +574,7 @@ def _check_labelling(params: dict) -> None:
         if params["label_column"] is not None:
             raise ParamError("label_column and label_columns: give one (a single column, or several)")
         check_label_columns(columns, task)
+    check_dense_params(params)
     check_sampling(params, task)
 
 
@@ -562,7 +582,8 @@ class HFDataset(Target):
     name = "hf-dataset"
     version = "1"
     description = ("a Hugging Face data set (hub id or local parquet/csv/json/image folder) of images, audio or "
-                   "texts: classification, multilabel, regression or token classification (NER), few-shot ready")
+                   "texts: classification, multilabel, regression, token classification (NER), detection or "
+                   "segmentation, few-shot ready")
     params = {
         "path": Param(str, help="hub data set id (org/name), or a local file or directory (relative to the "
                                 "suite's folder)", path="local-or-id"),
@@ -575,14 +596,23 @@ class HFDataset(Target):
         "input_column": Param(str, None, "column with the images, audio or texts (default: found when "
                                          "unambiguous); token-classification: the lists of words (default: "
                                          "tokens or words)"),
-        "task": dataclasses.replace(TASK_PARAM, choices=(*TASKS, TOKEN_CLASSIFICATION),
-                                    help=TASK_PARAM.help + " or 'token-classification' (a tag per word: named "
-                                                           "entities, a list of words per example)"),
+        "task": dataclasses.replace(TASK_PARAM, choices=(*TASKS, TOKEN_CLASSIFICATION, *DENSE_TASKS),
+                                    help=TASK_PARAM.help + ", 'token-classification' (a tag per word: named "
+                                                           "entities, a list of words per example), 'detection' "
+                                                           "(boxes: an objects column) or 'segmentation' (a mask "
+                                                           "image column)"),
         "label_column": Param(str, None, "column with the labels: class ids or values (classification), a list "
                                          "of classes per example (multilabel), a number (regression); default: "
                                          "label, labels or the only ClassLabel (multilabel: list of ClassLabel); "
                                          "token-classification: a list of tags per example (default: ner_tags, "
                                          "tags or the only list of ClassLabel)"),
+        "bbox_format": Param(str, "xywh", "detection: the boxes of the objects column, COCO's x, y, width, "
+                                          "height ('xywh') or corners ('xyxy'), in pixels",
+                             choices=("xywh", "xyxy"), omit_default=True),
+        "classes": Param(list, None, "segmentation: the names of the mask values 0...K-1 (after "
+                                     "reduce_zero_label)", items=str, omit_default=True),
+        "reduce_zero_label": Param(bool, False, "segmentation: mask value 0 is 'not labelled' (ignored) and k is "
+                                                "class k - 1 (ADE20K / scene_parse_150)", omit_default=True),
         "label_columns": Param(list, None, "instead of label_column, for multilabel: one 0/1 column per class "
                                            "(named after it); for regression: numeric columns, one predicted "
                                            "value each", items=str, omit_default=True),
