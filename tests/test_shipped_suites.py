@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import REPO
 
-OFFLINE = {"quickstart": 25, "tasks": 63, "dense": 15, "sweeps": 155, "domain-adaptation": None}
+OFFLINE = {"quickstart": 25, "tasks": 63, "dense": 30, "sweeps": 155, "domain-adaptation": None}
 """Suite → the runs its dry run lists (None: not pinned here)."""
 
 
@@ -25,3 +25,15 @@ def test_offline_suites_pass_their_dry_run(cli, tmp_path, name):
     summary = next(line for line in done.stdout.splitlines() if " runs: " in line)
     if OFFLINE.get(name) is not None:
         assert summary.startswith(f"{OFFLINE[name]} runs:"), summary
+
+
+def test_the_detection_suite_lists_its_matrix_offline(cli, tmp_path):
+    """suites/detection.toml needs network once; its dry run works without it."""
+    no_network = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "",
+                  "TORCH_HOME": str(tmp_path / "torch")}
+    done = cli("run", str(REPO / "suites" / "detection.toml"), "--dry-run", "--out", str(tmp_path / "out"),
+               env=no_network)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "54 runs: 36 transfer runs (3 sources × 2 targets × 2 strategies × 3 seeds) + 18 from-scratch " \
+           "baselines" in done.stdout
+    assert not (tmp_path / "out").exists()
