@@ -19,6 +19,12 @@ per level), losses (sigmoid focal, GIoU, centre-ness) and decoding are used as t
 by running torchvision's `FCOS` on the maps instead of on images. The FCOS scale ranges
 come from each level's stride (its "anchor" size is the stride), as in the paper.
 
+What a detection head returns, the contract between heads and this task's objective: an
+outputs object with `input_size` (height, width), its batch size as `len`,
+`losses(targets)` (a dict of loss tensors for boxes given in input pixels, with their
+classes) and `detections()` (per image, boxes in input pixels, scores and classes);
+`DetectorOutputs` is the one torchvision's detectors give.
+
 A source that brings its own detector (`SourceModel.task_heads["detection"]`: torchvision's
 COCO-trained FCOS and RetinaNet) gives a `map_detector` instead, its pretrained pyramid and
 head kept and only the class-specific predictor new.
