@@ -180,3 +180,24 @@ def test_an_export_runs_end_to_end_and_its_saved_predictions_rescore_to_the_reco
         evaluation.summarize()
         assert record["metrics"]["test_mAP"] == pytest.approx(max(float(evaluation.stats[0]), 0.0), abs=1e-9)
         assert record["metrics"]["test_mAP_50"] == pytest.approx(max(float(evaluation.stats[1]), 0.0), abs=1e-9)
+
+
+def test_few_shot_draws_of_images_are_stratified_by_their_rarest_class():
+    from tlbench_builtin.split_sampling import box_strata, draw, Pools
+
+    rng = np.random.default_rng(0)
+    # 200 images: class 0 everywhere, class 2 in 10 of them, 20 without a box
+    labels = np.empty(200, dtype=object)
+    for i in range(200):
+        classes = [] if i >= 180 else [0] + ([2] if i % 18 == 0 else []) + ([1] if i % 3 == 0 else [])
+        labels[i] = {"boxes": rng.uniform(0, 1, (len(classes), 4)), "classes": np.array(classes), "size": (8, 8)}
+    strata = box_strata(labels)
+    assert (strata == 2).sum() == 10 and (strata == -1).sum() == 20
+    assert ((strata == 1) == np.array([i < 180 and i % 3 == 0 and i % 18 != 0 for i in range(200)])).all()
+    for seed in range(5):
+        drawn = draw(Pools(np.arange(200), labels), {"n_train": 40, "n_val": 20, "test_fraction": 0.2}, seed,
+                     ["a", "b", "c"])
+        train = strata[drawn.train]
+        assert len(drawn.train) == 40 and (train == 2).sum() >= 1  # a 5% class is never left out of 40 images
+        assert not set(drawn.train) & set(drawn.val) and not set(drawn.train) & set(drawn.test)
+    assert box_strata(np.arange(5)) is None

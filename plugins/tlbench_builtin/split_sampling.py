@@ -14,6 +14,11 @@ Shared by the `hf-dataset` and `imagefolder` targets. The rules, in order:
 3. **train**: from what is left of the training pool, `shots` per class, `n_train` in
    total (not stratified, as in VTAB), or everything. Seeded.
 
+Detection counts images, and `n_train` and `n_val` draw them stratified as well as boxes
+allow (`box_strata`): each image falls in the stratum of the rarest class among its
+boxes (images without a box in their own), and each stratum gives its share of the
+draw, so rare classes are not left out of a few-shot draw by chance.
+
 Indices come back sorted, so the examples keep the data set's order and two loads of
 the same data give the same content hash. `sampled_splits` turns them into the
 target's `Splits`.
@@ -147,10 +152,40 @@ def _per_class(indices: np.ndarray, labels: np.ndarray, k: int, rng, what: str,
     return np.concatenate(chosen) if chosen else indices[:0]
 
 
-def _total(indices: np.ndarray, n: int, rng, what: str) -> np.ndarray:
+def _total(indices: np.ndarray, n: int, rng, what: str, labels: np.ndarray | None = None) -> np.ndarray:
     if n > len(indices):
         raise ParamError(f"{what}: asked for {n} examples, only {len(indices)} are available")
-    return rng.permutation(indices)[:n]
+    strata = box_strata(labels) if labels is not None else None
+    if strata is None:
+        return rng.permutation(indices)[:n]
+    return _stratified(indices, strata, n, rng)
+
+
+def box_strata(labels: np.ndarray) -> np.ndarray | None:
+    """For detection labels (dicts with 'classes'), each image's stratum: the rarest class
+    among its boxes (by how many images of the pool hold it), or -1 for an image with no
+    box; None for other labels."""
+    import numpy as np
+
+    if labels.dtype != object or not len(labels) or not isinstance(labels[0], dict) or "classes" not in labels[0]:
+        return None
+    present = [np.unique(np.asarray(label["classes"], dtype=np.int64)) for label in labels]
+    counts = np.bincount(np.concatenate([*present, np.zeros(0, np.int64)]))
+    return np.array([int(p[np.argmin(counts[p])]) if len(p) else -1 for p in present], dtype=np.int64)
+
+
+def _stratified(indices: np.ndarray, strata: np.ndarray, n: int, rng) -> np.ndarray:
+    """`n` of `indices` drawn per stratum in proportion to its size (largest remainders
+    first, ties by stratum), each stratum's members in a seeded order."""
+    import numpy as np
+
+    keys, sizes = np.unique(strata, return_counts=True)
+    quota = sizes * n / len(indices)
+    take = np.floor(quota).astype(np.int64)
+    for k in np.argsort(-(quota - take), kind="stable")[:n - int(take.sum())]:
+        take[k] += 1
+    chosen = [rng.permutation(indices[strata == key])[:count] for key, count in zip(keys, take)]
+    return np.concatenate(chosen)
 
 
 def _fraction(indices: np.ndarray, fraction: float, rng) -> np.ndarray:
@@ -191,7 +226,7 @@ def draw(pools: Pools, params: dict, seed: int, class_names: list[str]) -> Drawn
     if settings["val_shots"] is not None:
         val = _per_class(source, source_labels, settings["val_shots"], rng, "val_shots", class_names)
     elif settings["n_val"] is not None:
-        val = _total(source, settings["n_val"], rng, "n_val")
+        val = _total(source, settings["n_val"], rng, "n_val", source_labels)
     elif val_from == "val":
         val = source
     else:
@@ -204,7 +239,7 @@ def draw(pools: Pools, params: dict, seed: int, class_names: list[str]) -> Drawn
     if settings["shots"] is not None:
         train = _per_class(pool, pool_labels, settings["shots"], rng, "shots", class_names)
     elif settings["n_train"] is not None:
-        train = _total(pool, settings["n_train"], rng, "n_train")
+        train = _total(pool, settings["n_train"], rng, "n_train", pool_labels)
     else:
         train = pool
     if not len(train):
