@@ -348,6 +348,7 @@ def test_a_ner_suite_runs_end_to_end(cli, write_suite, conll, bert_folder, tmp_p
         seeds = [0]
         device = "cpu"
         time_budget_s = 600
+        save_predictions = true
 
         [[sources]]
         id = "tiny-bert"
@@ -391,3 +392,18 @@ def test_a_ner_suite_runs_end_to_end(cli, write_suite, conll, bert_folder, tmp_p
         assert 0.0 <= metrics["test_f1"] <= 1.0 and 0.0 <= metrics["test_token_accuracy"] <= 1.0
         assert metrics["n_train"] == 40 and metrics["n_test"] == 16
         assert record["details"]["objective"]["seqeval"]["f1_strict"] == "strict mode (mode='strict', scheme=IOB2)"
+    # saved predictions are the tags by name; seqeval re-scores them to the recorded F1
+    from seqeval.metrics import f1_score
+
+    from tlbench.api import Env
+    from tlbench.params import resolve_params
+
+    hf_target = __import__("tlbench_builtin.hf_dataset", fromlist=["HFDataset"]).HFDataset()
+    data = hf_target.load(resolve_params(hf_target.params, {"path": conll, "task": "token-classification"}, "test"),
+                          Env(cache_dir=tmp_path / "cache"))
+    truth = [[data.class_names[t] for t in tags] for tags in data.splits(0).test.labels]
+    for record in records:
+        reference = record["details"]["predictions"]
+        saved = json.loads((out / reference["path"]).read_text())
+        assert reference["format"] == "json" and all(isinstance(tag, str) for tags in saved for tag in tags)
+        assert f1_score(truth, saved, zero_division=0) == pytest.approx(record["metrics"]["test_f1"], abs=1e-12)

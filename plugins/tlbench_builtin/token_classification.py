@@ -213,6 +213,12 @@ class TokenClassification(Task):
                       "token_accuracy": accuracy_score(truth, predicted)}
         return {name: None if value is None else float(value) for name, value in scores.items()}
 
+    def saved_predictions(self, predictions, labels, target: TargetInfo) -> list[list[str]]:
+        """The predicted tags by name, one list per example and one tag per word: what
+        seqeval and conlleval read."""
+        names = target.class_names
+        return [[names[t] for t in guess] for guess in _as_tags(predictions, "predictions")]
+
 
 @tlbench.hookimpl
 def tlbench_register_tasks(register):
