@@ -98,7 +98,8 @@ def test_every_built_in_path_parameter_says_so(registry):
                         ("target", "audiofolder", "path"): "local", ("target", "audiofolder", "labels"): "local",
                         ("source", "hf", "model"): "local-or-id", ("target", "hf-dataset", "path"): "local-or-id",
                         ("target", "imagefolder", "path"): "local", ("target", "imagefolder", "labels"): "local",
-                        ("target", "maskfolder", "path"): "local", ("target", "cocofolder", "path"): "local"}
+                        ("target", "maskfolder", "path"): "local", ("target", "cocofolder", "path"): "local",
+                        ("source", "torchvision", "file"): "local"}
     assert SUITE_KEYS["output"].path == SUITE_KEYS["cache_dir"].path == "local"
 
 
