@@ -218,8 +218,10 @@ def tlbench_run(suite_path: Path, folder: Path, registry, count: int, threads: i
     return seconds, records[0]["metrics"]["test_mAP"]
 
 
-def scoring_cost(weights: Path, n_images: int, threads: int) -> tuple[float, float]:
-    """(seconds of the test pass, seconds of scoring it) over `n_images` scenes."""
+def test_pass(plugin: str, source_settings: dict, n_images: int, threads: int):
+    """(seconds, predictions, labels, target info) of tlbench's `predict` over `n_images`
+    digit scenes, with a detection head on the source `plugin` built from `source_settings`
+    (its weights as the settings say)."""
     import torch
 
     from tlbench.api import Env
@@ -230,22 +232,28 @@ def scoring_cost(weights: Path, n_images: int, threads: int) -> tuple[float, flo
 
     torch.set_num_threads(threads)
     registry = PluginRegistry.load()
+    env = Env(cache_dir=Path(tempfile.gettempdir()))
     params = resolve_params(DigitScenes.params, {**SCENES, "n_scenes": n_images + 300, "n_test": n_images}, "bench")
-    data = DigitScenes().load(params, Env(cache_dir=Path(tempfile.gettempdir())))
+    data = DigitScenes().load(params, env)
     splits = data.splits(0)
-    source = registry.get("source", "timm").item
-    source_params = resolve_params(source.params, {"model": "test_resnet", "file": str(weights),
-                                                   "input_size": INPUT_SIZE}, "bench")
-    built = source.build(source_params, Env(cache_dir=Path(tempfile.gettempdir())), pretrained=True)
+    source = registry.get("source", plugin).item
+    built = source.build(resolve_params(source.params, source_settings, "bench"), env, pretrained=True)
     task = registry.get("task", "detection").item
     run = supervised_target(splits, data, task, built.encode_whole, "cpu", 0)
     model = TaskModel(built.backbone, run.objective.head(built), task.representation)
-    knobs = engine_defaults()
     start = time.perf_counter()
-    predictions = predict(run, model, "test", knobs)
-    passed = time.perf_counter() - start
+    predictions = predict(run, model, "test", engine_defaults())
+    return time.perf_counter() - start, predictions, splits.test.labels, data.info()
+
+
+def scoring_cost(weights: Path, n_images: int, threads: int) -> tuple[float, float]:
+    """(seconds of the test pass, seconds of scoring it) over `n_images` scenes."""
+    from tlbench_builtin.detection import Detection
+
+    passed, predictions, labels, info = test_pass("timm", {"model": "test_resnet", "file": str(weights),
+                                                           "input_size": INPUT_SIZE}, n_images, threads)
     start = time.perf_counter()
-    task.score(predictions, splits.test.labels, data.info())
+    Detection().score(predictions, labels, info)
     return passed, time.perf_counter() - start
 
 
@@ -253,29 +261,8 @@ def resnet50_pass_per_image(n_images: int, threads: int) -> float:
     """Seconds per image of a test pass of torchvision's FCOS ResNet-50 at 512 pixels (the
     `torchvision` source, random weights), over `n_images` digit scenes: what a real
     detector's test pass costs next to the tiny CNN's."""
-    import torch
-
-    from tlbench.api import Env
-    from tlbench.params import resolve_params
-    from tlbench.plugins import PluginRegistry
-    from tlbench.training import TaskModel, engine_defaults, predict, supervised_target
-    from tlbench_builtin.digit_scenes import DigitScenes
-
-    torch.set_num_threads(threads)
-    registry = PluginRegistry.load()
-    params = resolve_params(DigitScenes.params, {**SCENES, "n_scenes": n_images + 300, "n_test": n_images}, "bench")
-    data = DigitScenes().load(params, Env(cache_dir=Path(tempfile.gettempdir())))
-    splits = data.splits(0)
-    source = registry.get("source", "torchvision").item
-    source_params = resolve_params(source.params, {"model": "fcos_resnet50_fpn", "pretrained": False,
-                                                   "input_size": 512}, "bench")
-    built = source.build(source_params, Env(cache_dir=Path(tempfile.gettempdir())), pretrained=False)
-    task = registry.get("task", "detection").item
-    run = supervised_target(splits, data, task, built.encode_whole, "cpu", 0)
-    model = TaskModel(built.backbone, run.objective.head(built), task.representation)
-    start = time.perf_counter()
-    predict(run, model, "test", engine_defaults())
-    return (time.perf_counter() - start) / n_images
+    settings = {"model": "fcos_resnet50_fpn", "pretrained": False, "input_size": 512}
+    return test_pass("torchvision", settings, n_images, threads)[0] / n_images
 
 
 def main() -> None:
