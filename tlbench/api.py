@@ -42,6 +42,17 @@ REPRESENTATIONS = ("pooled", "feature_maps", "tokens")
 (batch, channels, height, width) at several strides; token sequences (batch, tokens,
 dim) with their attention mask."""
 
+SAMPLINGS = ("shared", "round-robin", "proportional")
+"""How a task group's training batches are drawn. 'shared': the members have the same
+examples (boxes, masks and labels of the same images), so each step is one batch of
+examples with every member's labels, and the backbone runs once for all heads.
+'round-robin': the members' examples differ; each step takes one batch from every member
+in turn (a round), so every step has every task's loss, and an epoch is as many rounds as
+the largest member has batches (smaller members cycle, reshuffled at each pass).
+'proportional': each step takes one batch from one member, drawn with probability
+proportional to its training split's size (seeded by the run), and an epoch is as many
+steps as all members have batches together."""
+
 
 # --------------------------------------------------------------------------- plumbing
 
@@ -611,6 +622,13 @@ class Requirements:
     """The targets a run takes, by role: one plain target unless it says otherwise."""
     source_head: bool = False
     """It needs the source's own classifier (`SourceModel.source_head`)."""
+    multitask: bool = False
+    """It trains one model on a task group (a suite's ``[[groups]]`` with ``tasks``): two or
+    more labelled targets, each scored, each in the role named by its target id (`roles`
+    is not read then). Its runs are of the kind 'multitask', compared member by member
+    with the single-task runs of `Strategy.compared_with` on the same source and seed."""
+    samplings: tuple[str, ...] = SAMPLINGS
+    """For a multi-task strategy: the group samplings it supports (`SAMPLINGS`)."""
 
 
 # --------------------------------------------------------------------------- strategies
@@ -733,6 +751,17 @@ class RunContext(TargetView, Protocol):
     def num_classes(self) -> int: ...
 
     def role(self, name: str) -> TargetView: ...
+
+    @property
+    def sampling(self) -> str | None:
+        """For a multi-task run: how its group's batches are drawn (`SAMPLINGS`); else None."""
+
+    @property
+    def references(self) -> dict[str, dict]:
+        """For a multi-task run: by member role, the validation metrics of the single-task
+        run it is compared with (same recipe, source and seed), ``{"run_id": ..., "val":
+        {metric: value}}``, which its checkpoint selection normalises by; empty otherwise
+        (and for a member whose single-task run did not finish)."""
 
     def new_head(self) -> "torch.nn.Module":
         """A fresh head for the scored target's task (seeded by the run)."""

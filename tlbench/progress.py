@@ -33,6 +33,14 @@ def run_line(record: dict, label: str) -> str:
     metrics = record["metrics"]
     if record.get("kind") == "estimate":
         line = f"{record['status']:<11} {label}  score {_fmt(metrics.get('score'))}"
+    elif isinstance(record.get("tasks"), dict):  # a multi-task run: each member's headline, then Δm
+        parts = []
+        for role, task in record["tasks"].items():
+            headline = task.get("headline")
+            parts.append(f"{role} {headline} {_fmt(metrics.get(f'{role}/test_{headline}'))}")
+        line = f"{record['status']:<11} {label}  test " + ", ".join(parts)
+        if metrics.get("delta_m") is not None:
+            line += f"  Δm {100 * metrics['delta_m']:+.1f}%"
     else:  # a search trial is scored on validation alone
         split = "val" if record.get("kind") == "trial" else "test"
         headline = task_of(record)["headline"]

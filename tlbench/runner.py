@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +36,7 @@ from .progress import PreparationTimes, Progress
 from .results.kinds import RUN_KINDS
 from .results.predictions import write_attachments
 from .results.records import FAILED, is_done
+from .results.multitask import compare_with_single_task
 from .results.scores import compared_with, negative_transfer
 from .results.store import RecordStore
 from .run.execute import RunSettings
@@ -109,8 +110,13 @@ def run_suite(suite: Suite, registry: PluginRegistry, *, executor: str = "local"
         log(f"tlbench: left out: {exclusion}")
     todo, summary = what_to_run(planned.specs, records, retry_failed, len(planned.exclusions))
     summary.output = suite.output
+    later = [spec for spec in todo if spec.kind == "multitask"]  # after their single-task runs
+    todo = [spec for spec in todo if spec.kind != "multitask"]
     if todo:
         execute(suite, registry, todo, options, device, stores, records, summary, log)
+    if later:
+        execute(suite, registry, [with_references(spec, records) for spec in later], options, device, stores,
+                records, summary, log)
     if planned.waiting:  # searches: their finals, and the runs paired with a searched baseline
         finals, problems = choose_finals(planned, records)
         for problem in problems:
@@ -213,19 +219,49 @@ def _runs(n: int) -> str:
     return f"{n} run{'s' if n != 1 else ''}"
 
 
+def with_references(spec: RunSpec, records: dict[str, dict]) -> RunSpec:
+    """A multi-task run with its members' single-task validation metrics, which its
+    checkpoint selection normalises by (the runs it is compared with, finished by now)."""
+    references = {}
+    for role, stl, _ in spec.members:
+        record = records.get(stl) if stl else None
+        if record is not None and record["status"] == "ok":
+            references[role] = {"run_id": stl, "val": {key: value for key, value in record["metrics"].items()
+                                                       if key.startswith("val_") and value is not None}}
+    return replace(spec, references=references)
+
+
 def finalize(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
     """Attempt number, negative-transfer score (paired with the same-seed baseline) and
-    the difference to each run it is compared with (`RunSpec.paired`)."""
+    the difference to each run it is compared with (`RunSpec.paired`); for a multi-task
+    run, its comparison with each member's single-task and from-scratch runs."""
     previous = records.get(spec.run_id)
     record["attempt"] = (previous.get("attempt", 1) + 1) if previous else 1
     if record["status"] != "ok":
         return record
+    if spec.kind == "multitask":
+        return _with_member_comparisons(record, spec, records)
     baseline = records.get(spec.baseline_run_id) if spec.baseline_run_id else None
     if baseline is not None and baseline["status"] == "ok":
         record["metrics"].update(negative_transfer(record, baseline))
     others = {plugin: records[run_id] for plugin, run_id in spec.paired
               if run_id in records and records[run_id]["status"] == "ok"}
     record["metrics"].update(compared_with(record, others))
+    return record
+
+
+def _with_member_comparisons(record: dict, spec: RunSpec, records: dict[str, dict]) -> dict:
+    def metrics_of(run_id: str | None) -> dict | None:
+        found = records.get(run_id) if run_id else None
+        return found["metrics"] if found is not None and found["status"] == "ok" else None
+
+    stl = {role: metrics_of(run_id) for role, run_id, _ in spec.members}
+    scratch = {role: metrics_of(run_id) for role, _, run_id in spec.members}
+    metrics, account = compare_with_single_task(record["tasks"], record["metrics"],
+                                                {role: m for role, m in stl.items() if m is not None},
+                                                {role: m for role, m in scratch.items() if m is not None})
+    record["metrics"].update(metrics)
+    record["details"]["multitask"] = account
     return record
 
 

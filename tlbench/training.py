@@ -29,6 +29,9 @@ _LAZY = {
     "SplitBatches": "tlbench.run.batches", "index_inputs": "tlbench.run.batches",
     "seed_everything": "tlbench.run.seeding", "resolve_device": "tlbench.run.execute",
     "Budget": "tlbench.run.budget", "device_name": "tlbench.provenance",
+    # task groups (multi-task learning)
+    "TaskGroup": "tlbench.run.task_group", "MultiTaskModel": "tlbench.run.task_group",
+    "multitask_model": "tlbench.run.task_group", "ByRole": "tlbench.run.task_group",
     # training outside a suite's runs
     "supervised_target": "tlbench.run.context",
 }

@@ -121,6 +121,16 @@ class RunSpec:
     tuned: dict | None = None
     """For a final: what the search found (the chosen configuration, every trial's
     validation score); in its record, not its identity."""
+    sampling: str | None = None
+    """For a multi-task run: how its group's batches are drawn (part of its identity)."""
+    tasks: dict | None = None
+    """For a multi-task run: each member's task as records carry it, by role."""
+    members: tuple[tuple[str, str | None, str | None], ...] = ()
+    """For a multi-task run: (role, the single-task run it is compared with, the member's
+    from-scratch baseline) per member; a run id is None when the plan has no such run."""
+    references: dict | None = None
+    """For a multi-task run: its members' single-task validation metrics (role → {"run_id",
+    "val"}), filled in when those runs have finished; in its record, not its identity."""
 
     @property
     def target(self) -> Entry:
@@ -161,6 +171,8 @@ class RunSpec:
         identity["init"] = self.init
         if self.search is not None:
             identity["search"] = self.search
+        if self.sampling is not None:
+            identity["sampling"] = self.sampling
         if kind.in_identity:
             identity["kind"] = self.kind
         return identity
@@ -211,6 +223,7 @@ class RunSpec:
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         data["paired"] = tuple(tuple(pair) for pair in data.get("paired", ()))
+        data["members"] = tuple(tuple(member) for member in data.get("members", ()))
         data["compared_with"] = tuple(data.get("compared_with", ()))
         return cls(**data)
 
@@ -256,13 +269,28 @@ class _Builder:
             self.exclude(Exclusion(kind, source.id, target_label, recipe.id, reason))
             return False
         item = self.registry.get(run_kind(kind).recipe, recipe.plugin).item
+        if kind == "multitask" and group.sampling not in item.requires.samplings:
+            self.exclude(Exclusion(kind, source.id, target_label, recipe.id,
+                                   f"{recipe.plugin} supports the samplings {', '.join(item.requires.samplings)}; "
+                                   f"group {group.id} is sampled {group.sampling}"))
+            return False
+        if kind == "multitask" and recipe.search:
+            self.exclude(Exclusion(kind, source.id, target_label, recipe.id,
+                                   "a multi-task entry takes no [strategies.search]: give its parameters"))
+            return False
         architecture, network = self.network(source)
-        compared = getattr(item, "compared_with", None) if kind == "run" else None
+        compared = getattr(item, "compared_with", None) if kind in ("run", "multitask") else None
         spec = RunSpec(source, targets, recipe, seed, kind=kind, scored=scored,
                        init=getattr(item, "init", "pretrained"), architecture=architecture, network=network,
                        group=group.id if group is not None else None,
-                       compared_with=(compared,) if compared else (), task=self.task_json(dict(targets)[scored]))
+                       compared_with=(compared,) if compared else (), task=self.task_json(dict(targets)[scored]),
+                       sampling=group.sampling if kind == "multitask" else None,
+                       tasks={role: self.task_json(entry) for role, entry in targets} if kind == "multitask"
+                       else None)
         (self.estimates if kind == "estimate" else self.runs).append(spec)
+        if kind == "multitask" and self.suite.baseline is not None:  # each member's from-scratch baseline
+            for _, member in targets:
+                self.add_baseline(source, member, seed)
         return True
 
     def add_baseline(self, source: Entry, target: Entry, seed: int) -> None:
@@ -305,6 +333,10 @@ def _roles(registry: PluginRegistry, kind: str, entry: Entry):
     return registry.get(run_kind(kind).recipe, entry.plugin).item.requires.roles
 
 
+def _multitask(registry: PluginRegistry, kind: str, entry: Entry) -> bool:
+    return kind == "run" and registry.get("strategy", entry.plugin).item.requires.multitask
+
+
 def expand(suite: Suite, registry: PluginRegistry) -> Plan:
     """All runs of a suite, baselines first and estimates last, without content hashes
     (no data is read), and the combinations left out with their reasons."""
@@ -315,7 +347,8 @@ def expand(suite: Suite, registry: PluginRegistry) -> Plan:
             for source in suite.sources:
                 trained = False
                 for kind, recipe in recipes:
-                    if [role.name for role in _roles(registry, kind, recipe)] == [SINGLE]:
+                    if [role.name for role in _roles(registry, kind, recipe)] == [SINGLE] \
+                            and not _multitask(registry, kind, recipe):
                         added = build.add(kind, source, ((SINGLE, target),), recipe, seed, SINGLE, None)
                         trained |= added and kind == "run"
                 if trained and suite.baseline is not None:
@@ -323,6 +356,11 @@ def expand(suite: Suite, registry: PluginRegistry) -> Plan:
         for group in suite.groups:
             for source in suite.sources:
                 for kind, recipe in recipes:
+                    if group.multitask or _multitask(registry, kind, recipe):
+                        if group.multitask and _multitask(registry, kind, recipe):
+                            targets = tuple((tid, suite.target(tid)) for tid in group.tasks)
+                            build.add("multitask", source, targets, recipe, seed, group.tasks[0], group)
+                        continue
                     roles = _roles(registry, kind, recipe)
                     if sorted(role.name for role in roles) != sorted(group.roles):
                         continue
@@ -340,9 +378,14 @@ def _unmatched_recipes(build: _Builder, recipes: list[tuple[str, Entry]]) -> Non
     """A recipe whose roles no target or group of the suite has: one line saying so."""
     suite = build.suite
     for kind, recipe in recipes:
+        if _multitask(build.registry, kind, recipe):
+            if not any(group.multitask for group in suite.groups):
+                build.exclude(Exclusion(kind, "*", "*", recipe.id, "trains on a task group; the suite has no "
+                                        "[[groups]] entry with tasks = [...]"))
+            continue
         roles = _roles(build.registry, kind, recipe)
         names = sorted(role.name for role in roles)
-        if names == [SINGLE] or any(sorted(group.roles) == names for group in suite.groups):
+        if names == [SINGLE] or any(sorted(group.roles) == names for group in suite.groups if not group.multitask):
             continue
         build.exclude(Exclusion(kind, "*", "*", recipe.id,
                                 f"takes targets in the roles {', '.join(names)}; the suite has no "
@@ -373,7 +416,9 @@ def pair_runs(runs: list[RunSpec], others: list[RunSpec]) -> list[RunSpec]:
             compared_ids.setdefault(spec.comparison_key(spec.recipe.plugin), spec.run_id)
     paired_runs = []
     for spec in runs:
-        if _is_run(spec):
+        if spec.kind == "multitask":
+            spec = _with_members(spec, baseline_ids, compared_ids)
+        elif _is_run(spec):
             scratch = baseline_ids.get(spec.pairing_key)
             paired = tuple((plugin, compared_ids[spec.comparison_key(plugin)])
                            for plugin in spec.compared_with if spec.comparison_key(plugin) in compared_ids)
@@ -382,6 +427,20 @@ def pair_runs(runs: list[RunSpec], others: list[RunSpec]) -> list[RunSpec]:
                                                            *(run_id for _, run_id in paired)])))
         paired_runs.append(spec)
     return paired_runs
+
+
+def _with_members(spec: RunSpec, baseline_ids: dict[str, str], compared_ids: dict[str, str]) -> RunSpec:
+    """A multi-task run with, for each member, its single-task comparison run (the plugin
+    its strategy is compared with, on that member alone, same source and seed) and its
+    from-scratch baseline; it waits for all of them."""
+    members = []
+    for role, entry in spec.targets:
+        alone = replace(spec, kind="run", targets=((SINGLE, entry),), scored=SINGLE, group=None)
+        stl = next((compared_ids[alone.comparison_key(plugin)] for plugin in spec.compared_with
+                    if alone.comparison_key(plugin) in compared_ids), None)
+        members.append((role, stl, baseline_ids.get(alone.pairing_key)))
+    waits = [run_id for _, stl, scratch in members for run_id in (stl, scratch) if run_id is not None]
+    return replace(spec, members=tuple(members), depends_on=tuple(dict.fromkeys(waits)))
 
 
 def unique(specs: list[RunSpec]) -> list[RunSpec]:

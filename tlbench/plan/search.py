@@ -66,8 +66,8 @@ def split_searched(specs: list["RunSpec"], suite: "Suite") -> tuple[list["RunSpe
     for spec in specs:
         if spec.kind != "run" or not spec.recipe.search:
             # in a suite refitting on train+val every run does, so that all train on the same data
-            ready.append(replace(spec, search={"space": {}, **protocol}) if refit_all and spec.kind == "run"
-                         else spec)
+            ready.append(replace(spec, search={"space": {}, **protocol})
+                         if refit_all and spec.kind in ("run", "multitask") else spec)
             continue
         for config in configurations(spec.recipe.search):
             label = f"{spec.recipe.id}[{','.join(f'{k}={value_text(v)}' for k, v in config.items())}]"

@@ -115,7 +115,15 @@ class Group:
 
     id: str
     roles: dict[str, str]
-    """Role name → target id."""
+    """Role name → target id (for a task group, each member's role is its target id)."""
+    tasks: tuple[str, ...] = ()
+    """For a task group (multi-task learning): its members' target ids, in the suite's order."""
+    sampling: str | None = None
+    """For a task group: how its training batches are drawn (`tlbench.api.SAMPLINGS`)."""
+
+    @property
+    def multitask(self) -> bool:
+        return bool(self.tasks)
 
 
 @dataclass(frozen=True)
@@ -370,7 +378,9 @@ def _check_task(task: str, where: str, registry: PluginRegistry) -> None:
 
 
 def _groups(data: dict, where: str, targets: tuple[Entry, ...]) -> tuple[Group, ...]:
-    """[[groups]]: each an id and role = "<target id>" pairs (at least two roles)."""
+    """[[groups]]: each an id and either role = "<target id>" pairs (at least two roles),
+    or, for multi-task learning, ``tasks = ["<target id>", ...]`` (at least two) and an
+    optional ``sampling`` (`tlbench.api.SAMPLINGS`, 'shared' by default)."""
     raw = data.get("groups")
     if raw is None:
         return ()
@@ -385,18 +395,46 @@ def _groups(data: dict, where: str, targets: tuple[Entry, ...]) -> tuple[Group, 
             raise SuiteError(f"{at}.id: expected letters, digits, '.', '_' or '-', got {group_id!r}")
         if group_id in target_ids or group_id in [g.id for g in groups]:
             raise SuiteError(f"{at}.id: {group_id!r} is already the id of a target or group")
+        if "tasks" in table:
+            groups.append(_task_group(table, at, group_id, target_ids))
+            continue
+        if "sampling" in table:
+            raise SuiteError(f"{at}.sampling: only a task group (tasks = [...]) takes a sampling")
         roles = {key: value for key, value in table.items() if key != "id"}
         if len(roles) < 2:
             raise SuiteError(f"{at}: expected at least two roles, each role = \"<target id>\" "
-                             f"(e.g. labelled = \"photos\", unlabelled = \"drawings\")")
+                             f"(e.g. labelled = \"photos\", unlabelled = \"drawings\"), or tasks = [...]")
         for role, target_id in roles.items():
             if not _ROLE.match(role):
                 raise SuiteError(f"{at}.{role}: a role name is letters, digits, '_' or '-'")
-            if target_id not in target_ids:
-                raise SuiteError(f"{at}.{role}: no target with id {target_id!r}"
-                                 f"{closest(str(target_id), target_ids)}; known ids: {', '.join(target_ids)}")
+            _known_target(f"{at}.{role}", target_id, target_ids)
         groups.append(Group(group_id, roles))
     return tuple(groups)
+
+
+def _known_target(at: str, target_id, target_ids: list[str]) -> None:
+    if target_id not in target_ids:
+        raise SuiteError(f"{at}: no target with id {target_id!r}{closest(str(target_id), target_ids)}; "
+                         f"known ids: {', '.join(target_ids)}")
+
+
+def _task_group(table: dict, at: str, group_id: str, target_ids: list[str]) -> Group:
+    """A multi-task group: ``tasks`` (two or more distinct target ids) and ``sampling``."""
+    from ..api import SAMPLINGS
+
+    extra = sorted(set(table) - {"id", "tasks", "sampling"})
+    if extra:
+        raise SuiteError(f"{at}.{extra[0]}: a task group takes id, tasks and sampling only (roles are the "
+                         f"targets' ids)")
+    tasks = table["tasks"]
+    if not isinstance(tasks, list) or len(tasks) < 2 or len(set(map(str, tasks))) != len(tasks):
+        raise SuiteError(f"{at}.tasks: expected a list of two or more distinct target ids, got {tasks!r}")
+    for k, target_id in enumerate(tasks):
+        _known_target(f"{at}.tasks[{k}]", target_id, target_ids)
+    sampling = table.get("sampling", "shared")
+    if sampling not in SAMPLINGS:
+        raise SuiteError(f"{at}.sampling: expected one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    return Group(group_id, {target_id: target_id for target_id in tasks}, tasks=tuple(tasks), sampling=sampling)
 
 
 def _baseline_id(registry: PluginRegistry, plugin: str) -> str:

@@ -113,9 +113,10 @@ def _statistics(cells, overall, frame, rope: float | None, posthoc: str = "wilco
 
 
 def _protocol_sections(frame):
-    """The sections of tuned cells (`search`) and sweeps (`sweeps`), where the records
-    have any: Markdown and HTML parts, figures (id → PNG, SVG) and their summary.json part."""
+    """The sections of tuned cells (`search`), sweeps (`sweeps`) and multi-task runs
+    (`multitask`), where the records have any: Markdown and HTML parts, figures (id → PNG, SVG) and their summary.json part."""
     from .export import _records
+    from .multitask import multitask_cells, multitask_figures, multitask_html, multitask_markdown
     from .search import expected_max_figures, tuned_cells, tuned_html, tuned_markdown
     from .sweeps import depth_curves, learning_curves, sweep_figures, sweeps_html, sweeps_markdown
 
@@ -134,6 +135,13 @@ def _protocol_sections(frame):
         html.append(sweeps_html(curves, depth, drawn))
         figures |= drawn
         summary["sweeps"] = {"learning_curves": _records(curves), "strategy_axes": _records(depth)}
+    multitask = multitask_cells(frame)
+    if not multitask.empty:
+        drawn = multitask_figures(multitask)
+        markdown.append(multitask_markdown(multitask))
+        html.append(multitask_html(multitask, drawn))
+        figures |= drawn
+        summary["multitask"] = _records(multitask)
     return markdown, html, figures, summary
 
 
@@ -175,7 +183,10 @@ def build_report(dirs: list[Path], out: Path, title: str | None = None, rope: fl
 
     out = Path(out)
     collection = collect([Path(d) for d in dirs])
-    rows = {name: kind.resolve("rows")(collection.of_kind(name)) for name, kind in RUN_KINDS.items()}
+    members = [record for name, kind in RUN_KINDS.items() if kind.multitask
+               for record in kind.resolve("rows")(collection.of_kind(name))]  # a row per task of each run
+    rows = {name: kind.resolve("rows")(collection.of_kind(name) + (members if name == "run" else []))
+            for name, kind in RUN_KINDS.items() if not kind.multitask}
     frame = rows["run"]
     conflicts = frame_conflicts(frame)
     cells = cell_table(frame)

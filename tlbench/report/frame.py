@@ -70,10 +70,14 @@ SEARCH_COLUMNS = ["search_chosen", "search_trials", "search_account", "target_fa
 """What a tuned run chose (its configuration as JSON, the number of trials it was chosen
 from) and the sweeps an entry belongs to: the entry id as written (`family`), the swept
 parameter (`axis`) and this entry's value."""
+MEMBER_COLUMNS = ["task_group", "sampling", "multitask_run_id", "task_delta", "delta_m", "tasks_hurt"]
+"""What the row of one task of a multi-task run says about that run (`tlbench.report.multitask`):
+its group, sampling and record's run id, the task's Δ over its single-task run, the run's
+Δm and number of tasks hurt; None for other rows."""
 COMPARED_PREFIX = "nt_vs_"
 """The metric (and column) of a comparison with a paired run: ``nt_vs_<plugin>``."""
-COLUMNS = (KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + GROUP_COLUMNS + SEARCH_COLUMNS + list(RUN_METRICS)
-           + PROVENANCE_COLUMNS)
+COLUMNS = (KEY_COLUMNS + TASK_COLUMNS + HEADLINE_COLUMNS + GROUP_COLUMNS + SEARCH_COLUMNS + MEMBER_COLUMNS
+           + list(RUN_METRICS) + PROVENANCE_COLUMNS)
 
 
 def source_label(spec: dict) -> str:
@@ -182,6 +186,8 @@ def run_row(record: dict) -> dict:
     })
     row.update(group_facts(record, task, bool(head["higher_is_better"]), row["headline_test"]))
     row.update(search_facts(spec))
+    member = record.get("member") if isinstance(record.get("member"), dict) else {}
+    row.update({key: member.get(key) for key in MEMBER_COLUMNS})
     row.update({key: value for key, value in metrics.items() if key.startswith(COMPARED_PREFIX)})
     for part in ("source", "target", "strategy"):
         row.update(_flat(part, spec[part].get("params") or {}))
@@ -276,7 +282,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         if column not in frame:
             frame[column] = None
     for column in [*HEADLINE_COLUMNS, *RUN_METRICS, *metric_columns, *compared, "metric_low", "metric_high",
-                   "other_headline_test", "domain_gap"]:
+                   "other_headline_test", "domain_gap", "task_delta", "delta_m", "tasks_hurt"]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["upper_bound"] = frame["upper_bound"].fillna(False).astype(bool)
     _pair_with_baselines(frame)

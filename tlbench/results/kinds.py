@@ -32,7 +32,8 @@ class RunKind:
     """'module:function' executing one spec in a worker: (worker, spec, context, env) ->
     (metrics, details)."""
     rows: str
-    """'module:function' turning this kind's records into the report's table."""
+    """'module:function' turning this kind's records into the report's table (for a
+    multi-task kind: into one run-like record per member, which join the runs' table)."""
     headline: Callable[[dict], str | None]
     """The metric an ok record of this kind must carry (None: none is required)."""
     in_identity: bool = True
@@ -44,6 +45,9 @@ class RunKind:
     withholds_test: bool = False
     """Whether its runs are given no test split at all (a search trial: scored on
     validation, so no test label, nor even a test example, can reach a selection)."""
+    multitask: bool = False
+    """Whether its records carry several tasks (``tasks``: role → task) and each one's
+    metrics under its role (`tlbench.results.multitask`)."""
 
     def resolve(self, which: str) -> Callable[..., Any]:
         module, _, function = getattr(self, which).partition(":")
@@ -62,6 +66,12 @@ def trial_headline(record: dict) -> str | None:
     return f"val_{task_of(record)['headline']}"
 
 
+def multitask_headline(record: dict) -> str | None:
+    tasks = record.get("tasks") if isinstance(record.get("tasks"), dict) else {}
+    role = next(iter(tasks), None)
+    return None if role is None else f"{role}/test_{tasks[role].get('headline')}"
+
+
 def estimate_headline(record: dict) -> str | None:
     return None if (record.get("details") or {}).get("not_applicable") else "score"
 
@@ -72,6 +82,8 @@ RUN_KINDS: dict[str, RunKind] = {
     "trial": RunKind("trial", "trials", "strategy", "tlbench.run.fit:execute",
                      "tlbench.report.frame:records_frame", trial_headline, scored_by_task=True,
                      withholds_test=True),
+    "multitask": RunKind("multitask", "multitask", "strategy", "tlbench.run.multitask:execute",
+                         "tlbench.report.multitask:member_records", multitask_headline, multitask=True),
     "estimate": RunKind("estimate", "estimates", "estimator", "tlbench.run.estimate:execute",
                         "tlbench.report.estimates:estimates_frame", estimate_headline),
 }

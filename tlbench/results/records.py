@@ -77,10 +77,15 @@ def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | Non
                details: dict | None = None, provenance: dict | None = None,
                error: dict | None = None, started_at: str | None = None,
                finished_at: str | None = None, attempt: int = 1, kind: str = "run",
-               task: dict | None = None) -> dict:
+               task: dict | None = None, tasks: dict | None = None) -> dict:
     """A record with every metric key its kind and task define (None where not measured).
-    A run record's `task` is its scored target's (classification's when not given)."""
-    if run_kind(kind).scored_by_task:
+    A run record's `task` is its scored target's (classification's when not given); a
+    multi-task record's `tasks` are its members' (role → task)."""
+    if run_kind(kind).multitask:
+        from .multitask import multitask_metric_keys
+
+        keys = multitask_metric_keys(tasks or {})
+    elif run_kind(kind).scored_by_task:
         task = task or V1_TASK
         keys = [*task_metric_keys(task), *RUN_METRICS]
     else:
@@ -101,6 +106,8 @@ def new_record(spec_json: dict, run_id: str, status: str, *, metrics: dict | Non
     }
     if task is not None:
         record["task"] = task
+    if tasks is not None:
+        record["tasks"] = tasks
     return record
 
 
@@ -187,9 +194,10 @@ def validate_record(record: Any) -> list[str]:
     if spec is not None:
         _spec_problems(spec, kind.recipe, problems)
     task = _task_problems(record, problems) if kind.scored_by_task else None
+    tasks = _tasks_problems(record, problems) if kind.multitask else None
     metrics = _require(record, "metrics", dict, problems)
     if metrics is not None:
-        _metric_problems(metrics, task, problems)
+        _metric_problems(metrics, task, problems, tasks)
         headline = kind.headline(record)
         if record.get("status") == "ok" and headline is not None and not _is_number(metrics.get(headline)):
             problems.append(f"status is ok but metrics.{headline} is missing")
@@ -210,28 +218,50 @@ def _spec_problems(spec: dict, recipe: str, problems: list[str]) -> None:
     _require(spec, "baseline", bool, problems, "spec.")
 
 
+def _tasks_problems(record: dict, problems: list[str]) -> dict | None:
+    """A multi-task record's tasks by role, if each is well formed."""
+    tasks = _require(record, "tasks", dict, problems)
+    if tasks is None:
+        return None
+    if len(tasks) < 2:
+        problems.append("tasks must name two or more members")
+        return None
+    checked = {role: _well_formed_task(task, problems, f"tasks.{role}") for role, task in tasks.items()}
+    return None if any(task is None for task in checked.values()) else checked
+
+
 def _task_problems(record: dict, problems: list[str]) -> dict | None:
     """The record's task, if it is well formed (schema 1 records imply classification)."""
     if record.get("schema_version") == 1:
         return V1_TASK
     task = _require(record, "task", dict, problems)
-    if task is None:
+    return None if task is None else _well_formed_task(task, problems, "task")
+
+
+def _well_formed_task(task, problems: list[str], where: str) -> dict | None:
+    if not isinstance(task, dict):
+        problems.append(f"{where} is not an object")
         return None
     name, headline = task.get("name"), task.get("headline")
     metrics = task.get("metrics")
     if not isinstance(name, str) or not isinstance(headline, str) or not isinstance(metrics, list) or not all(
             isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("higher_is_better"), bool)
             and all(m.get(b) is None or _is_number(m.get(b)) for b in ("low", "high")) for m in metrics):
-        problems.append("task must name the task, its headline and its metrics (name, higher_is_better, low, high)")
+        problems.append(f"{where} must name the task, its headline and its metrics (name, higher_is_better, low, "
+                        f"high)")
         return None
     if headline not in [m["name"] for m in metrics]:
-        problems.append(f"task.headline {headline!r} is not one of task.metrics")
+        problems.append(f"{where}.headline {headline!r} is not one of {where}.metrics")
         return None
     return task
 
 
-def _metric_problems(metrics: dict, task: dict | None, problems: list[str]) -> None:
+def _metric_problems(metrics: dict, task: dict | None, problems: list[str], tasks: dict | None = None) -> None:
     ranges: dict[str, tuple[float | None, float | None]] = {}
+    if tasks is not None:
+        from .multitask import ranges as multitask_ranges
+
+        ranges.update(multitask_ranges(tasks))
     if task is not None:
         for spec in task["metrics"]:
             for split in SPLIT_NAMES:

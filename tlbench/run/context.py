@@ -166,6 +166,10 @@ class RunContext:
     scored_role: str = "target"
     revealed: tuple[str, ...] = ()
     """'role:split' labels the strategy asked for openly (`Strategy.reveals`) and was given."""
+    sampling: str | None = None
+    """For a multi-task run: how its group's batches are drawn (`tlbench.api.SAMPLINGS`)."""
+    references: dict = field(default_factory=dict)
+    """For a multi-task run: its members' single-task validation metrics (role → {"run_id", "val"})."""
     _features: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
     _versions: dict[int, int] = field(default_factory=dict)
 

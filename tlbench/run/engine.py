@@ -13,7 +13,9 @@ bf16 autocast and channels-last convolutions.
 A strategy adds to the loss with a `loss_hook`, which receives each step's batch, the
 model's outputs on it, and one batch from each extra data source the strategy passed
 (unlabelled target batches, other tasks' batches): regularisers, domain-adaptation and
-multi-task losses ride on the same loop, budgets, evaluation and selection.
+multi-task losses ride on the same loop, budgets, evaluation and selection. A strategy
+whose objective gives several losses (one per task of a group) replaces the backward
+pass with a `backward` of its own, which weights them or aggregates their gradients.
 
 Parameters in no group are frozen (``requires_grad=False``) by `train`, so the counts a
 record reports are the parameters the optimiser could change.
@@ -355,12 +357,21 @@ def _improved(value: float | None, best: float | None, higher_is_better: bool) -
     return best is None or (value > best if higher_is_better else value < best)
 
 
+def batch_length(targets: Targets) -> int:
+    """Examples in a batch, from its targets (a tensor or list per example, or, for a task
+    group, a dict of those by role: the most of any member)."""
+    if isinstance(targets, dict):
+        return max((batch_length(value) for value in targets.values()), default=0)
+    return len(targets)
+
+
 def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
           loss_hook: Callable[[Step], torch.Tensor] | None = None,
           extra: dict[str, SplitBatches] | None = None,
           set_train_mode: Callable[[nn.Module], None] | None = None,
           epoch_metrics: Callable[[], dict] | None = None,
-          selection: Selection | None = None) -> TrainResult:
+          selection: Selection | None = None,
+          backward: Callable[[Step, Any], torch.Tensor] | None = None) -> TrainResult:
     """Train `model` (inputs -> the task head's outputs) on the train split of `run` (a run,
     or one of its targets); select by `selection` after every epoch, by default the
     task's headline metric on the val split of `run` (`validation_selection`).
@@ -372,7 +383,11 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
     ``run.role("unlabelled").batches("train", 32)``) of which each step gets one batch
     (in the model's memory format), cycling through each source reshuffled; `set_train_mode(model)`
     replaces ``model.train()`` at the start of every epoch (to keep frozen BatchNorm
-    statistics fixed); `epoch_metrics()` adds entries to each epoch's history.
+    statistics fixed); `epoch_metrics()` adds entries to each epoch's history;
+    `backward(step, loss)` replaces ``loss.backward()`` (after the gradients are zeroed and
+    before they are clipped) and returns the scalar loss to log: for an objective whose
+    loss is several (a task group's, one per task), which it weights or whose gradients
+    it aggregates.
     """
     freeze_outside(model, groups)
     channels_last = _prepare(model, run, params)
@@ -405,13 +420,18 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
             with autocast(run.device, params):
                 features, outputs = _forward(model, _format(inputs, channels_last))
             loss = objective.loss(outputs, targets)
-            if loss_hook is not None:
+            step = None
+            if loss_hook is not None or backward is not None:
                 step = Step(inputs, targets, outputs, model, {name: next(it) for name, it in extras.items()},
                             epoch, result.steps, result.steps / max(1, total), features)
+            if loss_hook is not None:
                 with autocast(run.device, params):  # the hook's own forward passes run as the model's did
                     loss = loss + loss_hook(step)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if backward is None:
+                loss.backward()
+            else:
+                loss = backward(step, loss)
             if params.get("clip_grad_norm"):
                 torch.nn.utils.clip_grad_norm_(trainable, params["clip_grad_norm"])
             for i, group in enumerate(optimizer.param_groups):
@@ -419,7 +439,7 @@ def train(run: RunTarget, model: nn.Module, groups: list[dict], params: dict, *,
             optimizer.step()
             scheduler.step()
             result.steps += 1
-            size = len(targets)
+            size = batch_length(targets)
             epoch_loss += loss.detach() * size
             seen += size
         result.epochs_run = epoch

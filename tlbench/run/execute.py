@@ -151,7 +151,8 @@ class Worker:
                     memory_budget_mb=self.settings.memory_budget_mb, pid=os.getpid())
         record = new_record(record_spec(spec), spec.run_id, status, metrics=metrics, details=details,
                             provenance=prov, error=error, started_at=started_at, finished_at=now(),
-                            kind=spec.kind, task=spec.task if run_kind(spec.kind).scored_by_task else None)
+                            kind=spec.kind, task=spec.task if run_kind(spec.kind).scored_by_task else None,
+                            tasks=spec.tasks if run_kind(spec.kind).multitask else None)
         if attachments:  # the driver writes them beside the records and removes them
             record[ATTACHMENTS] = attachments
         return record
@@ -201,7 +202,7 @@ class Worker:
         revealed = revealed_labels(recipe, spec)
         context = RunContext(source=source, seed=spec.seed, device=torch.device(device), budget=budget,
                              feature_cache=self.feature_cache() if spec.init != "random" else None,
-                             on_event=on_event)
+                             on_event=on_event, sampling=spec.sampling, references=dict(spec.references or {}))
         for role, (entry, data, task, splits, digests) in loaded.items():
             if source.modality != data.modality:
                 raise ValueError(f"source {spec.source.id!r} takes {source.modality} inputs but target "
@@ -286,6 +287,13 @@ def record_spec(spec: RunSpec) -> dict:
         out["scored"], out["group"] = spec.scored, spec.group
     if spec.paired:
         out["paired"] = dict(spec.paired)
+    if spec.sampling is not None:
+        out["sampling"] = spec.sampling
+    if spec.members:
+        out["members"] = [{"role": role, "stl_run_id": stl, "baseline_run_id": scratch}
+                          for role, stl, scratch in spec.members]
+    if spec.references:
+        out["references"] = spec.references
     if spec.depends_on:
         out["depends_on"] = list(spec.depends_on)
     if spec.search is not None:
