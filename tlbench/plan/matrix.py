@@ -128,6 +128,10 @@ class RunSpec:
     members: tuple[tuple[str, str | None, str | None], ...] = ()
     """For a multi-task run: (role, the single-task run it is compared with, the member's
     from-scratch baseline) per member; a run id is None when the plan has no such run."""
+    single_task: dict | None = None
+    """For a multi-task run: the recipe of the single-task runs it is compared with
+    (plugin, version, parameters), part of its identity: its checkpoint selection reads
+    their validation metrics, so another single-task recipe makes it another run."""
     references: dict | None = None
     """For a multi-task run: its members' single-task validation metrics (role → {"run_id",
     "val"}), filled in when those runs have finished; in its record, not its identity."""
@@ -173,6 +177,8 @@ class RunSpec:
             identity["search"] = self.search
         if self.sampling is not None:
             identity["sampling"] = self.sampling
+        if self.single_task is not None:
+            identity["single_task"] = self.single_task
         if kind.in_identity:
             identity["kind"] = self.kind
         return identity
@@ -411,13 +417,15 @@ def pair_runs(runs: list[RunSpec], others: list[RunSpec]) -> list[RunSpec]:
     every = [*others, *runs]
     baseline_ids = {spec.pairing_key: spec.run_id for spec in every if spec.baseline and spec.kind == "run"}
     compared_ids: dict[str, str] = {}
+    compared_recipes: dict[str, Entry] = {}
     for spec in every:  # the first run of each (source, targets, seed, plugin) is what others compare with
         if _is_run(spec) and spec.init != "random":
             compared_ids.setdefault(spec.comparison_key(spec.recipe.plugin), spec.run_id)
+            compared_recipes.setdefault(spec.comparison_key(spec.recipe.plugin), spec.recipe)
     paired_runs = []
     for spec in runs:
         if spec.kind == "multitask":
-            spec = _with_members(spec, baseline_ids, compared_ids)
+            spec = _with_members(spec, baseline_ids, compared_ids, compared_recipes)
         elif _is_run(spec):
             scratch = baseline_ids.get(spec.pairing_key)
             paired = tuple((plugin, compared_ids[spec.comparison_key(plugin)])
@@ -429,18 +437,24 @@ def pair_runs(runs: list[RunSpec], others: list[RunSpec]) -> list[RunSpec]:
     return paired_runs
 
 
-def _with_members(spec: RunSpec, baseline_ids: dict[str, str], compared_ids: dict[str, str]) -> RunSpec:
+def _with_members(spec: RunSpec, baseline_ids: dict[str, str], compared_ids: dict[str, str],
+                  compared_recipes: dict[str, Entry]) -> RunSpec:
     """A multi-task run with, for each member, its single-task comparison run (the plugin
     its strategy is compared with, on that member alone, same source and seed) and its
-    from-scratch baseline; it waits for all of them."""
-    members = []
+    from-scratch baseline, and the single-task recipe in its identity; it waits for all
+    of those runs."""
+    members, recipe = [], None
     for role, entry in spec.targets:
         alone = replace(spec, kind="run", targets=((SINGLE, entry),), scored=SINGLE, group=None)
-        stl = next((compared_ids[alone.comparison_key(plugin)] for plugin in spec.compared_with
+        key = next((alone.comparison_key(plugin) for plugin in spec.compared_with
                     if alone.comparison_key(plugin) in compared_ids), None)
-        members.append((role, stl, baseline_ids.get(alone.pairing_key)))
+        members.append((role, compared_ids.get(key), baseline_ids.get(alone.pairing_key)))
+        if key is not None:
+            recipe = recipe or compared_recipes[key]
     waits = [run_id for _, stl, scratch in members for run_id in (stl, scratch) if run_id is not None]
-    return replace(spec, members=tuple(members), depends_on=tuple(dict.fromkeys(waits)))
+    single_task = None if recipe is None else {"plugin": recipe.plugin, "version": recipe.version,
+                                               "params": recipe.identity_params()}
+    return replace(spec, members=tuple(members), depends_on=tuple(dict.fromkeys(waits)), single_task=single_task)
 
 
 def unique(specs: list[RunSpec]) -> list[RunSpec]:

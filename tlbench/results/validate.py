@@ -205,11 +205,13 @@ def _missing_provenance(record: dict) -> list[str]:
     for role, entry in targets.items():
         if not _text(_dict(entry).get("content_hash")):
             missing.append(f"spec.targets.{role}.content_hash" if role else "spec.target.content_hash")
-    target = _dict(details.get("target"))
-    if not _text(target.get("content_hash")):
-        missing.append("details.target.content_hash")
-    if "revision" not in target:
-        missing.append("details.target.revision")
+    described = {f"details.targets.{role}": _dict(entry) for role, entry in _dict(details.get("targets")).items()} \
+        if run_kind(record["kind"]).multitask else {"details.target": _dict(details.get("target"))}
+    for where, target in described.items():
+        if not _text(target.get("content_hash")):
+            missing.append(f"{where}.content_hash")
+        if "revision" not in target:
+            missing.append(f"{where}.revision")
     return missing
 
 
@@ -233,6 +235,7 @@ def selection_problems(record: dict) -> list[str]:
             if len(parts) >= 2 and parts[-1] == "labels" and parts[-2] == "test":  # role:test:labels, test:labels
                 test_reads.append(read)
             elif (what == "labels" and isinstance(spec.get("targets"), dict) and role == spec.get("scored")
+                  and not run_kind(record.get("kind", "run")).multitask  # every member of a task group is labelled
                   and f"{role}:{split}" not in revealed):
                 withheld.append(read)
     test_reads += [f"revealed {item}" for item in revealed if item.split(":")[1:2] == ["test"]]
@@ -275,7 +278,12 @@ def _check_derived(item: _Loaded, by_id: dict[str, _Loaded], result: Validation)
     """Numbers a record holds that its own metrics, or the records it was paired with,
     give again; not for records whose digest shows an edit (that is told already)."""
     record = item.record
-    if item.edited or record["kind"] != "run" or record["status"] != "ok":
+    if item.edited or record["status"] != "ok":
+        return
+    if run_kind(record["kind"]).multitask:
+        _check_member_comparisons(item, by_id, result)
+        return
+    if record["kind"] != "run":
         return
     metrics, task = record["metrics"], task_of(record)
     head = next(spec for spec in task["metrics"] if spec["name"] == task["headline"])
@@ -308,6 +316,29 @@ def _paired_ok(by_id: dict[str, _Loaded], run_id) -> dict | None:
     if item is None or item.edited or item.record["status"] != "ok":
         return None
     return item.record
+
+
+def _check_member_comparisons(item: _Loaded, by_id: dict[str, _Loaded], result: Validation) -> None:
+    """A multi-task record's Δ per task, Δm and tasks hurt, derived again from the records
+    of its members' single-task and from-scratch runs, where every one of them is here."""
+    from .multitask import compare_with_single_task
+
+    record = item.record
+    members = [_dict(m) for m in record["spec"].get("members") or []]
+    stl = {m.get("role"): _paired_ok(by_id, m.get("stl_run_id")) for m in members}
+    scratch = {m.get("role"): _paired_ok(by_id, m.get("baseline_run_id")) for m in members}
+    if not members or any(other is None for other in stl.values()):
+        return
+    expected, _ = compare_with_single_task(record["tasks"], record["metrics"],
+                                           {role: other["metrics"] for role, other in stl.items()},
+                                           {role: other["metrics"] for role, other in scratch.items() if other})
+    found = []
+    for key, value in expected.items():
+        stated = record["metrics"].get(key)
+        if _number(stated) and _number(value) and not _close(stated, value):
+            found.append(f"metrics.{key} is {stated!r}, but this record and its members' single-task runs give "
+                         f"{value!r}")
+    result.findings += [Finding(str(item.path), message) for message in found]
 
 
 # ---------------------------------------------------------------------- across records
