@@ -14,8 +14,8 @@ Strategies:
   should beat.
 - `mtl-pcgrad` (Yu et al. 2020) and `mtl-upgrad` (Quinton and Rey 2024): the members'
   gradients on the shared backbone aggregated, not summed, by torchjd's `PCGrad` and
-  `UPGrad` through `torchjd.autojac.mtl_backward`: one backward pass per task into the
-  backbone's Jacobian, then the aggregator. torchjd is used rather than a hand-written
+  `UPGrad`: the Jacobian of the tasks' losses with respect to the backbone's parameters
+  (`torchjd.autojac.backward`, a backward pass per task), then the aggregator. torchjd is used rather than a hand-written
   projection because it is maintained, tested against the papers' definitions, and
   offers both (and CAGrad, IMTL-G, MGDA...) behind one interface. The heads get their
   own task's gradient. With no trainable backbone parameter (`backbone = "frozen"`)
@@ -32,7 +32,7 @@ Importing this module stays light; torch and torchjd are imported inside functio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tlbench
 from tlbench.api import SPLITS, FitResult, Requirements, Strategy
@@ -210,40 +210,34 @@ class RandomWeights(GroupStrategy):
         return RandomLoss(list(group.members), group.seed)
 
 
-def _tensors(value: Any) -> list:
-    """The tensors that carry gradient in a representation (a tensor, a list of feature
-    maps, a (hidden, mask) pair, or a dict of those)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value] if value.requires_grad else []
-    if isinstance(value, dict):
-        return [t for item in value.values() for t in _tensors(item)]
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    return []
-
-
 class Aggregated(Weighting):
-    """The tasks' gradients on the shared backbone aggregated by a torchjd aggregator."""
+    """The tasks' gradients on the shared backbone aggregated by a torchjd aggregator; each
+    head gets its own task's gradient.
+
+    The Jacobian is taken with respect to the backbone's parameters (one row per task, by
+    `torchjd.autojac.backward`), not through `mtl_backward`'s shared features: a backbone's
+    feature maps are computed from one another, and features that depend on each other
+    cannot be the cut `mtl_backward` differentiates through."""
 
     def __init__(self, aggregator, model):
         self.aggregator, self.model = aggregator, model
         self.aggregated = 0
 
     def backward(self, step, losses):
-        from torchjd.autojac import jac_to_grad, mtl_backward
+        import torch
+        from torchjd.autojac import backward, jac_to_grad
 
         shared = [p for p in self.model.backbone.parameters() if p.requires_grad]
-        features = _tensors(step.features)
-        if len(losses) < 2 or not shared or not features:
+        if len(losses) < 2 or not shared:
             return super().backward(step, losses)
-        roles = list(losses)
-        heads = [[p for p in self.model.head.head(role).parameters() if p.requires_grad] for role in roles]
-        mtl_backward([losses[role] for role in roles], features=features, tasks_params=heads, shared_params=shared)
+        total = sum(losses.values())
+        heads = [p for p in self.model.head.parameters() if p.requires_grad]
+        if heads:  # a head's parameters meet only their own task's loss
+            torch.autograd.backward(total, inputs=heads, retain_graph=True)
+        backward(list(losses.values()), inputs=shared)
         jac_to_grad(shared, self.aggregator)
         self.aggregated += 1
-        return sum(losses.values()).detach()
+        return total.detach()
 
     def state(self) -> dict:
         return {"aggregator": type(self.aggregator).__name__, "aggregated_steps": self.aggregated}
