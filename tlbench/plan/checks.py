@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import NeedsNetwork, ResourceUnavailable, UserError, first_line
+from ..errors import NeedsNetwork, ResourceUnavailable, SuiteError, UserError, first_line
 from ..plugins import PluginRegistry
 from .suite import Entry, Suite
 
@@ -206,3 +206,28 @@ def check_images(where: str, modality: str, splits_by_seed: dict) -> None:
         path, reason = bad[0]
         more = f" (and {len(bad) - 1} more of the {noun}s the seeds' splits use)" if len(bad) > 1 else ""
         raise ResourceUnavailable(f"{where}: {noun} {os.path.abspath(path)} cannot be read: {reason}{more}")
+
+
+def check_shared_inputs(suite: Suite, splits: dict[str, dict], problems: Problems) -> None:
+    """A task group sampled 'shared' runs the backbone once per batch for all its members,
+    so their examples must be the same, split by split and seed by seed. `splits`: target
+    id → seed → its splits (targets that could not be loaded are absent)."""
+    from ..hashing import examples_digests
+
+    for i, group in enumerate(suite.groups):
+        if group.sampling != "shared":
+            continue
+        first, *others = group.tasks
+        for other in others:
+            if first not in splits or other not in splits:
+                continue
+            for seed, made in splits[first].items():
+                differ = next((name for name in ("train", "val", "test")
+                               if examples_digests(getattr(made, name).examples)
+                               != examples_digests(getattr(splits[other][seed], name).examples)), None)
+                if differ is not None:
+                    problems.found.append(SuiteError(
+                        f"{suite.path}: groups[{i}] ({group.id}): sampling 'shared' needs members with the same "
+                        f"examples, but {first} and {other} differ in their {differ} split (seed {seed}); use "
+                        f"sampling = \"round-robin\" or \"proportional\""))
+                    break

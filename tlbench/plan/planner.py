@@ -30,7 +30,8 @@ from typing import Callable
 from ..api import Env
 from ..hashing import splits_content_hash
 from ..plugins import PluginRegistry
-from .checks import Guard, Problems, check_images, check_labels, check_recipes, check_search_splits, task_of
+from .checks import (Guard, Problems, check_images, check_labels, check_recipes, check_search_splits,
+                     check_shared_inputs, task_of)
 from .compatibility import Plan
 from .matrix import expand, identify
 from .suite import Entry, Suite
@@ -53,6 +54,7 @@ def check_suite(suite: Suite, registry: PluginRegistry, log: Callable[[str], Non
         item = registry.get("source", source.plugin).item
         with problems.entry("sources", i, source) as guard:
             guard("check", lambda: item.check(source.params, env))
+    splits: dict[str, dict] = {}
     for i, target in enumerate(suite.targets):
         item = registry.get("target", target.plugin).item
         with problems.entry("targets", i, target) as guard:
@@ -60,6 +62,9 @@ def check_suite(suite: Suite, registry: PluginRegistry, log: Callable[[str], Non
             if loaded is None:
                 problems.downloads.append(f"{guard.where}: its data are not on this machine yet; they are loaded "
                                           f"and checked when the suite runs, before any run starts")
+            else:
+                splits[target.id] = loaded[2]
+    check_shared_inputs(suite, splits, problems)
     problems.raise_if_any()
     return problems.downloads
 
@@ -79,12 +84,15 @@ def plan(suite: Suite, registry: PluginRegistry, log: Callable[[str], None] = pr
             fingerprints[source.id] = guard("fingerprint", lambda: item.fingerprint(source.params, env))
     hashes: dict[tuple[str, int], str] = {}
     revisions: dict[str, str | None] = {}
+    loaded: dict[str, dict] = {}
     for i, target in enumerate(suite.targets):
         with problems.entry("targets", i, target) as guard:
             data, task, by_seed = _checked_target(suite, registry, env, guard, target, offline=False)
             for seed, splits in by_seed.items():
                 hashes[(target.id, seed)] = guard("hash", lambda: splits_content_hash(splits, task.label_bytes)[0])
             revisions[target.id] = data.revision
+            loaded[target.id] = by_seed
+    check_shared_inputs(suite, loaded, problems)
     problems.raise_if_any()
     return identify(expand(suite, registry), hashes, fingerprints, revisions)
 

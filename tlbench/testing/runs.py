@@ -97,9 +97,12 @@ class _PrivateRun:
 
 def _private_run(kind: str, recipe: Registered, params: dict, source: ItemRef | None,
                  targets: dict[str, ItemRef | None], seed: int, time_budget_s: float, device: str,
-                 registry: PluginRegistry | None, cache_dir: str | Path | None) -> _PrivateRun:
+                 registry: PluginRegistry | None, cache_dir: str | Path | None,
+                 sampling: str = "round-robin") -> _PrivateRun:
     """`recipe` on `source` and its `targets` by role (one, 'target', for a plain
-    recipe), planned as a suite plans them: the spec, and a worker to execute it."""
+    recipe; every member of a task group for a multi-task one, sampled by `sampling`),
+    planned as a suite plans them: the spec, and a worker to execute it."""
+    from ..api import Role
     from ..hashing import splits_content_hash
     from ..plan.compatibility import incompatibility
     from ..plan.matrix import RunSpec, task_json, with_identity
@@ -107,7 +110,12 @@ def _private_run(kind: str, recipe: Registered, params: dict, source: ItemRef | 
     from ..results.kinds import run_kind
 
     recipe_kind = run_kind(kind).recipe
-    roles = recipe.item.requires.roles
+    multitask = run_kind(kind).multitask
+    roles = tuple(Role(name) for name in targets) if multitask else recipe.item.requires.roles
+    if multitask and len(roles) < 2:
+        fail(recipe, "trains on a task group: give two or more targets as targets={member: target, ...}")
+    if multitask and sampling not in recipe.item.requires.samplings:
+        fail(recipe, f"supports the samplings {', '.join(recipe.item.requires.samplings)}, not {sampling!r}")
     if sorted(targets) != sorted(role.name for role in roles):
         fail(recipe, f"takes targets in the roles {', '.join(r.name for r in roles)}; give them as "
                      f"targets={{{', '.join(repr(r.name) + ': ...' for r in roles)}}}")
@@ -141,11 +149,12 @@ def _private_run(kind: str, recipe: Registered, params: dict, source: ItemRef | 
     watched_source.check(source_params, env)
     scored = next(role.name for role in roles if role.scored)
     task = by_role[scored][1]
+    tasks = {role: task_json(t, private.get("task", t.name).version) for role, (_, t) in by_role.items()}
     spec = RunSpec(source_entry, tuple((role, entry) for role, (entry, _) in by_role.items()), recipe_entry, seed,
                    kind=kind, scored=scored, init=getattr(recipe.item, "init", "pretrained"),
                    architecture=watched_source.architecture(source_params),
-                   group="kit-group" if len(by_role) > 1 else None,
-                   task=task_json(task, private.get("task", task.name).version))
+                   group="kit-group" if len(by_role) > 1 else None, task=tasks[scored],
+                   sampling=sampling if multitask else None, tasks=tasks if multitask else None)
     [spec] = with_identity([spec], hashes, {"source": watched_source.fingerprint(source_params, env)})
     if spec.init != "random":
         watched_source.prepare(source_params, dataclasses.replace(env, seed=seed))
@@ -232,7 +241,7 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
                    target: ItemRef | None = None, targets: dict[str, ItemRef] | None = None, seed: int = 0,
                    time_budget_s: float = 600.0, device: str = "cpu", registry: PluginRegistry | None = None,
                    cache_dir: str | Path | None = None, withheld_labels_unseen: bool = True,
-                   protocol: bool = True) -> StrategyCheck:
+                   protocol: bool = True, sampling: str = "round-robin") -> StrategyCheck:
     """Run the strategy once, as `tlbench run` would, and check what it reports.
 
     `target` is the one target of a plain strategy (the kit's tiny one unless given);
@@ -251,6 +260,12 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     as a search trial (given no test split: it must end ok and be scored on validation)
     and as a final refit on train+val (given no validation split: it must end ok, trained
     on both), as `tlbench.plan.search` runs every strategy a suite searches.
+
+    A multi-task strategy (`Requirements.multitask`) takes its group's members as
+    `targets={member: target, ...}` (two or more), drawn by `sampling`; it runs as a
+    'multitask' run, every member is checked as the scored target is above (its
+    predictions, and that shuffling its test labels changes nothing it trained or chose),
+    and its protocol check is the final refit on train+val of every member.
     """
     import numpy as np
     import torch
@@ -258,21 +273,25 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     from ..results.store import jsonable
 
     reg, params = resolve("strategy", strategy, params, registry)
-    roles = _targets_of(reg, target, targets)
+    multitask = reg.item.requires.multitask
+    roles = dict(targets or {}) if multitask else _targets_of(reg, target, targets)
+    kind = "multitask" if multitask else "run"
     watched = _WatchedStrategy(reg.item)
-    run = _private_run("run", type(reg)(watched, reg.origin), params, source, roles, seed, time_budget_s,
-                       device, registry, cache_dir)
+    run = _private_run(kind, type(reg)(watched, reg.origin), params, source, roles, seed, time_budget_s,
+                       device, registry, cache_dir, sampling)
     record = run.worker.run(run.spec)
     _ok(reg, record, "run")
     if record["metrics"]["wall_seconds"] > time_budget_s:
         fail(reg, f"ran {record['metrics']['wall_seconds']:.1f} s, over its {time_budget_s:g} s budget; "
                   f"call run.check_budget() at step boundaries")
     result = watched.results[-1]
-    for name in SPLITS:
-        predictions = result.predictions[name]
-        if isinstance(predictions, np.ndarray) and predictions.dtype.kind in "fc" \
-                and not np.isfinite(predictions).all():
-            fail(reg, f"predictions for split {name!r} contain NaN or infinity")
+    for role, predicted in _all_predictions(result, run.spec).items():
+        for name in SPLITS:
+            predictions = predicted[name]
+            if isinstance(predictions, np.ndarray) and predictions.dtype.kind in "fc" \
+                    and not np.isfinite(predictions).all():
+                fail(reg, f"predictions for split {name!r}{f' of {role}' if multitask else ''} contain NaN or "
+                          f"infinity")
     try:
         json.dumps(jsonable(result.info), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -292,10 +311,34 @@ def check_strategy(strategy: ItemRef, params: dict | None = None, *, source: Ite
     _check_counts(reg, check)
     if withheld_labels_unseen:
         _check_withheld_labels_unseen(reg, watched, params, source, roles, seed, time_budget_s, device, registry,
-                                      cache_dir, check)
-    if protocol:
+                                      cache_dir, check, run.spec)
+    if protocol and multitask:
+        _check_member_refit(reg, run, record)
+    elif protocol:
         _check_protocol(reg, run, record)
     return check
+
+
+def _all_predictions(result: FitResult, spec) -> dict:
+    """Every scored target's predictions by role: the scored one's, and for a multi-task
+    run every other member's (`FitResult.role_predictions`)."""
+    if spec.kind != "multitask":
+        return {spec.scored: result.predictions}
+    return {spec.scored: result.predictions, **{role: result.role_predictions.get(role, {})
+                                                for role, _ in spec.targets if role != spec.scored}}
+
+
+def _check_member_refit(reg: Registered, run: _PrivateRun, record: dict) -> None:
+    """A multi-task strategy as a final refit on train+val: every member trained on both."""
+    refit = dataclasses.replace(run.spec, search={"space": {}, "refit": "train+val", "seeds": [run.spec.seed]})
+    final = run.worker.run(refit)
+    _ok(reg, final, "the run as a final refit on train+val (given no validation split)")
+    for role in record["tasks"]:
+        n_train, n_val = record["metrics"][f"{role}/n_train"], record["metrics"][f"{role}/n_val"]
+        if final["metrics"][f"{role}/n_val"] != 0 or final["metrics"][f"{role}/n_train"] != n_train + n_val:
+            fail(reg, f"as a final refit member {role} must train on train+val ({n_train} + {n_val}); its record "
+                      f"says n_train = {final['metrics'][f'{role}/n_train']}, n_val = "
+                      f"{final['metrics'][f'{role}/n_val']}")
 
 
 def _check_protocol(reg: Registered, run: _PrivateRun, record: dict) -> None:
@@ -318,13 +361,16 @@ def _check_protocol(reg: Registered, run: _PrivateRun, record: dict) -> None:
 
 def _check_withheld_labels_unseen(reg: Registered, watched: "_WatchedStrategy", params: dict, source,
                                   roles: dict, seed: int, time_budget_s: float, device: str, registry, cache_dir,
-                                  check: StrategyCheck) -> None:
+                                  check: StrategyCheck, spec) -> None:
     import numpy as np
 
+    from ..api import Role
     from ..hashing import canonical_json
     from ..results.store import jsonable
 
-    declared = {role.name: role for role in reg.item.requires.roles}
+    multitask = spec.kind == "multitask"
+    declared = {name: Role(name) for name in roles} if multitask else \
+        {role.name: role for role in reg.item.requires.roles}
     revealed = {item.partition(":")[::2] for item in reg.item.reveals(params)}
     shuffled_roles, changed = {}, []
     for name, ref in roles.items():
@@ -338,23 +384,27 @@ def _check_withheld_labels_unseen(reg: Registered, watched: "_WatchedStrategy", 
             changed += [f"{name} {split}" for split in splits]
         else:
             shuffled_roles[name] = ref
-    run = _private_run("run", type(reg)(watched, reg.origin), params, source, shuffled_roles, seed, time_budget_s,
-                       device, registry, cache_dir)
+    run = _private_run(spec.kind, type(reg)(watched, reg.origin), params, source, shuffled_roles, seed,
+                       time_budget_s, device, registry, cache_dir, spec.sampling or "round-robin")
     record = run.worker.run(run.spec)
     what = f"when only labels it is never given were shuffled ({', '.join(changed)})"
     _ok(reg, record, f"the run {what}")
     again = watched.results[-1]
-    for name in SPLITS:
-        ours, theirs = check.result.predictions[name], again.predictions[name]
-        same = np.array_equal(np.asarray(ours), np.asarray(theirs)) if isinstance(ours, np.ndarray) \
-            else canonical_json(jsonable(ours)) == canonical_json(jsonable(theirs))
-        if not same:
-            fail(reg, f"its predictions for split {name!r} changed {what}: those labels reached its training or "
-                      f"selection")
-    scored = next(role.name for role in reg.item.requires.roles if role.scored)
+    before, after = _all_predictions(check.result, spec), _all_predictions(again, run.spec)
+    for role, predicted in before.items():
+        for name in SPLITS:
+            ours, theirs = predicted[name], after[role][name]
+            same = np.array_equal(np.asarray(ours), np.asarray(theirs)) if isinstance(ours, np.ndarray) \
+                else canonical_json(jsonable(ours)) == canonical_json(jsonable(theirs))
+            if not same:
+                fail(reg, f"its predictions for split {name!r}{f' of {role}' if multitask else ''} changed {what}: "
+                          f"those labels reached its training or selection")
+    scored = spec.scored
     unchanged = [split for split in ("train", "val") if f"{scored} {split}" not in changed]
+    prefixes = tuple(f"{role}/{split}_" for role in roles for split in unchanged) if multitask else \
+        tuple(f"{split}_" for split in unchanged)
     for key, value in check.record["metrics"].items():
-        if key.startswith(tuple(f"{split}_" for split in unchanged)) and record["metrics"].get(key) != value:
+        if key.startswith(prefixes) and record["metrics"].get(key) != value:
             fail(reg, f"metric {key} changed {what} ({value} → {record['metrics'].get(key)}): those labels "
                       f"reached its training or selection")
     for part in ("info", "selection"):
