@@ -372,7 +372,7 @@ def _check_withheld_labels_unseen(reg: Registered, watched: "_WatchedStrategy", 
     declared = {name: Role(name) for name in roles} if multitask else \
         {role.name: role for role in reg.item.requires.roles}
     revealed = {item.partition(":")[::2] for item in reg.item.reveals(params)}
-    shuffled_roles, changed = {}, []
+    shuffled_roles, changed, wrappers = {}, [], {}
     for name, ref in roles.items():
         role = declared[name]
         splits = tuple(split for split in ("train", "val", "test")
@@ -380,7 +380,9 @@ def _check_withheld_labels_unseen(reg: Registered, watched: "_WatchedStrategy", 
                        (split != "test" and not role.labelled and (name, split) not in revealed))
         if splits:
             target_reg, target_params = resolve("target", ref if ref is not None else TinyTarget(), None, registry)
-            shuffled_roles[name] = (_ShuffledLabels(target_reg.item, splits), target_params)
+            key = (id(target_reg.item), splits)  # roles on one target plugin share its shuffled twin
+            wrappers.setdefault(key, _ShuffledLabels(target_reg.item, splits))
+            shuffled_roles[name] = (wrappers[key], target_params)
             changed += [f"{name} {split}" for split in splits]
         else:
             shuffled_roles[name] = ref
