@@ -309,3 +309,81 @@ def test_a_multitask_strategy_without_a_task_group_is_left_out_with_a_reason(cli
     assert result.returncode == 0
     assert "mtl-equal: trains on a task group; the suite has no [[groups]] entry with tasks = [...]" \
         in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------- a third-party multi-task strategy
+
+
+class GeometricLoss:
+    """A multi-task strategy as a third-party plugin writes one, with tlbench's public API
+    only: the geometric mean of the tasks' losses (Chennupati et al. 2019)."""
+
+    @staticmethod
+    def make(drop_a_member: bool = False):
+        from tlbench.api import SPLITS, FitResult, Requirements, Strategy
+        from tlbench.training import ENGINE_PARAMS
+
+        class Geometric(Strategy):
+            name = "mtl-geometric"
+            description = "multi-task learning on the geometric mean of the tasks' losses"
+            requires = Requirements(tasks=None, multitask=True)
+            compared_with = "stl"
+            params = dict(ENGINE_PARAMS)
+
+            def fit(self, params, run):
+                import torch
+
+                from tlbench.training import TaskGroup, count_params, multitask_model, param_groups, train
+
+                group = TaskGroup(run, run.sampling)
+                model = multitask_model(group)
+                groups = param_groups(model.named_parameters(), params["lr"], params["weight_decay"])
+
+                def backward(step, losses):
+                    logs = torch.stack([torch.log(loss + 1e-8) for loss in losses.values()])
+                    total = torch.exp(logs.mean())
+                    total.backward()
+                    return total.detach()
+
+                outcome = train(group, model, groups, params, backward=backward,
+                                selection=group.selection(params, run.references))
+                predicted = {split: group.predict(model, split, params) for split in SPLITS}
+                by_role = {role: {split: predicted[split][role] for split in SPLITS} for role in group.members}
+                if drop_a_member:
+                    by_role.popitem()
+                trainable, total = count_params(model)
+                return FitResult(predictions=by_role[run.scored_role], trainable_params=trainable,
+                                 total_params=total, info={"training": outcome.to_json()},
+                                 role_predictions={r: p for r, p in by_role.items() if r != run.scored_role},
+                                 selection=outcome.selection)
+
+        return Geometric()
+
+
+SCENE_PARAMS = {"n_scenes": 90, "n_test": 30, "n_train": 24, "n_val": 12, "canvas": 16, "max_scale": 10,
+                "classes": [0, 1, 7]}
+
+
+@pytest.mark.parametrize("sampling", ["shared", "round-robin", "proportional"])
+def test_the_conformance_kit_covers_a_third_party_multitask_strategy(cache_dir, sampling):
+    from tlbench.testing import check_strategy
+
+    members = {"labels": ("digit-scenes", {**SCENE_PARAMS, "task": "multilabel"}),
+               "count": ("digit-scenes", {**SCENE_PARAMS, "task": "regression"})}
+    check = check_strategy(GeometricLoss.make(), {"epochs": 2, "batch_size": 8}, targets=members,
+                           sampling=sampling, cache_dir=cache_dir)
+    record = check.record
+    assert record["kind"] == "multitask" and set(record["tasks"]) == {"labels", "count"}
+    assert record["metrics"]["labels/test_mAP"] is not None and record["metrics"]["count/test_r2"] is not None
+    assert record["spec"]["sampling"] == sampling
+    assert check.changed_params > 0  # the shared backbone trained
+
+
+def test_the_conformance_kit_fails_a_multitask_strategy_that_skips_a_member(cache_dir):
+    from tlbench.testing import check_strategy
+
+    members = {"labels": ("digit-scenes", {**SCENE_PARAMS, "task": "multilabel"}),
+               "count": ("digit-scenes", {**SCENE_PARAMS, "task": "regression"})}
+    with pytest.raises(AssertionError, match="returned no predictions for member 'count'"):
+        check_strategy(GeometricLoss.make(drop_a_member=True), {"epochs": 1, "batch_size": 8}, targets=members,
+                       cache_dir=cache_dir, withheld_labels_unseen=False, protocol=False)
