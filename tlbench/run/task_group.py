@@ -224,13 +224,9 @@ class TaskGroup:
         self.run.note_eval(**metrics)
 
     def split(self, name: str) -> Split:
-        """A split of a shared-input group with every member's labels; empty when some
-        member's is empty or withheld (nothing for the engine's default selection)."""
-        splits = {role: member.split(name) for role, member in self.members.items()}
-        if any(not len(split) or split.labels is None for split in splits.values()) or self.sampling != "shared":
-            return Split([], None)
-        return Split(next(iter(splits.values())).examples,
-                     LabelColumns({role: split.labels for role, split in splits.items()}))
+        """Empty: the engine's default selection reads one target's headline, and a group
+        selects by `selection` instead (its members' splits are `members[role].split`)."""
+        return Split([], None)
 
     def _shared_encoder(self):
         """One encoding for examples every member labels: whole images when any member is
