@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import REPO
 
-OFFLINE = {"quickstart": 25, "tasks": 63, "dense": 30, "sweeps": 155, "domain-adaptation": None}
+OFFLINE = {"quickstart": 25, "tasks": 63, "dense": 30, "sweeps": 155, "domain-adaptation": None, "multitask": 33}
 """Suite → the runs its dry run lists (None: not pinned here)."""
 
 
@@ -36,4 +36,16 @@ def test_the_detection_suite_lists_its_matrix_offline(cli, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "54 runs: 36 transfer runs (3 sources × 2 targets × 2 strategies × 3 seeds) + 18 from-scratch " \
            "baselines" in done.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_multitask_vision_suite_lists_its_matrix_offline(cli, tmp_path):
+    """suites/multitask-vision.toml needs network once; its dry run works without it."""
+    no_network = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "",
+                  "TORCH_HOME": str(tmp_path / "torch")}
+    done = cli("run", str(REPO / "suites" / "multitask-vision.toml"), "--dry-run", "--out", str(tmp_path / "out"),
+               env=no_network)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "21 runs: 15 transfer runs, 9 of them multi-task" in done.stdout
+    assert done.stdout.count("multitask resnet50-in1k → ppe-and-beans") == 9
     assert not (tmp_path / "out").exists()

@@ -173,7 +173,9 @@ def _dry_run(suite, registry) -> int:
     estimates = sum(spec.kind == "estimate" for spec in every)
     trials = sum(spec.kind == "trial" for spec in every)
     runs = len(every) - baselines - estimates - trials
-    line = (f"{len(every)} runs: {runs} transfer runs ("
+    multitask = sum(spec.kind == "multitask" for spec in every)
+    line = (f"{len(every)} runs: {runs} transfer runs"
+            + (f", {multitask} of them multi-task" if multitask else "") + " ("
             f"{count(len(suite.sources), 'source')} × {count(len(suite.targets), 'target')}"
             + (f" and {count(len(suite.groups), 'group')}" if suite.groups else "")
             + f" × {count(len(suite.strategies), 'strategy', 'strategies')} × {count(len(suite.seeds), 'seed')}"

@@ -201,6 +201,8 @@ def _requirement_facts(requires: Requirements) -> list[tuple[str, str]]:
     """`requires` in words: what the planner checks before it plans a combination."""
     roles = ", ".join(f"{role.name} ({'labelled' if role.labelled else 'unlabelled'}, "
                       f"{'scored' if role.scored else 'not scored'})" for role in requires.roles)
+    if requires.multitask:
+        roles = f"a task group's members, each labelled and scored (samplings: {', '.join(requires.samplings)})"
     return [("task types", ", ".join(requires.tasks) if requires.tasks is not None else "any"),
             ("modalities", ", ".join(requires.modalities) if requires.modalities is not None else "any"),
             ("targets by role", roles),

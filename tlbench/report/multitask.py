@@ -190,7 +190,8 @@ def multitask_figures(cells: pd.DataFrame) -> dict[str, tuple[bytes, bytes]]:
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(np.arange(len(tasks)), [plot_label(t) for t in tasks], fontsize=8)
         ax.set_ylabel("Δ vs single-task (%)")
-        ax.set_title(plot_label(f"{group} from {source}: per-task Δ (below 0: the task is hurt)"), fontsize=9)
+        ax.set_title(f"{plot_label(group)} from {plot_label(source)}: Δ per task (below 0: hurt by sharing)",
+                     fontsize=9)
         ax.legend(fontsize=7)
         figures[f"multitask-{i}"] = (_png(figure), _svg(figure))
     return figures
