@@ -21,10 +21,11 @@ import copy
 import numpy as np
 import pandas as pd
 
+from ..hashing import config_hash
 from ..results.multitask import member_metrics
 from .stats import t_interval
 
-MEMBER_FACTS = ("task_group", "sampling", "multitask_run_id", "task_delta", "delta_m", "tasks_hurt")
+MEMBER_FACTS = ("task_group", "group_identity", "sampling", "multitask_run_id", "task_delta", "delta_m", "tasks_hurt")
 """Columns a member row carries about its multi-task run (None for other rows)."""
 
 
@@ -53,11 +54,20 @@ def member_records(records: list[dict]) -> list[dict]:
             out.append({**{k: v for k, v in record.items() if k not in ("tasks", "metrics", "spec", "details")},
                         "kind": "run", "run_id": f"{record.get('run_id')}/{role}", "spec": row_spec, "task": task,
                         "metrics": metrics, "details": details,
-                        "member": {"task_group": spec.get("group"), "sampling": spec.get("sampling"),
+                        "member": {"task_group": spec.get("group"), "group_identity": group_identity(identity),
+                                   "sampling": spec.get("sampling"),
                                    "multitask_run_id": record.get("run_id"), "task_delta": metrics.get("delta"),
                                    "delta_m": (record.get("metrics") or {}).get("delta_m"),
                                    "tasks_hurt": (record.get("metrics") or {}).get("tasks_hurt")}})
     return out
+
+
+def group_identity(identity: dict) -> str:
+    """What a group is, without its data: its members' identities by role and its
+    sampling (two suites' groups of one name are kept apart unless these are equal)."""
+    targets = identity.get("targets") if isinstance(identity.get("targets"), dict) else {}
+    members = {role: {k: v for k, v in (part or {}).items() if k != "content_hash"} for role, part in targets.items()}
+    return config_hash({"targets": members, "sampling": identity.get("sampling")}, 8)
 
 
 def member_facts(record: dict) -> dict:
@@ -72,18 +82,21 @@ def multitask_cells(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     members = frame[frame["task_group"].notna() & (frame["status"] == "ok")]
     rows = []
-    for (group, source, strategy), method in members.groupby(["task_group", "source", "strategy"], sort=True):
+    keys = ["task_group", "source", "strategy", "group_identity", "entry"]  # look-alikes kept apart, never pooled
+    for (group, source, strategy, *_), method in members.groupby(keys, sort=True):
         by_run = method.drop_duplicates("multitask_run_id")
         delta_m = t_interval(by_run["delta_m"])
         deltas = {}
-        for target, runs in method.groupby("target", sort=False):
+        for target, runs in method.groupby("target_label", sort=False):
             deltas[target] = t_interval(runs["task_delta"])
         hurt = sum(1 for interval in deltas.values() if np.isfinite(interval.mean) and interval.mean < 0)
-        for target, runs in method.groupby("target", sort=False):
+        for target, runs in method.groupby("target_label", sort=False):
             head, delta = t_interval(runs["headline_test"]), deltas[target]
             stl = t_interval(runs["nt_vs_stl"]) if "nt_vs_stl" in runs else t_interval([])
+            note = runs["variant_note"].iloc[0]
             rows.append({"task_group": group, "sampling": runs["sampling"].iloc[0], "source": source,
-                         "strategy": strategy, "target": target, "task": runs["task"].iloc[0],
+                         "strategy": strategy, "note": f" [{note}]" if note else "", "target": target,
+                         "group_identity": runs["group_identity"].iloc[0], "task": runs["task"].iloc[0],
                          "metric": runs["metric"].iloc[0], "seeds": head.n, "mean": head.mean, "low": head.low,
                          "high": head.high, "delta": delta.mean, "delta_low": delta.low, "delta_high": delta.high,
                          "vs_stl": stl.mean, "vs_stl_low": stl.low, "vs_stl_high": stl.high,
@@ -117,9 +130,9 @@ INTRO = ("Each multi-task method trains one backbone with a head per task of a g
 
 def _method_rows(cells: pd.DataFrame) -> list[list[str]]:
     rows = []
-    for (group, source, strategy), method in cells.groupby(["task_group", "source", "strategy"], sort=True):
+    for _, method in cells.groupby(["task_group", "source", "strategy", "note", "group_identity"], sort=True):
         first = method.iloc[0]
-        rows.append([f"{group} ({first['sampling']})", source, strategy,
+        rows.append([f"{first['task_group']} ({first['sampling']})", first["source"], first["strategy"] + first["note"],
                      _with_interval(first["delta_m"], first["delta_m_low"], first["delta_m_high"]),
                      f"{first['tasks_hurt']} of {first['tasks']}", str(first["delta_m_seeds"])])
     return rows
@@ -129,7 +142,8 @@ def _task_rows(cells: pd.DataFrame) -> list[list[str]]:
     rows = []
     for _, cell in cells.iterrows():
         flag = " ✗" if cell["significant"] else " ⚠" if cell["hurt"] else ""
-        rows.append([f"{cell['task_group']}", cell["source"], cell["strategy"], f"{cell['target']} ({cell['task']})",
+        rows.append([f"{cell['task_group']}", cell["source"], cell["strategy"] + cell["note"],
+                     f"{cell['target']} ({cell['task']})",
                      f"{cell['metric']} {cell['mean']:.3f}" if np.isfinite(cell["mean"]) else "—",
                      _with_interval(cell["delta"], cell["delta_low"], cell["delta_high"]) + flag,
                      _with_interval(cell["vs_stl"], cell["vs_stl_low"], cell["vs_stl_high"], pct=False)])
@@ -173,14 +187,15 @@ def multitask_figures(cells: pd.DataFrame) -> dict[str, tuple[bytes, bytes]]:
     from .plots import _figure, _png, plot_label
 
     figures = {}
-    for i, ((group, source), part) in enumerate(cells.groupby(["task_group", "source"], sort=True)):
+    cells = cells.assign(method=cells["strategy"] + cells["note"])
+    for i, ((group, source, _), part) in enumerate(cells.groupby(["task_group", "source", "group_identity"], sort=True)):
         tasks = list(dict.fromkeys(part["target"]))
-        methods = list(dict.fromkeys(part["strategy"]))
+        methods = list(dict.fromkeys(part["method"]))
         figure = _figure(max(5.0, 1.2 * len(tasks) * max(1, len(methods)) / 2 + 2), 3.8)
         ax = figure.add_subplot()
         width = 0.8 / max(1, len(methods))
         for j, method in enumerate(methods):
-            rows = part[part["strategy"] == method].set_index("target").reindex(tasks)
+            rows = part[part["method"] == method].set_index("target").reindex(tasks)
             x = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
             means = 100 * rows["delta"].to_numpy(dtype=float)
             low = 100 * rows["delta_low"].to_numpy(dtype=float)
