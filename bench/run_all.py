@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["startup", "overhead", "linear_probe", "blas_dispatch", "logme", "parallel_scaling", "end_to_end",
            "scale_law", "across_targets", "publish_scale", "audio_decoding", "audio_probe", "whisper_padding",
-           "search_protocol", "detection"]
+           "search_protocol", "detection", "multitask"]
 DEFAULT = [name for name in SCRIPTS if name != "blas_dispatch"]
 """`blas_dispatch` (about 15 minutes) runs only when named."""
 FIGURE = re.compile(r"^[-+]?\d")

@@ -280,9 +280,13 @@ class _Builder:
                                    f"{recipe.plugin} supports the samplings {', '.join(item.requires.samplings)}; "
                                    f"group {group.id} is sampled {group.sampling}"))
             return False
-        if kind == "multitask" and recipe.search:
+        searched = [entry.id for entry in self.suite.strategies
+                    if entry.plugin == getattr(item, "compared_with", None) and entry.search]
+        if kind == "multitask" and (recipe.search or searched):
             self.exclude(Exclusion(kind, source.id, target_label, recipe.id,
-                                   "a multi-task entry takes no [strategies.search]: give its parameters"))
+                                   "a multi-task entry and its single-task comparison"
+                                   f"{' (' + searched[0] + ')' if searched else ''} take no [strategies.search]: "
+                                   "give their parameters"))
             return False
         architecture, network = self.network(source)
         compared = getattr(item, "compared_with", None) if kind in ("run", "multitask") else None

@@ -277,6 +277,8 @@ def _prepare(model: nn.Module, run: RunTarget, params: dict) -> bool:
 def _format(inputs: Inputs, channels_last: bool) -> Inputs:
     if channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
         return inputs.contiguous(memory_format=torch.channels_last)
+    if channels_last and isinstance(inputs, dict):  # a text batch's tensors, or a task group's batches by member
+        return type(inputs)({key: _format(value, channels_last) for key, value in inputs.items()})
     return inputs
 
 
