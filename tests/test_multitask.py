@@ -114,7 +114,7 @@ def test_one_record_per_multitask_run_and_a_report_row_per_task(finished, regist
     for record in records:
         assert record["status"] == "ok" and set(record["tasks"]) == set(MEMBERS)
         assert [m["role"] for m in record["spec"]["members"]] == list(MEMBERS)
-        assert all(m["stl_run_id"] and m["baseline_run_id"] for m in record["spec"]["members"])
+        assert all(m["single_task_run_id"] and m["baseline_run_id"] for m in record["spec"]["members"])
         for role, task in MEMBERS.items():
             headline = registry.get("task", task).item.headline
             assert record["metrics"][f"{role}/test_{headline}"] is not None
@@ -237,7 +237,7 @@ def test_delta_m_is_the_mean_over_tasks_and_counts_the_tasks_hurt():
     out, account = compare_with_single_task(tasks, metrics, stl, {})
     assert out["a/delta"] == pytest.approx(0.1) and out["b/delta"] == pytest.approx(-0.1)
     assert out["delta_m"] == pytest.approx(0.0) and out["tasks_hurt"] == 1
-    assert out["a/nt_vs_stl"] == pytest.approx(0.1) and out["a/negative_transfer"] is None
+    assert out["a/vs_single_task"] == pytest.approx(0.1) and out["a/negative_transfer"] is None
     # without every member's single-task run there is no Δm
     out, _ = compare_with_single_task(tasks, metrics, {"a": stl["a"]}, {})
     assert out["delta_m"] is None and out["b/delta"] is None

@@ -70,10 +70,11 @@ SEARCH_COLUMNS = ["search_chosen", "search_trials", "search_account", "target_fa
 """What a tuned run chose (its configuration as JSON, the number of trials it was chosen
 from) and the sweeps an entry belongs to: the entry id as written (`family`), the swept
 parameter (`axis`) and this entry's value."""
-MEMBER_COLUMNS = ["task_group", "group_identity", "sampling", "multitask_run_id", "task_delta", "delta_m",
-                  "tasks_hurt"]
+MEMBER_COLUMNS = ["task_group", "group_identity", "sampling", "single_task", "multitask_run_id", "task_delta",
+                  "delta_m", "tasks_hurt"]
 """What the row of one task of a multi-task run says about that run (`tlbench.report.multitask`):
-its group (name, and identity without data), sampling and record's run id, the task's Δ over its single-task run, the run's
+its group (name, and identity without data), sampling, the plugin of the single-task runs it is
+compared with, the record's run id, the task's Δ over its single-task run, the run's
 Δm and number of tasks hurt; None for other rows."""
 COMPARED_PREFIX = "nt_vs_"
 """The metric (and column) of a comparison with a paired run: ``nt_vs_<plugin>``."""

@@ -3,7 +3,7 @@
 A multi-task record holds every member's metrics (`tlbench.results.multitask`). For the
 leaderboard it becomes one run-like record per member (`member_records`): the member's
 target, task and metrics, the group's entry, its from-scratch baseline and its
-single-task run as the paired comparison (``nt_vs_stl``). So a leaderboard keeps one row
+single-task run as the paired comparison (``nt_vs_<its plugin>``). So a leaderboard keeps one row
 per (source, target, strategy), and a multi-task method sits next to the single-task
 and from-scratch rows of each of its tasks.
 
@@ -25,7 +25,8 @@ from ..hashing import config_hash
 from ..results.multitask import member_metrics
 from .stats import t_interval
 
-MEMBER_FACTS = ("task_group", "group_identity", "sampling", "multitask_run_id", "task_delta", "delta_m", "tasks_hurt")
+MEMBER_FACTS = ("task_group", "group_identity", "sampling", "single_task", "multitask_run_id", "task_delta", "delta_m",
+                "tasks_hurt")
 """Columns a member row carries about its multi-task run (None for other rows)."""
 
 
@@ -45,9 +46,11 @@ def member_records(records: list[dict]) -> list[dict]:
             row_spec = {**{k: v for k, v in spec.items() if k not in ("targets", "scored", "members", "paired")},
                         "target": targets.get(role) or {"id": role}, "identity": own, "group": None,
                         "baseline_run_id": member.get("baseline_run_id")}
-            if member.get("stl_run_id"):
-                row_spec["paired"] = {"stl": member["stl_run_id"]}
+            single_task = (identity.get("single_task") or {}).get("plugin")
+            if member.get("single_task_run_id") and single_task:
+                row_spec["paired"] = {single_task: member["single_task_run_id"]}
             metrics = member_metrics(record.get("metrics") or {}, role)
+            metrics.pop("vs_single_task", None)  # the report recomputes it as nt_vs_<plugin> from the paired record
             for key in ("wall_seconds", "peak_memory_mb", "trainable_params", "total_params"):
                 metrics[key] = (record.get("metrics") or {}).get(key)
             details = copy.deepcopy(record.get("details") or {})
@@ -55,7 +58,7 @@ def member_records(records: list[dict]) -> list[dict]:
                         "kind": "run", "run_id": f"{record.get('run_id')}/{role}", "spec": row_spec, "task": task,
                         "metrics": metrics, "details": details,
                         "member": {"task_group": spec.get("group"), "group_identity": group_identity(identity),
-                                   "sampling": spec.get("sampling"),
+                                   "sampling": spec.get("sampling"), "single_task": single_task,
                                    "multitask_run_id": record.get("run_id"), "task_delta": metrics.get("delta"),
                                    "delta_m": (record.get("metrics") or {}).get("delta_m"),
                                    "tasks_hurt": (record.get("metrics") or {}).get("tasks_hurt")}})
@@ -92,7 +95,8 @@ def multitask_cells(frame: pd.DataFrame) -> pd.DataFrame:
         hurt = sum(1 for interval in deltas.values() if np.isfinite(interval.mean) and interval.mean < 0)
         for target, runs in method.groupby("target_label", sort=False):
             head, delta = t_interval(runs["headline_test"]), deltas[target]
-            stl = t_interval(runs["nt_vs_stl"]) if "nt_vs_stl" in runs else t_interval([])
+            column = f"nt_vs_{runs['single_task'].iloc[0]}"
+            stl = t_interval(runs[column]) if column in runs else t_interval([])
             note = runs["variant_note"].iloc[0]
             rows.append({"task_group": group, "sampling": runs["sampling"].iloc[0], "source": source,
                          "strategy": strategy, "note": f" [{note}]" if note else "", "target": target,

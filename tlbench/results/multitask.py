@@ -14,7 +14,7 @@ seed, `RunSpec.members`) and with their from-scratch baselines:
   the record (``details.multitask``);
 - ``delta_m``: Δm, the mean of the members' Δ_i (a fraction: 0.05 is +5 %);
 - ``tasks_hurt``: how many members have Δ_i < 0 (negative transfer between tasks);
-- ``<role>/nt_vs_stl`` and ``<role>/negative_transfer``: the test headline minus the
+- ``<role>/vs_single_task`` and ``<role>/negative_transfer``: the test headline minus the
   single-task run's and the from-scratch run's, signed by the headline's direction.
 
 The baseline is always the single-task run; never the multi-task model's own first
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .records import SPLIT_NAMES, headline_spec, task_metric_keys
 
-MEMBER_METRICS = ("n_train", "n_val", "n_test", "overfitting_gap", "negative_transfer", "nt_vs_stl", "delta")
+MEMBER_METRICS = ("n_train", "n_val", "n_test", "overfitting_gap", "negative_transfer", "vs_single_task", "delta")
 """Per-member metrics besides its task's (``<role>/<name>``)."""
 GROUP_METRICS = ("delta_m", "tasks_hurt", "wall_seconds", "peak_memory_mb", "trainable_params", "total_params")
 """Metrics of the whole multi-task run."""
@@ -87,10 +87,10 @@ def compare_with_single_task(tasks: dict[str, dict], metrics: dict, stl: dict[st
         ours = member_metrics(metrics, role)
         delta, used = (relative_delta(task, ours, stl[role]) if role in stl else (None, []))
         out[member_key(role, "delta")] = delta
-        out[member_key(role, "nt_vs_stl")] = headline_difference(task, ours, stl[role]) if role in stl else None
+        out[member_key(role, "vs_single_task")] = headline_difference(task, ours, stl[role]) if role in stl else None
         out[member_key(role, "negative_transfer")] = (headline_difference(task, ours, scratch[role])
                                                       if role in scratch else None)
-        account[role] = {"delta_metrics": used, "stl": role in stl, "scratch": role in scratch}
+        account[role] = {"delta_metrics": used, "single_task": role in stl, "from_scratch": role in scratch}
         deltas.append(delta)
     complete = all(delta is not None for delta in deltas) and deltas
     out["delta_m"] = sum(deltas) / len(deltas) if complete else None
@@ -108,7 +108,7 @@ def ranges(tasks: dict[str, dict]) -> dict[str, tuple[float | None, float | None
         head = headline_spec(task)
         if head.get("low") is not None and head.get("high") is not None:
             width = head["high"] - head["low"]
-            for name in ("overfitting_gap", "negative_transfer", "nt_vs_stl"):
+            for name in ("overfitting_gap", "negative_transfer", "vs_single_task"):
                 out[member_key(role, name)] = (-width, width)
         for name in ("n_train", "n_val", "n_test"):
             out[member_key(role, name)] = (0.0, None)

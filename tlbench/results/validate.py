@@ -325,7 +325,7 @@ def _check_member_comparisons(item: _Loaded, by_id: dict[str, _Loaded], result: 
 
     record = item.record
     members = [_dict(m) for m in record["spec"].get("members") or []]
-    stl = {m.get("role"): _paired_ok(by_id, m.get("stl_run_id")) for m in members}
+    stl = {m.get("role"): _paired_ok(by_id, m.get("single_task_run_id")) for m in members}
     scratch = {m.get("role"): _paired_ok(by_id, m.get("baseline_run_id")) for m in members}
     if not members or any(other is None for other in stl.values()):
         return

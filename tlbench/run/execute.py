@@ -290,7 +290,7 @@ def record_spec(spec: RunSpec) -> dict:
     if spec.sampling is not None:
         out["sampling"] = spec.sampling
     if spec.members:
-        out["members"] = [{"role": role, "stl_run_id": stl, "baseline_run_id": scratch}
+        out["members"] = [{"role": role, "single_task_run_id": stl, "baseline_run_id": scratch}
                           for role, stl, scratch in spec.members]
     if spec.references:
         out["references"] = spec.references
