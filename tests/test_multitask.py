@@ -387,3 +387,22 @@ def test_the_conformance_kit_fails_a_multitask_strategy_that_skips_a_member(cach
     with pytest.raises(AssertionError, match="returned no predictions for member 'count'"):
         check_strategy(GeometricLoss.make(drop_a_member=True), {"epochs": 1, "batch_size": 8}, targets=members,
                        cache_dir=cache_dir, withheld_labels_unseen=False, protocol=False)
+
+
+def test_look_alike_groups_are_kept_apart_in_a_merged_report(finished, tmp_path, resnet_file):
+    """Two suites' groups of one name but other members (another training size) are two
+    groups in the multi-task section, never pooled."""
+    from conftest import run_cli
+
+    from tlbench.report import build_report
+
+    tmp, _, env, _ = finished
+    other = tmp_path / "other.toml"
+    other.write_text(suite_text(resnet_file, methods=("mtl-equal",), seeds=(0,)).replace("n_train = 24", "n_train = 20"),
+                     encoding="utf-8")
+    assert run_cli("run", str(other), "--out", str(tmp_path / "other"), env=env).returncode == 0
+    build_report([tmp / "out", tmp_path / "other"], tmp_path / "report")
+    rows = json.loads((tmp_path / "report" / "summary.json").read_text())["multitask"]
+    equal = [row for row in rows if row["strategy"] == "mtl-equal"]
+    assert len({row["group_identity"] for row in equal}) == 2
+    assert sorted(row["seeds"] for row in equal if row["target"].startswith("labels")) == [1, 2]

@@ -412,7 +412,8 @@ def test_backbone_lr_scale_is_one_parameter_of_full_finetune_and_lp_ft(registry)
 
     shared = BACKBONE_LR_SCALE["backbone_lr_scale"]
     users = {reg.name for reg in registry.items("strategy") if "backbone_lr_scale" in reg.item.params}
-    assert users == {"full-finetune", "scratch", "lp-ft", "erm", "dann", "cdan", "mcc", "coral"}
+    assert users == {"full-finetune", "scratch", "lp-ft", "erm", "dann", "cdan", "mcc", "coral", "stl", "mtl-equal",
+                     "mtl-uncertainty", "mtl-random", "mtl-pcgrad", "mtl-upgrad"}
     assert all(registry.get("strategy", name).item.params["backbone_lr_scale"] is shared for name in users)
 
 
