@@ -215,9 +215,10 @@ STRATEGIES: dict[str, tuple[dict, tuple | None]] = {
     "mtl-upgrad": (ENGINE, None),
 }
 
-SHARES_TRAINING = {name: "mtl-equal" for name in ("mtl-uncertainty", "mtl-random", "mtl-pcgrad", "mtl-upgrad")}
-"""Multi-task strategies that differ from mtl-equal only in how a step's losses become the
-gradient: mtl-equal serves every task type for them (each conforms on its own below)."""
+SHARES_TRAINING = {name: "mtl-equal" for name in ("stl", "mtl-uncertainty", "mtl-random", "mtl-pcgrad", "mtl-upgrad")}
+"""Strategies that train through the task-group code as mtl-equal does, differing only in
+the number of heads (stl: one) or in how a step's losses become the gradient: mtl-equal
+serves every task type for them (each conforms on its own below)."""
 
 NOT_RUNNABLE: dict[str, str] = {}
 """name -> why the kit cannot run it offline (shown as the skip reason)."""
@@ -269,8 +270,8 @@ def test_builtin_strategy_serves_every_task_it_declares(name, task, tmp_path, ca
     and the planner would leave it out of the others."""
     strategy = REGISTRY.get("strategy", name).item
     if name in SHARES_TRAINING:
-        pytest.skip(f"{name} trains as {SHARES_TRAINING[name]} does but for its weighting, which "
-                    f"test_builtin_strategy_conforms covers")
+        pytest.skip(f"{name} trains through the task-group code as {SHARES_TRAINING[name]} does, but for its heads or "
+                    f"weighting, which test_builtin_strategy_conforms covers")
     if strategy.requires.tasks is not None and task not in strategy.requires.tasks:
         pytest.skip(f"{name} declares it supports {strategy.requires.tasks}")
     if strategy.requires.linear_head and REGISTRY.get("task", task).item.linear_loss is None:
