@@ -406,3 +406,26 @@ def test_look_alike_groups_are_kept_apart_in_a_merged_report(finished, tmp_path,
     equal = [row for row in rows if row["strategy"] == "mtl-equal"]
     assert len({row["group_identity"] for row in equal}) == 2
     assert sorted(row["seeds"] for row in equal if row["target"].startswith("labels")) == [1, 2]
+
+
+def test_a_group_trains_lora_adapters_and_leaves_the_pretrained_weights(cache_dir):
+    """backbone = 'lora' on a task group: the adapters and heads train, no pretrained weight
+    of the shared backbone changes."""
+    from tlbench.testing import check_strategy
+
+    members = {"labels": ("digit-scenes", {**SCENE_PARAMS, "task": "multilabel"}),
+               "count": ("digit-scenes", {**SCENE_PARAMS, "task": "regression"})}
+    params = {"epochs": 2, "batch_size": 8, "backbone": "lora", "lora_rank": 2, "lora_target_modules": ["proj"]}
+    check = check_strategy("mtl-equal", params, targets=members, sampling="shared", cache_dir=cache_dir,
+                           protocol=False)
+    resolved = check.record["details"]["strategy"]["resolved"]
+    assert resolved["backbone"] == "lora" and resolved["adapted_layers"] >= 1
+    assert check.changed == {}
+    assert 0 < check.result.trainable_params < check.backbone_params
+
+
+def test_lora_parameters_without_backbone_lora_are_refused(cli, write_suite, resnet_file):
+    text = suite_text(resnet_file, members={"labels": "multilabel", "count": "regression"})
+    text = text.replace('plugin = "mtl-equal"\n', 'plugin = "mtl-equal"\nlora_rank = 4\n')
+    result = cli("run", str(write_suite(text)), "--dry-run")
+    assert result.returncode == 2 and "mtl-equal: lora_rank applies to backbone 'lora' only" in result.stderr

@@ -22,8 +22,9 @@ Strategies:
   there is nothing to aggregate and the losses are summed.
 
 What trains is the `backbone` parameter: 'full' (every parameter, the backbone at
-``lr × backbone_lr_scale``), 'frozen' (the heads only: feature extraction), or
-'partial' (the last `train_last` layer groups and the heads); frozen layers keep their
+``lr × backbone_lr_scale``), 'frozen' (the heads only: feature extraction), 'partial'
+(the last `train_last` layer groups and the heads) or 'lora' (low-rank adapters placed
+as the `lora` strategy places them, and the heads; needs peft); frozen layers keep their
 BatchNorm statistics. Checkpoints are chosen on the members' mean relative validation
 improvement over their single-task runs (`tlbench.run.task_group`).
 
@@ -48,11 +49,16 @@ if TYPE_CHECKING:  # pragma: no cover
 MULTITASK_PARAMS: dict[str, Param] = {
     **ENGINE_PARAMS,
     **BACKBONE_LR_SCALE,
-    "backbone": Param(str, "full", "what of the shared backbone trains: 'full', 'frozen' (the heads only) or "
-                                   "'partial' (its last train_last layer groups)",
-                      choices=("full", "frozen", "partial")),
+    "backbone": Param(str, "full", "what of the shared backbone trains: 'full', 'frozen' (the heads only), "
+                                   "'partial' (its last train_last layer groups) or 'lora' (low-rank adapters, "
+                                   "as the lora strategy puts them)",
+                      choices=("full", "frozen", "partial", "lora")),
     "train_last": Param(int, 1, "with backbone 'partial': how many of the source's last layer groups train",
                         min=0),
+    "lora_rank": Param(int, 8, "with backbone 'lora': the adapters' rank", min=1),
+    "lora_alpha": Param(float, 8.0, "with backbone 'lora': the update is (alpha / rank) · B A", min=0),
+    "lora_target_modules": Param(list, None, "with backbone 'lora': leaf names of the linear layers to adapt "
+                                             "(default: found from the architecture)", items=str),
 }
 """The knobs a multi-task strategy and its single-task comparison (`stl`) share."""
 
@@ -86,6 +92,14 @@ class GroupStrategy(Strategy):
     def check(self, params: dict, env) -> None:
         if params["backbone"] != "partial" and params["train_last"] != 1:
             raise ParamError(f"{self.name}: train_last applies to backbone 'partial' only")
+        given = [key for key in ("lora_rank", "lora_alpha", "lora_target_modules")
+                 if params[key] != MULTITASK_PARAMS[key].default]
+        if params["backbone"] != "lora" and given:
+            raise ParamError(f"{self.name}: {given[0]} applies to backbone 'lora' only")
+        if params["backbone"] == "lora":
+            from .hf_extra import require_hf_extra
+
+            require_hf_extra(f"strategy {self.name!r} with backbone 'lora'", "peft", "transformers")
 
     def weighting(self, params: dict, group, model) -> Weighting:
         return Weighting()
@@ -124,6 +138,8 @@ class GroupStrategy(Strategy):
         from .finetuning import layer_index, set_trainable
 
         mode = params["backbone"]
+        if mode == "lora":
+            return self._adapters(params, run, model)
         if mode == "full":
             set_trainable(model, lambda name, param: True)
             return {"backbone": mode}
@@ -138,6 +154,27 @@ class GroupStrategy(Strategy):
         set_trainable(model, lambda name, param: not name.startswith("backbone.")
                       or index[name.removeprefix("backbone.")] >= frozen)
         return {"backbone": mode, "layer_groups": n_groups, "frozen_groups": frozen}
+
+
+    def _adapters(self, params: dict, run, model) -> dict:
+        """LoRA adapters in the shared backbone (the lora strategy's placement and init):
+        they and the heads train, every pretrained weight stays frozen."""
+        from peft import LoraConfig, inject_adapter_in_model
+        from peft.tuners.lora import LoraLayer
+
+        from .finetuning import is_layer_mix, set_trainable
+        from .lora import choose_targets
+
+        backbone = model.backbone
+        targets = choose_targets(backbone, params["lora_target_modules"])
+        config = LoraConfig(r=params["lora_rank"], lora_alpha=params["lora_alpha"], target_modules=targets,
+                            bias="none")
+        inject_adapter_in_model(config, backbone)  # in place: the model's backbone is adapted
+        adapted = sum(1 for module in backbone.modules() if isinstance(module, LoraLayer))
+        set_trainable(model, lambda name, param: not name.startswith("backbone.") or ".lora_" in name
+                      or is_layer_mix(run, name))
+        return {"backbone": "lora", "target_modules": targets, "adapted_layers": adapted,
+                "rank": params["lora_rank"], "scale": params["lora_alpha"] / params["lora_rank"]}
 
 
 class SingleTask(GroupStrategy):
